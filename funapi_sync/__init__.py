@@ -1,0 +1,22 @@
+"""funapi_sync: a small, fast, synchronous WSGI framework for JSON APIs."""
+
+from .app import App as App
+from .background import BackgroundTasks as BackgroundTasks
+from .dependencies import Depends as Depends
+from .exceptions import HTTPException as HTTPException
+from .exceptions import ValidationError as ValidationError
+from .router import Router as Router
+from .schema import Schema as Schema
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "BackgroundTasks",
+    "Depends",
+    "HTTPException",
+    "Router",
+    "Schema",
+    "ValidationError",
+    "__version__",
+]

@@ -1,0 +1,82 @@
+"""BackgroundTasks: the ordered list of work a request asks to run after its response."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple, ParamSpec
+
+P = ParamSpec("P")
+
+
+class BackgroundTask(NamedTuple):
+    """One call to make after the response, in the context it was added from."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    context: contextvars.Context
+    always: bool
+
+    @property
+    def name(self) -> str:
+        return task_name(self.fn)
+
+    def run(self) -> Any:
+        return self.context.run(self.fn, *self.args, **self.kwargs)
+
+
+def task_name(fn: Any) -> str:
+    """A readable name for logs: ``module.qualname``, unwrapping partials."""
+    if isinstance(fn, functools.partial):
+        return f"partial({task_name(fn.func)})"
+    qualname = getattr(fn, "__qualname__", None)
+    if qualname is None:
+        qualname = type(fn).__qualname__
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    return f"{module}.{qualname}" if module and module != "builtins" else qualname
+
+
+class BackgroundTasks:
+    """Collect a request's background tasks; they run in order after the response is sent.
+
+    A handler gets one by declaring the keyword-only parameter ``background``; a dependency
+    taking ``background`` shares the same list.
+    """
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: list[BackgroundTask] = []
+
+    def add_task(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Run ``fn(*args, **kwargs)`` after the response, unless the handler raised.
+
+        :raises TypeError: ``fn`` is not callable (raised here, in the handler).
+        """
+        self._add(fn, args, kwargs, always=False)
+
+    def add_task_always(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Like :meth:`add_task`, but run even when the handler or a dependency raised."""
+        self._add(fn, args, kwargs, always=True)
+
+    def _add(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], always: bool) -> None:
+        if not callable(fn):
+            raise TypeError(
+                f"add_task() needs a callable as its first argument, got {type(fn).__name__}"
+                f" {fn!r}; pass the function itself, e.g. add_task(send_email, address)"
+            )
+        self._tasks.append(BackgroundTask(fn, args, kwargs, contextvars.copy_context(), always))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __repr__(self) -> str:
+        return f"<BackgroundTasks {[task.name for task in self._tasks]}>"
+
+    def to_run(self, failed: bool) -> list[BackgroundTask]:
+        """The tasks to run: all of them, or only the ``always`` ones when the request failed."""
+        if failed:
+            return [task for task in self._tasks if task.always]
+        return self._tasks

@@ -1,0 +1,141 @@
+"""Turn what a handler returns into a WSGI response: JSON encoding and status/headers rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import marshmallow
+from werkzeug.datastructures import Headers
+
+#: ``"404 Not Found"`` for every known status, built once.
+STATUS_LINES: dict[int, str] = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+#: Statuses that never carry a body (RFC 9110 §6.4.1).
+BODYLESS = frozenset({204, 304}) | frozenset(range(100, 200))
+
+JSON_CONTENT_TYPE = ("Content-Type", "application/json")
+
+
+class ResponseSchemaError(Exception):
+    """The handler's payload does not satisfy its ``response_schema`` (a server bug)."""
+
+
+def json_default(obj: Any) -> Any:
+    """Encode the types a JSON API returns besides JSON's own."""
+    if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, decimal.Decimal):
+        # NOTE: a string keeps every digit (pydantic v2 does the same); a float would not.
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, set | frozenset):
+        return list(obj)
+    if isinstance(obj, datetime.timedelta):
+        return obj.total_seconds()
+    if isinstance(obj, bytes | bytearray):
+        raise TypeError(
+            "a handler returned bytes; JSON has no bytes type. Return a"
+            " werkzeug Response(data, mimetype=...) to send raw bytes"
+        )
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=json_default
+)
+
+
+def encode_json(payload: Any) -> bytes:
+    """Serialise ``payload`` as compact UTF-8 JSON."""
+    return _encoder.encode(payload).encode()
+
+
+def dump_checked(schema: marshmallow.Schema, payload: Any) -> Any:
+    """Dump ``payload`` through ``schema`` and check the result satisfies it.
+
+    Dumping drops undeclared fields (``password`` never leaks); validating the dumped data
+    catches a payload missing required fields, which is the handler's bug, not the client's.
+    """
+    try:
+        data = schema.dump(payload)
+    except Exception as exc:
+        raise ResponseSchemaError(
+            f"dumping through {type(schema).__name__} failed: {exc!r}"
+        ) from exc
+    errors = schema.validate(data)
+    if errors:
+        raise ResponseSchemaError(f"the payload does not satisfy {type(schema).__name__}: {errors}")
+    return data
+
+
+def header_list(headers: Any) -> list[tuple[str, str]]:
+    """Normalise a dict, list of pairs or werkzeug ``Headers`` into WSGI header pairs."""
+    if headers is None:
+        return []
+    if isinstance(headers, Headers):
+        return headers.to_wsgi_list()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    result = []
+    for name, value in items:
+        if not isinstance(name, str):
+            raise TypeError(f"response header names must be str, got {name!r}")
+        result.append((name, str(value)))
+    return result
+
+
+def json_parts(
+    payload: Any, status: int, headers: list[tuple[str, str]] | None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Encode a payload; return (status, headers with Content-Type/Length, body)."""
+    if status in BODYLESS:
+        return status, headers or [], b""
+    body = encode_json(payload)
+    out = [JSON_CONTENT_TYPE, ("Content-Length", str(len(body)))]
+    if headers:
+        names = {name.lower() for name, _ in headers}
+        if "content-type" in names:
+            out = [out[1]]
+        out.extend(pair for pair in headers if pair[0].lower() != "content-length")
+    return status, out, body
+
+
+def error_parts(
+    status: int, detail: Any, headers: list[tuple[str, str]] | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    return json_parts({"detail": detail}, status, headers)
+
+
+def unpack(rv: Any, default_status: int) -> tuple[Any, int, list[tuple[str, str]] | None]:
+    """Split ``payload | (payload, status) | (payload, status, headers)``."""
+    if type(rv) is not tuple:
+        return rv, default_status, None
+    if len(rv) == 2:
+        payload, status = rv
+        headers = None
+    elif len(rv) == 3:
+        payload, status, headers = rv
+    else:
+        raise TypeError(
+            f"a handler returned a tuple of {len(rv)} items; return payload,"
+            " (payload, status) or (payload, status, headers)"
+        )
+    if isinstance(status, HTTPStatus):
+        status = status.value
+    if type(status) is not int or status not in STATUS_LINES:
+        raise TypeError(
+            f"a handler returned status {status!r}; the second item must be a known HTTP"
+            " status code such as 201"
+        )
+    return payload, status, header_list(headers) if headers is not None else None

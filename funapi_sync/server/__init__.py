@@ -1,0 +1,1 @@
+"""Production servers: ``from funapi_sync.server import gunicorn``."""

@@ -1,0 +1,28 @@
+"""Gunicorn worker hooks for funapi_sync apps, usable from the gunicorn command line.
+
+.. code-block:: console
+
+    gunicorn -c python:funapi_sync.server.gunicorn_conf examples.signup:app
+
+Each worker runs the apps' startup hooks after fork (a failing hook fails the worker's
+boot), and at exit drains the background pool before running the shutdown hooks. Plain
+``gunicorn module:app`` still runs and drains tasks (at interpreter exit); this module
+adds startup before the first request is accepted and a drain inside gunicorn's own
+exit path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from funapi_sync import lifecycle
+
+
+def post_worker_init(worker: Any) -> None:
+    """Run every app's startup hooks in this worker before it accepts a request."""
+    lifecycle.start_all()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Drain the background pool (bounded by ``background_shutdown_timeout``), then shut down."""
+    lifecycle.shutdown_process()
