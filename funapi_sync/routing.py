@@ -49,8 +49,10 @@ class RouteTable:
     def add(self, endpoint: Endpoint) -> None:
         """Add ``endpoint`` under its rule and methods; reject a duplicate method+path."""
         rule_text = endpoint.rule
+        # NOTE: trailing slashes are optional, so '/items' and '/items/' are one path.
+        seen_key = _static_key(rule_text)
         for method in endpoint.methods:
-            other = self._seen.get((rule_text, method))
+            other = self._seen.get((seen_key, method))
             if other is not None:
                 raise ValueError(
                     f"{endpoint.name}() at {method} {endpoint.path} duplicates"
@@ -65,7 +67,7 @@ class RouteTable:
                 f"{endpoint.name}() has an invalid path {endpoint.path!r}: {exc}"
             ) from None
         for method in endpoint.methods:
-            self._seen[(rule_text, method)] = endpoint
+            self._seen[(seen_key, method)] = endpoint
         if not rule.arguments:
             per_method = self._static.setdefault(_static_key(rule_text), {})
             for method in endpoint.methods:

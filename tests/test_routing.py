@@ -1,0 +1,324 @@
+"""Routing: path syntax, matching precedence, duplicates, 404/405, HEAD, OPTIONS, slashes."""
+
+from __future__ import annotations
+
+import pytest
+
+from funapi_sync import App
+
+# NOTE: HEAD and 204 responses are checked through a plain ``app.test_client()``, not the
+# ``client`` fixture: werkzeug's LintMiddleware does not know HEAD (it compares the GET's
+# Content-Length with the empty body) and wants ``Content-Length: 0`` on a 204, which
+# RFC 9110 §8.6 forbids a server to send.
+
+
+def test_int_converter_passes_an_int(app, client):
+    @app.get("/items/<int:item_id>")
+    def item(input):
+        return {"id": input.path["item_id"], "type": type(input.path["item_id"]).__name__}
+
+    response = client.get("/items/42")
+    assert response.status_code == 200
+    assert response.json == {"id": 42, "type": "int"}
+
+
+@pytest.mark.parametrize("path", ["/users/{user_id}", "/users/:user_id", "/users/<user_id>"])
+def test_brace_and_colon_syntax_mean_a_werkzeug_parameter(app, client, path):
+    @app.get(path)
+    def user(input):
+        return input.path
+
+    assert client.get("/users/ada").json == {"user_id": "ada"}
+
+
+def test_colon_and_brace_parameters_mix_in_one_path(app, client):
+    @app.get("/orgs/:org/repos/{repo}")
+    def repo(input):
+        return input.path
+
+    assert client.get("/orgs/pallets/repos/werkzeug").json == {
+        "org": "pallets",
+        "repo": "werkzeug",
+    }
+
+
+def test_int_converter_rejects_a_non_int_with_404(app, client):
+    @app.get("/items/<int:item_id>")
+    def item(input):
+        return input.path
+
+    response = client.get("/items/abc")
+    assert response.status_code == 404
+    assert response.json == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize("static_first", [True, False])
+def test_static_segment_wins_over_parameter_whatever_the_order(app, client, static_first):
+    def me():
+        return "me"
+
+    def user(input):
+        return input.path["user_id"]
+
+    routes = [("/users/me", me), ("/users/{user_id}", user)]
+    if not static_first:
+        routes.reverse()
+    for path, handler in routes:
+        app.get(path)(handler)
+
+    assert client.get("/users/me").json == "me"
+    assert client.get("/users/42").json == "42"
+
+
+def test_static_segment_wins_inside_a_longer_path(app, client):
+    @app.get("/users/<user_id>/posts/<post_id>")
+    def post(input):
+        return "parameter"
+
+    @app.get("/users/<user_id>/posts/latest")
+    def latest(input):
+        return "static"
+
+    assert client.get("/users/1/posts/latest").json == "static"
+    assert client.get("/users/1/posts/7").json == "parameter"
+
+
+def test_duplicate_method_and_path_is_rejected_at_decoration(app):
+    @app.get("/users/{user_id}")
+    def first(input):
+        return 1
+
+    with pytest.raises(ValueError, match="duplicate") as info:
+
+        @app.get("/users/<user_id>")
+        def second(input):
+            return 2
+
+    assert str(info.value) == (
+        "second() at GET /users/<user_id> duplicates first() already registered for"
+        " GET /users/{user_id}; each method+path may have one handler"
+    )
+
+
+def test_duplicate_differing_only_by_trailing_slash_is_rejected(app):
+    @app.get("/items")
+    def first():
+        return 1
+
+    with pytest.raises(ValueError, match=r"second\(\) at GET /items/ duplicates first\(\)"):
+
+        @app.get("/items/")
+        def second():
+            return 2
+
+
+def test_same_path_with_another_method_is_not_a_duplicate(app, client):
+    @app.get("/items")
+    def read():
+        return "read"
+
+    @app.post("/items")
+    def create():
+        return "created", 201
+
+    assert client.get("/items").json == "read"
+    assert client.post("/items").status_code == 201
+
+
+def test_unknown_path_is_404_json(app, client):
+    @app.get("/known")
+    def known():
+        return 1
+
+    response = client.get("/unknown")
+    assert response.status_code == 404
+    assert response.mimetype == "application/json"
+    assert response.json == {"detail": "Not Found"}
+
+
+def test_wrong_method_is_405_json_with_allow_header(app, client):
+    @app.get("/items")
+    def read():
+        return 1
+
+    @app.put("/items")
+    def replace():
+        return 1
+
+    response = client.delete("/items")
+    assert response.status_code == 405
+    assert response.json == {"detail": "Method Not Allowed"}
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "PUT"}
+
+
+def test_wrong_method_on_a_parameter_route_is_405(app, client):
+    @app.get("/items/<int:item_id>")
+    def item(input):
+        return 1
+
+    response = client.post("/items/1")
+    assert response.status_code == 405
+    assert response.json == {"detail": "Method Not Allowed"}
+    assert "GET" in response.headers["Allow"]
+
+
+def test_head_answers_every_get_with_the_same_headers_and_no_body(app):
+    @app.get("/static")
+    def static():
+        return {"message": "hello"}
+
+    @app.get("/items/<int:item_id>")
+    def item(input):
+        return {"id": input.path["item_id"]}, 200, {"X-Item": "yes"}
+
+    client = app.test_client()
+    for path in ("/static", "/items/5"):
+        get = client.get(path)
+        head = client.head(path)
+        assert head.status_code == get.status_code == 200
+        assert head.get_data() == b""
+        assert head.headers["Content-Length"] == get.headers["Content-Length"]
+        assert head.headers["Content-Length"] == str(len(get.get_data()))
+        assert dict(head.headers) == dict(get.headers)
+
+
+def test_head_for_a_werkzeug_response_has_no_body(app):
+    from werkzeug.wrappers import Response
+
+    @app.get("/text")
+    def text():
+        return Response("plain text")
+
+    head = app.test_client().head("/text")
+    assert head.status_code == 200
+    assert head.get_data() == b""
+    assert head.headers["Content-Length"] == str(len("plain text"))
+
+
+def test_options_is_answered_with_204_and_allow(app):
+    @app.get("/items/<int:item_id>")
+    def item(input):
+        return 1
+
+    @app.delete("/items/<int:item_id>")
+    def remove(input):
+        return None
+
+    response = app.test_client().options("/items/3")
+    assert response.status_code == 204
+    assert response.get_data() == b""
+    assert set(response.headers["Allow"].split(", ")) == {"DELETE", "GET", "HEAD", "OPTIONS"}
+
+
+def test_options_on_an_unknown_path_is_404(app, client):
+    response = client.options("/nowhere")
+    assert response.status_code == 404
+    assert response.json == {"detail": "Not Found"}
+
+
+@pytest.mark.parametrize(("declared", "requested"), [("/items", "/items/"), ("/items/", "/items")])
+def test_trailing_slash_is_optional_and_never_redirects(app, client, declared, requested):
+    @app.get(declared)
+    def items():
+        return "items"
+
+    response = client.get(requested)
+    assert response.status_code == 200
+    assert response.json == "items"
+
+
+def test_trailing_slash_is_optional_on_parameter_routes(app, client):
+    @app.get("/users/<int:user_id>")
+    def user(input):
+        return input.path
+
+    assert client.get("/users/7/").json == {"user_id": 7}
+
+
+def test_non_ascii_static_path(app, client):
+    @app.get("/café")
+    def cafe():
+        return "crème"
+
+    response = client.get("/caf%C3%A9")
+    assert response.status_code == 200
+    assert response.json == "crème"
+
+
+def test_non_ascii_path_value_arrives_decoded(app, client):
+    @app.get("/greet/{name}")
+    def greet(input):
+        return input.path
+
+    assert client.get("/greet/zo%C3%AB").json == {"name": "zoë"}
+
+
+def test_route_with_several_methods(app, client):
+    @app.route("/things", methods=["GET", "post"])
+    def things(input, req):
+        return req.method
+
+    assert client.get("/things").json == "GET"
+    assert client.post("/things").json == "POST"
+    assert client.put("/things").status_code == 405
+
+
+def test_route_defaults_to_get(app, client):
+    @app.route("/default")
+    def default():
+        return "ok"
+
+    assert client.get("/default").json == "ok"
+    assert client.post("/default").status_code == 405
+
+
+def test_route_added_without_decorator_syntax(app, client):
+    def create(input):
+        return input.body, 201
+
+    returned = app.post("/things")(create)
+
+    assert returned is create
+    response = client.post("/things", json={"a": 1})
+    assert response.status_code == 201
+    assert response.json == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("method", "decorator"),
+    [("PUT", "put"), ("PATCH", "patch"), ("DELETE", "delete")],
+)
+def test_each_method_shorthand_registers_its_method(app, client, method, decorator):
+    getattr(app, decorator)("/thing")(lambda: method)
+
+    assert client.open("/thing", method=method).json == method
+    assert client.get("/thing").status_code == 405
+
+
+def test_path_must_start_with_a_slash(app):
+    with pytest.raises(ValueError, match="route path must start with '/', got 'items'"):
+        app.get("items")(lambda: 1)
+
+
+def test_unknown_http_method_is_rejected(app):
+    with pytest.raises(ValueError, match="unknown HTTP method 'FETCH'"):
+        app.route("/x", methods=["FETCH"])(lambda: 1)
+
+
+def test_root_path(app, client):
+    @app.get("/")
+    def root():
+        return "root"
+
+    assert client.get("/").json == "root"
+
+
+def test_apps_do_not_share_routes(client):
+    other = App()
+
+    @other.get("/only-other")
+    def only():
+        return 1
+
+    assert client.get("/only-other").status_code == 404
+    assert other.test_client().get("/only-other").status_code == 200
