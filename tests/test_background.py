@@ -1,0 +1,559 @@
+"""Background tasks through the test client: what add_task accepts, order, failures, context."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from server import ROOT
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Response
+
+from funapi_sync import App, BackgroundTasks, HTTPException
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def record_to(calls: list[object]):
+    def record(*args: object, **kwargs: object) -> None:
+        calls.append((args, kwargs))
+
+    return record
+
+
+def run_python(source: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` in a fresh interpreter: it gets a process pool of its own."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(source)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def call_wsgi(app: App, path: str, method: str = "GET") -> bytes:
+    """Drive the app's WSGI callable as a server would: read the body, then close()."""
+    environ = EnvironBuilder(path=path, method=method).get_environ()
+    statuses: list[str] = []
+    iterable = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    try:
+        return b"".join(iterable)
+    finally:
+        close = getattr(iterable, "close", None)
+        if close is not None:
+            close()
+
+
+# -- what add_task accepts ------------------------------------------------------------
+
+
+def test_tasks_run_in_the_order_added(app, client):
+    calls: list[int] = []
+
+    @app.post("/signup")
+    def signup(*, background):
+        for number in range(5):
+            background.add_task(calls.append, number)
+        return {"ok": True}, 201
+
+    response = client.post("/signup")
+    assert response.status_code == 201
+    assert calls == [0, 1, 2, 3, 4]
+
+
+def test_add_task_accepts_every_kind_of_callable(app, client):
+    calls: list[object] = []
+    record = record_to(calls)
+
+    class Mailer:
+        def send(self, to: str, subject: str = "Hi") -> None:
+            calls.append(("send", to, subject))
+
+    class Tracker:
+        def __call__(self, event: str, *, user_id: int) -> None:
+            calls.append(("track", event, user_id))
+
+    mailer = Mailer()
+
+    @app.get("/all")
+    def all_kinds(*, background):
+        background.add_task(record, "positional", 1)
+        background.add_task(lambda email: calls.append(("lambda", email)), "a@example.com")
+        background.add_task(mailer.send, "b@example.com", subject="Welcome!")
+        background.add_task(functools.partial(record, "partial"), 2, flag=True)
+        background.add_task(Tracker(), "signup", user_id=7)
+        background.add_task(record, to="c@example.com", subject="kw only")
+        background.add_task(record)
+        return {}
+
+    assert client.get("/all").status_code == 200
+    assert calls == [
+        (("positional", 1), {}),
+        ("lambda", "a@example.com"),
+        ("send", "b@example.com", "Welcome!"),
+        (("partial", 2), {"flag": True}),
+        ("track", "signup", 7),
+        ((), {"to": "c@example.com", "subject": "kw only"}),
+        ((), {}),
+    ]
+
+
+def test_add_task_rejects_a_non_callable_with_a_fix():
+    tasks = BackgroundTasks()
+    with pytest.raises(TypeError) as info:
+        tasks.add_task("send_email", "a@example.com")  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "add_task() needs a callable as its first argument, got str 'send_email';"
+        " pass the function itself, e.g. add_task(send_email, address)"
+    )
+    with pytest.raises(TypeError, match="needs a callable"):
+        tasks.add_task_always(None)  # type: ignore[arg-type]
+    assert len(tasks) == 0
+
+
+def test_non_callable_in_a_handler_is_a_logged_500(app, client, caplog_funapi):
+    ran: list[str] = []
+
+    def send_email(address: str) -> None:
+        ran.append(address)
+
+    @app.post("/signup")
+    def signup(*, background):
+        background.add_task(send_email, "first@example.com")
+        background.add_task(send_email("oops@example.com"), "x")  # called, not passed
+        return {}
+
+    response = client.post("/signup")
+    assert response.status_code == 500
+    assert response.json == {"detail": "Internal Server Error"}
+    # The handler raised, so the task added before the mistake is dropped too.
+    assert ran == ["oops@example.com"]
+    errors = [r for r in caplog_funapi.records if r.name == "funapi_sync" and r.exc_info]
+    assert len(errors) == 1
+    assert errors[0].levelno == logging.ERROR
+    assert isinstance(errors[0].exc_info[1], TypeError)
+    assert "got NoneType None" in str(errors[0].exc_info[1])
+
+
+# -- failures -------------------------------------------------------------------------
+
+
+def test_add_task_always_runs_when_the_handler_raised_and_add_task_does_not(app, client):
+    calls: list[str] = []
+
+    @app.post("/login")
+    def login(*, background):
+        background.add_task(calls.append, "welcome")
+        background.add_task_always(calls.append, "audit")
+        raise HTTPException(401, "bad password")
+
+    @app.post("/crash")
+    def crash(*, background):
+        background.add_task_always(calls.append, "audit crash")
+        background.add_task(calls.append, "never")
+        raise RuntimeError("boom")
+
+    response = client.post("/login")
+    assert response.status_code == 401
+    assert response.json == {"detail": "bad password"}
+    assert calls == ["audit"]
+    assert client.post("/crash").status_code == 500
+    assert calls == ["audit", "audit crash"]
+
+
+def test_add_task_always_runs_in_order_with_the_others_on_success(app, client):
+    calls: list[str] = []
+
+    @app.get("/ok")
+    def ok(*, background):
+        background.add_task(calls.append, "first")
+        background.add_task_always(calls.append, "second")
+        background.add_task(calls.append, "third")
+        return {}
+
+    client.get("/ok")
+    assert calls == ["first", "second", "third"]
+
+
+def test_failing_task_is_logged_at_warning_and_the_next_still_runs(app, client, caplog):
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    calls: list[str] = []
+
+    def charge_card() -> None:
+        raise ConnectionError("payment gateway down")
+
+    @app.post("/orders/<int:order_id>")
+    def order(input, *, background):
+        background.add_task(calls.append, "before")
+        background.add_task(charge_card)
+        background.add_task(calls.append, "after")
+        return {"id": input.path["order_id"]}
+
+    response = client.post("/orders/7")
+    assert response.status_code == 200
+    assert calls == ["before", "after"]
+    [record] = [r for r in caplog.records if r.name == "funapi_sync.background"]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "charge_card" in message
+    assert "POST /orders/7" in message
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], ConnectionError)
+    assert "payment gateway down" in caplog.text  # the traceback is in the log
+    # The app keeps serving.
+    assert client.post("/orders/8").json == {"id": 8}
+
+
+# -- context --------------------------------------------------------------------------
+
+
+def test_each_task_runs_in_a_copy_of_the_context_taken_at_add_task(app, client):
+    seen: list[str] = []
+
+    @app.get("/ctx")
+    def ctx(*, background):
+        request_id.set("req-1")
+        background.add_task(lambda: seen.append(request_id.get()))
+        request_id.set("req-2")
+        background.add_task(lambda: seen.append(request_id.get()))
+        # A task changing the variable does not leak into the next task's copy.
+        background.add_task(request_id.set, "changed by a task")
+        background.add_task(lambda: seen.append(request_id.get()))
+        return {}
+
+    client.get("/ctx")
+    assert seen == ["req-1", "req-2", "req-2"]
+
+
+# -- every kind of response still runs its tasks --------------------------------------
+
+
+def test_tasks_run_when_the_handler_returns_a_werkzeug_response(app, client):
+    calls: list[str] = []
+
+    @app.get("/file")
+    def download(*, background):
+        response = Response(b"raw bytes", mimetype="application/octet-stream")
+        response.call_on_close(lambda: calls.append("response closed"))
+        background.add_task(calls.append, "task")
+        return response
+
+    response = client.get("/file")
+    assert response.data == b"raw bytes"
+    assert calls == ["response closed", "task"]
+
+
+def test_tasks_run_for_head_requests_and_the_iterable_is_closed(app):
+    # NOTE: no LintMiddleware here: it counts a HEAD response's Content-Length (that of the
+    # GET body, as HTTP wants) against the bytes sent and warns.
+    client = app.test_client()
+    calls: list[str] = []
+
+    @app.get("/report")
+    def report(*, background):
+        response = Response(b"a long report")
+        response.call_on_close(lambda: calls.append("closed"))
+        background.add_task(calls.append, "task")
+        return response
+
+    @app.get("/json")
+    def json_payload(*, background):
+        background.add_task(calls.append, "json task")
+        return {"big": "payload"}
+
+    response = client.head("/report")
+    assert response.status_code == 200
+    assert response.data == b""
+    assert calls == ["closed", "task"]
+    response = client.head("/json")
+    assert response.data == b""
+    assert calls == ["closed", "task", "json task"]
+
+
+def test_tasks_run_for_204_responses_and_the_iterable_is_closed(app):
+    # NOTE: no LintMiddleware here: it wants "Content-Length: 0" on a 204, which werkzeug's
+    # own Response(status=204) leaves out.
+    client = app.test_client()
+    calls: list[str] = []
+
+    @app.delete("/items/<int:item_id>", status_code=204)
+    def delete(input, *, background):
+        background.add_task(calls.append, f"deleted {input.path['item_id']}")
+        return None
+
+    @app.delete("/raw/<int:item_id>")
+    def delete_raw(input, *, background):
+        response = Response(status=204)
+        response.call_on_close(lambda: calls.append("closed"))
+        background.add_task(calls.append, f"raw {input.path['item_id']}")
+        return response
+
+    response = client.delete("/items/3")
+    assert response.status_code == 204
+    assert response.data == b""
+    assert calls == ["deleted 3"]
+    assert client.delete("/raw/4").status_code == 204
+    assert calls == ["deleted 3", "closed", "raw 4"]
+
+
+def test_tasks_start_only_after_the_body_was_fully_produced(app, client):
+    events: list[str] = []
+
+    @app.get("/stream")
+    def stream(*, background):
+        def body():
+            for number in range(3):
+                events.append(f"chunk {number}")
+                yield f"{number}\n".encode()
+            events.append("body done")
+
+        background.add_task(events.append, "task started")
+        return Response(body(), mimetype="text/plain")
+
+    response = client.get("/stream")
+    assert response.data == b"0\n1\n2\n"
+    assert events == ["chunk 0", "chunk 1", "chunk 2", "body done", "task started"]
+
+
+def test_nothing_runs_before_close_is_called(app):
+    started = threading.Event()
+
+    @app.get("/")
+    def index(*, background):
+        background.add_task(started.set)
+        return {"ok": True}
+
+    environ = EnvironBuilder(path="/").get_environ()
+    iterable = app(environ, lambda status, headers, exc_info=None: None)
+    assert json.loads(b"".join(iterable)) == {"ok": True}
+    assert not started.is_set()
+    iterable.close()
+    assert started.wait(5)
+
+
+# -- dependencies ---------------------------------------------------------------------
+
+
+def test_dependency_cleanup_runs_after_the_tasks_that_use_it(app, client):
+    events: list[str] = []
+
+    def connection():
+        events.append("open")
+        yield "conn"
+        events.append("close")
+
+    app.register("db", connection)
+
+    @app.post("/save", depends=["db"])
+    def save(*, db, background):
+        background.add_task(lambda: events.append(f"task uses {db}"))
+        return {}
+
+    client.post("/save")
+    assert events == ["open", "task uses conn", "close"]
+
+
+def test_a_dependency_taking_background_shares_the_request_task_list(app, client):
+    calls: list[str] = []
+
+    def audit(req, background):
+        background.add_task(calls.append, f"audit {req.path}")
+        return "audited"
+
+    app.register("audit", audit)
+
+    @app.get("/secret", depends=["audit"])
+    def secret(*, audit, background):
+        background.add_task(calls.append, "handler task")
+        return {"audit": audit}
+
+    assert client.get("/secret").json == {"audit": "audited"}
+    assert calls == ["audit /secret", "handler task"]
+
+
+# -- the test client, stats and drain -------------------------------------------------
+
+
+def test_test_client_returns_only_after_the_request_tasks_ran(app, client):
+    done: list[str] = []
+
+    def slow_email() -> None:
+        time.sleep(0.2)  # the task's own duration, not synchronisation
+        done.append("sent")
+
+    @app.post("/signup")
+    def signup(*, background):
+        background.add_task(slow_email)
+        return {}, 201
+
+    started = time.monotonic()
+    client.post("/signup")
+    assert done == ["sent"]
+    assert time.monotonic() - started >= 0.2
+
+
+def test_stats_count_queued_running_completed_and_failed_and_drain_waits(app):
+    release = threading.Event()
+    running = threading.Event()
+
+    def held() -> None:
+        running.set()
+        assert release.wait(10)
+
+    @app.get("/work")
+    def work(*, background):
+        background.add_task(held)
+        background.add_task(lambda: None)
+        background.add_task(lambda: 1 / 0)
+        return {}
+
+    before = app.background.stats()
+    call_wsgi(app, "/work")
+    assert running.wait(5)
+    during = app.background.stats()
+    assert during["running"] == before["running"] + 1
+    assert during["queued"] == before["queued"] + 2
+    assert app.background.drain(timeout=0.05) is False
+    release.set()
+    assert app.background.drain(timeout=10) is True
+    after = app.background.stats()
+    assert after["queued"] == 0
+    assert after["running"] == 0
+    assert after["completed"] == before["completed"] + 2
+    assert after["failed"] == before["failed"] + 1
+
+
+def test_drain_with_nothing_submitted_returns_true(app):
+    assert app.background.drain(timeout=1) is True
+    assert set(app.background.stats()) >= {"queued", "running", "completed", "failed"}
+
+
+# -- pool settings (each in a fresh interpreter: one pool per process) ----------------
+
+
+def test_a_full_queue_blocks_the_submitting_close_and_loses_nothing():
+    result = run_python(
+        """
+        import threading
+        from werkzeug.test import EnvironBuilder
+        from funapi_sync import App
+
+        app = App(background_workers=1, background_queue_size=1)
+        release = threading.Event()
+        first_running = threading.Event()
+        done = []
+        lock = threading.Lock()
+
+        def count(name):
+            with lock:
+                done.append(name)
+
+        @app.get("/hold")
+        def hold(*, background):
+            background.add_task(first_running.set)
+            background.add_task(release.wait, 10)
+            background.add_task(count, "hold")
+            return {}
+
+        @app.get("/<name>")
+        def other(input, *, background):
+            background.add_task(count, input.path["name"])
+            return {}
+
+        def request(path, returned):
+            environ = EnvironBuilder(path=path).get_environ()
+            iterable = app(environ, lambda status, headers, exc_info=None: None)
+            b"".join(iterable)
+            iterable.close()
+            returned.set()
+
+        def in_thread(path):
+            returned = threading.Event()
+            threading.Thread(target=request, args=(path, returned)).start()
+            return returned
+
+        assert in_thread("/hold").wait(5)
+        assert first_running.wait(5)     # the one worker is busy with /hold
+        assert in_thread("/second").wait(5)   # fits in the queue
+        third = in_thread("/third")
+        assert not third.wait(0.5), "close() returned although the queue was full"
+        assert app.background.stats()["completed"] == 1
+        release.set()
+        assert third.wait(5), "close() still blocked after a slot freed"
+        assert app.background.drain(10)
+        assert sorted(done) == ["hold", "second", "third"], done
+        print("OK", app.background.stats())
+        """
+    )
+    assert "OK" in result.stdout
+
+
+def test_a_slow_task_is_logged_with_its_name_and_request():
+    result = run_python(
+        """
+        import logging, time
+        from funapi_sync import App
+
+        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
+        app = App(background_slow_warning=0.05)
+
+        def crunch_numbers():
+            time.sleep(0.2)
+
+        def quick():
+            pass
+
+        @app.post("/reports")
+        def reports(*, background):
+            background.add_task(crunch_numbers)
+            background.add_task(quick)
+            return {}
+
+        app.test_client().post("/reports")
+        """
+    )
+    lines = [line for line in result.stderr.splitlines() if "slow" in line]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("WARNING funapi_sync.background ")
+    assert "crunch_numbers" in lines[0]
+    assert "POST /reports" in lines[0]
+
+
+def test_apps_in_a_process_share_one_pool_and_other_settings_get_a_warning():
+    result = run_python(
+        """
+        import logging
+        from funapi_sync import App
+
+        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
+        shop, admin = App(title="shop"), App(title="admin")
+        for app in (shop, admin):
+            @app.get("/")
+            def index(*, background):
+                background.add_task(lambda: None)
+                return {}
+            app.test_client().get("/")
+        assert shop.background.stats() == admin.background.stats()
+        assert shop.background.stats()["completed"] == 2, shop.background.stats()
+        print("SHARED")
+        other = App(title="other", background_workers=2)
+        assert other.background.stats()["completed"] == 2
+        """
+    )
+    assert "SHARED" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith("WARNING funapi_sync.background ")
+    assert "one pool per process" in warnings[0]
+    assert "workers=2" in warnings[0]
