@@ -6,7 +6,8 @@ import contextlib
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections import UserDict
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 logger = logging.getLogger("funapi_sync")
@@ -14,12 +15,21 @@ logger = logging.getLogger("funapi_sync")
 #: Parameter names a dependency (or handler keyword) gets from the request itself.
 BUILTIN_SOURCES = frozenset({"input", "req", "background"})
 
+#: How a cleanup is called: ``exit_(exc_type, exc, traceback)``, as ``__exit__`` is.
+Exit = Callable[..., Any]
+
 
 class Depends:
     """Mark a callable as a dependency: ``depends={"user": Depends(current_user)}``.
 
     Its parameters are resolved by name from ``input``, ``req``, ``background``, registered
-    names and other ``Depends`` defaults, each at most once per request.
+    names and other ``Depends`` defaults, each at most once per request. A generator is
+    a dependency with cleanup: the code after its ``yield`` runs once the request's
+    background tasks finished, with the request's exception (if any) thrown in at the
+    ``yield``.
+
+    :param dependency: the callable; also usable as a parameter default,
+        ``def handler(*, user=Depends(current_user))``.
     """
 
     __slots__ = ("dependency",)
@@ -37,6 +47,10 @@ def _name(obj: Any) -> str:
     return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
 
 
+def _label(key: Any) -> str:
+    return repr(key) if isinstance(key, str) else f"{_name(key)}()"
+
+
 class Provider:
     """A registered factory: its name, scope, and the process-wide value for ``scope="app"``."""
 
@@ -48,39 +62,41 @@ class Provider:
         self.has_value = False
         self.value: Any = None
 
+    def forget(self) -> None:
+        """Drop the app-scoped value (after shutdown, or in a forked child)."""
+        self.has_value = False
+        self.value = None
+        self.lock = threading.Lock()
 
-class DependencyOverrides(dict[Any, Any]):
-    """``app.dependency_overrides``: a dict that tells the plans when it changed."""
+
+class DependencyOverrides(UserDict[Any, Callable[..., Any]]):
+    """``app.dependency_overrides``: a dict that tells the plans when it changed.
+
+    NOTE: a ``UserDict``, not a ``dict`` subclass: its ``pop``, ``setdefault``,
+    ``update`` and ``|=`` all go through ``__setitem__``/``__delitem__``, so no way of
+    changing it can skip the version bump that makes endpoints recompile their plans.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
         self.version = 0
+        super().__init__()
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: Any, value: Callable[..., Any]) -> None:
         if not callable(value):
-            raise TypeError(f"dependency_overrides[{key!r}] must be callable, got {value!r}")
-        super().__setitem__(key, value)
+            raise TypeError(
+                f"dependency_overrides[{key!r}] must be a callable that makes the replacement"
+                f" value, got {value!r}; write dependency_overrides[{key!r}] = lambda: value"
+            )
+        self.data[key] = value
         self.version += 1
 
     def __delitem__(self, key: Any) -> None:
-        super().__delitem__(key)
+        del self.data[key]
         self.version += 1
 
-    def clear(self) -> None:
-        super().clear()
-        self.version += 1
 
-    def pop(self, *args: Any) -> Any:
-        self.version += 1
-        return super().pop(*args)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-
-# A plan step: (key, callable, {param: source}, kind) where kind is "call", "context"
-# (generator turned context manager) or "app" (a process-wide registered value).
+# A plan step: (key, callable, {param: source key}, kind) where kind is "call" (once per
+# request) or "app" (a process-wide registered value).
 Step = tuple[Any, Callable[..., Any], dict[str, Any], str]
 
 
@@ -107,23 +123,43 @@ class Registry:
     def __init__(self) -> None:
         self.providers: dict[str, Provider] = {}
         self.overrides = DependencyOverrides()
-        self._app_exits: list[Callable[..., Any]] = []
+        self.app_exits: list[tuple[str, Exit]] = []
         self._app_lock = threading.Lock()
 
     def register(self, name: str, factory: Callable[..., Any], scope: str = "request") -> None:
+        """Add ``name``; reject what can already be seen to be wrong (see ``App.register``)."""
+        where = f"app.register({name!r}, ...)"
         if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"register() name must be a Python identifier, got {name!r}")
+            raise ValueError(f"app.register() name must be a Python identifier, got {name!r}")
         if name in BUILTIN_SOURCES:
-            raise ValueError(f"register() name {name!r} is reserved for the request's own {name}")
-        if not callable(factory):
-            raise TypeError(f"register({name!r}, ...) factory must be callable, got {factory!r}")
-        if scope not in ("request", "app"):
             raise ValueError(
-                f"register({name!r}, ...) scope must be 'request' or 'app', got {scope!r}"
+                f"{where}: {name!r} is reserved for the request's own {name}; pick another name"
             )
+        if not callable(factory):
+            raise TypeError(f"{where}: the factory must be callable, got {factory!r}")
+        if scope not in ("request", "app"):
+            raise ValueError(f"{where}: scope must be 'request' or 'app', got {scope!r}")
         if name in self.providers:
-            raise ValueError(f"dependency {name!r} is already registered")
-        self.providers[name] = Provider(name, factory, scope)
+            raise ValueError(
+                f"{where}: {name!r} is already registered; register each name once and use"
+                f" app.dependency_overrides[{name!r}] to swap it in tests"
+            )
+        params = _parameters(factory, where)
+        if scope == "app":
+            for pname, source in params.items():
+                if isinstance(source, str) and source in BUILTIN_SOURCES:
+                    raise ValueError(_app_takes_request_message(name, pname))
+                if not isinstance(source, str) and source is not None:
+                    raise ValueError(_app_takes_request_message(name, pname))
+        provider = Provider(name, factory, scope)
+        self.providers[name] = provider
+        try:
+            # NOTE: names not registered yet are skipped here (they may come later) and
+            # caught when a route uses this one; a cycle through existing names is final.
+            self._visit(name, [], {}, (), where, lenient=True)
+        except ValueError:
+            del self.providers[name]
+            raise
 
     # -- planning -------------------------------------------------------------------
 
@@ -144,53 +180,123 @@ class Registry:
             kwargs["background"] = "background"
         return Plan(steps, kwargs)
 
+    def _factory(self, key: Any) -> tuple[Callable[..., Any], Provider | None, bool]:
+        """The callable that makes ``key``, its provider, and whether it is overridden."""
+        overrides = self.overrides
+        provider = self.providers.get(key) if isinstance(key, str) else None
+        original = provider.factory if provider is not None else key
+        if key in overrides:
+            return overrides[key], provider, True
+        if provider is not None and _hashable(original) and original in overrides:
+            return overrides[original], provider, True
+        return original, provider, False
+
     def _visit(
-        self, key: Any, steps: list[Step], done: dict[Any, None], path: tuple[Any, ...], where: str
+        self,
+        key: Any,
+        steps: list[Step],
+        done: dict[Any, None],
+        path: tuple[Any, ...],
+        where: str,
+        lenient: bool = False,
     ) -> Any:
-        if key in BUILTIN_SOURCES and isinstance(key, str):
+        if isinstance(key, str) and key in BUILTIN_SOURCES:
             return key
         if key in done:
             return key
         if key in path:
             cycle = " -> ".join(_label(k) for k in (*path, key))
-            raise ValueError(f"{where}: dependency cycle {cycle}")
-        provider = self.providers.get(key) if isinstance(key, str) else None
-        if isinstance(key, str) and provider is None:
+            raise ValueError(
+                f"{where}: dependency cycle {cycle}; a dependency cannot need itself,"
+                " directly or through others"
+            )
+        if isinstance(key, str) and key not in self.providers:
+            if lenient:
+                return key
+            if path:
+                raise ValueError(
+                    f"{where}: dependency {_label(path[-1])} takes parameter {key!r}, which is"
+                    " neither input, req, background nor a registered name; call"
+                    f" app.register({key!r}, factory), give the parameter a default, or"
+                    f" write {key}=Depends(fn)"
+                )
             raise ValueError(
                 f"{where}: dependency {key!r} is not registered; call"
                 f" app.register({key!r}, factory) before adding the route, or pass"
                 f" depends={{{key!r}: Depends(factory)}}"
             )
-        func = self.overrides.get(key, provider.factory if provider else key)
+        func, provider, overridden = self._factory(key)
+        # NOTE: an overridden app-scoped name is made per request: a test that swaps it
+        # must get the replacement at once, not a value cached before the swap.
+        app_scoped = provider is not None and provider.scope == "app" and not overridden
         params: dict[str, Any] = {}
         for pname, source in _parameters(func, where).items():
             if source is None:
                 continue
-            sub = self._visit(source, steps, done, (*path, key), where)
-            if provider is not None and provider.scope == "app" and _is_request_bound(sub, self):
-                raise ValueError(
-                    f"{where}: app-scoped dependency {key!r} cannot take {pname!r}, which"
-                    " lives only as long as one request"
-                )
+            sub = self._visit(source, steps, done, (*path, key), where, lenient)
+            if app_scoped and self._request_bound(sub):
+                assert provider is not None
+                raise ValueError(f"{where}: " + _app_takes_request_message(provider.name, pname))
             params[pname] = sub
-        kind = "app" if provider is not None and provider.scope == "app" else "call"
         if inspect.isgeneratorfunction(func):
             func = contextlib.contextmanager(func)
-            kind = "app" if kind == "app" else "context"
-        steps.append((key, func, params, kind))
+        steps.append((key, func, params, "app" if app_scoped else "call"))
         done[key] = None
         return key
 
-
-def _label(key: Any) -> str:
-    return key if isinstance(key, str) else _name(key)
-
-
-def _is_request_bound(key: Any, registry: Registry) -> bool:
-    if isinstance(key, str):
-        if key in BUILTIN_SOURCES:
+    def _request_bound(self, key: Any) -> bool:
+        if not isinstance(key, str) or key in BUILTIN_SOURCES:
             return True
-        return registry.providers[key].scope != "app"
+        provider = self.providers.get(key)
+        # NOTE: an unknown name (lenient mode, at register()) is judged when it is known.
+        return provider is not None and (provider.scope != "app" or key in self.overrides)
+
+    # -- app-scoped values ------------------------------------------------------------
+
+    def app_value(self, key: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """The process-wide value of ``key``, made once even when threads race for it."""
+        provider = self.providers[key]
+        if provider.has_value:
+            return provider.value
+        with provider.lock:
+            if not provider.has_value:
+                value, exit_ = _enter(func(**kwargs))
+                if exit_ is not None:
+                    with self._app_lock:
+                        self.app_exits.append((repr(key), exit_))
+                provider.value = value
+                provider.has_value = True
+        return provider.value
+
+    def close_app_values(self) -> None:
+        """Clean up the app-scoped values, newest first, and forget them."""
+        with self._app_lock:
+            exits, self.app_exits = self.app_exits, []
+        close_exits(exits, None)
+        for provider in self.providers.values():
+            provider.forget()
+
+    def forget_app_values(self) -> None:
+        """Drop app-scoped values without cleanup (a forked child does not own them)."""
+        self._app_lock = threading.Lock()
+        self.app_exits = []
+        for provider in self.providers.values():
+            provider.forget()
+
+
+def _app_takes_request_message(name: str, pname: str) -> str:
+    return (
+        f"app-scoped dependency {name!r} cannot take {pname!r}: {pname!r} lives for one"
+        f" request and {name!r} for the whole process; take only other app-scoped names,"
+        f" or register {name!r} with scope='request'"
+    )
+
+
+def _hashable(obj: Any) -> bool:
+    try:
+        hash(obj)
+    except TypeError:
+        return False
     return True
 
 
@@ -240,46 +346,23 @@ class RequestScope:
     def __init__(self, registry: Registry, builtins: dict[str, Any]) -> None:
         self.registry = registry
         self.values: dict[Any, Any] = builtins
-        self.exits: list[tuple[str, Callable[..., Any]]] = []
+        self.exits: list[tuple[str, Exit]] = []
 
     def resolve(self, plan: Plan) -> dict[str, Any]:
+        """Make each value of ``plan`` not made yet; return the handler's keyword arguments."""
         values = self.values
         for key, func, params, kind in plan.steps:
             if key in values:
                 continue
             kwargs = {name: values[source] for name, source in params.items()}
             if kind == "app":
-                values[key] = self._app_value(key, func, kwargs)
+                values[key] = self.registry.app_value(key, func, kwargs)
                 continue
-            result = func(**kwargs)
-            if kind == "context" or _is_context_manager(result):
-                values[key] = result.__enter__()
-                self.exits.append((_label(key), result.__exit__))
-            elif _is_value_and_cleanup(result):
-                values[key] = result[0]
-                self.exits.append((_label(key), _cleanup_exit(result[1])))
-            else:
-                values[key] = result
+            value, exit_ = _enter(func(**kwargs))
+            if exit_ is not None:
+                self.exits.append((_label(key), exit_))
+            values[key] = value
         return {keyword: values[source] for keyword, source in plan.kwargs.items()}
-
-    def _app_value(self, key: Any, func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        provider = self.registry.providers[key]
-        if provider.has_value:
-            return provider.value
-        with provider.lock:
-            if not provider.has_value:
-                result = func(**kwargs)
-                if _is_context_manager(result):
-                    value = result.__enter__()
-                    self.registry._app_exits.append(result.__exit__)
-                elif _is_value_and_cleanup(result):
-                    value = result[0]
-                    self.registry._app_exits.append(_cleanup_exit(result[1]))
-                else:
-                    value = result
-                provider.value = value
-                provider.has_value = True
-        return provider.value
 
     def close(self, exc: BaseException | None) -> None:
         """Run the exits in reverse order of creation; log each failure and go on."""
@@ -287,27 +370,17 @@ class RequestScope:
         close_exits(exits, exc)
 
 
-def close_exits(exits: list[tuple[str, Callable[..., Any]]], exc: BaseException | None) -> None:
-    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
-    for label, exit_ in reversed(exits):
-        try:
-            exit_(*exc_info)
-        except BaseException as failure:
-            if failure is exc:
-                continue
-            logger.error("cleanup of dependency %s failed", label, exc_info=failure)
+def _enter(result: Any) -> tuple[Any, Exit | None]:
+    """Turn a factory's result into ``(value, exit)``: enter context managers, split pairs."""
+    kind = type(result)
+    if hasattr(kind, "__enter__") and hasattr(kind, "__exit__"):
+        return result.__enter__(), result.__exit__
+    if kind is tuple and len(result) == 2 and callable(result[1]):
+        return result[0], _cleanup_exit(result[1])
+    return result, None
 
 
-def _is_context_manager(value: Any) -> bool:
-    kind = type(value)
-    return hasattr(kind, "__enter__") and hasattr(kind, "__exit__")
-
-
-def _is_value_and_cleanup(value: Any) -> bool:
-    return type(value) is tuple and len(value) == 2 and callable(value[1])
-
-
-def _cleanup_exit(cleanup: Callable[[], Any]) -> Callable[..., bool]:
+def _cleanup_exit(cleanup: Callable[[], Any]) -> Exit:
     def exit_(*_exc_info: Any) -> bool:
         cleanup()
         return False
@@ -315,6 +388,15 @@ def _cleanup_exit(cleanup: Callable[[], Any]) -> Callable[..., bool]:
     return exit_
 
 
-def iter_app_exits(registry: Registry) -> Iterator[tuple[str, Callable[..., Any]]]:
-    for exit_ in registry._app_exits:
-        yield ("app-scoped dependency", exit_)
+def close_exits(exits: list[tuple[str, Exit]], exc: BaseException | None) -> None:
+    """Call each exit newest first with ``exc``; a failure is logged and the rest still run."""
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
+    for label, exit_ in reversed(exits):
+        try:
+            exit_(*exc_info)
+        except BaseException as failure:
+            # NOTE: a generator that lets the request's exception through re-raises it;
+            # that is not a cleanup failure.
+            if failure is exc:
+                continue
+            logger.error("cleanup of dependency %s failed", label, exc_info=failure)

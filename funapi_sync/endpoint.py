@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import marshmallow
 from marshmallow import fields
 
+from .dependencies import Depends
 from .routing import to_rule
 from .schema import as_schema
 
@@ -98,6 +99,10 @@ class Endpoint:
         self.registry = registry
         self.depends = _normalise_depends(depends, where)
         self.arity, keywords = _inspect_handler(handler, where)
+        # NOTE: ``*, user=Depends(current_user)`` is the same as depends={"user": ...};
+        # an explicit depends= entry for the keyword wins.
+        for keyword, default in _depends_defaults(handler).items():
+            self.depends.setdefault(keyword, default)
         for keyword, has_default in keywords.items():
             if keyword == "background" or keyword in self.depends:
                 continue
@@ -178,6 +183,14 @@ def _normalise_depends(depends: Any, where: str) -> dict[str, Any]:
         if keyword == "background":
             raise ValueError(f"{where}: 'background' is always injected; remove it from depends=")
     return result
+
+
+def _depends_defaults(handler: Callable[..., Any]) -> dict[str, Any]:
+    return {
+        param.name: param.default
+        for param in inspect.signature(handler).parameters.values()
+        if param.kind is param.KEYWORD_ONLY and isinstance(param.default, Depends)
+    }
 
 
 def _inspect_handler(handler: Callable[..., Any], where: str) -> tuple[int, dict[str, bool]]:
