@@ -171,17 +171,20 @@ class App(RouteDecorators):
         return decorator
 
     def on_startup(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        """Run ``fn()`` once per process before it serves its first request."""
+        """Run ``fn()`` once per process before it serves its first request.
+
+        :raises RuntimeError: the app already started serving in this process.
+        """
         if not callable(fn):
             raise TypeError(f"on_startup() takes a callable, got {fn!r}")
-        self.lifecycle.startup_hooks.append(fn)
+        self.lifecycle.add_startup(fn)
         return fn
 
     def on_shutdown(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Run ``fn()`` at process exit, after the background pool drained."""
         if not callable(fn):
             raise TypeError(f"on_shutdown() takes a callable, got {fn!r}")
-        self.lifecycle.shutdown_hooks.append(fn)
+        self.lifecycle.add_shutdown(fn)
         return fn
 
     def use(self, middleware: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -231,16 +234,20 @@ class App(RouteDecorators):
             plan = endpoint.current_plan()
             if plan.needs_background:
                 background = BackgroundTasks()
-            request = self.request_class(environ)
+            # PERF: a handler that takes nothing from the request never pays for a Request.
+            if endpoint.arity > 1 or endpoint.needs_input or plan.needs_input or plan.steps:
+                request = self.request_class(environ)
             input_ = None
             if endpoint.needs_input or plan.needs_input:
-                input_ = build_input(request, endpoint, path_values)
+                input_ = build_input(request, endpoint, path_values)  # type: ignore[arg-type]
             kwargs: dict[str, Any] = {}
-            if plan.steps or plan.kwargs:
+            if plan.steps:
                 scope = RequestScope(
                     self.registry, {"input": input_, "req": request, "background": background}
                 )
                 kwargs = scope.resolve(plan)
+            elif background is not None:
+                kwargs = {"background": background}
             rv = endpoint.handler(*(input_, request, TASK)[: endpoint.arity], **kwargs)
             result = self._render(rv, endpoint)
         except Exception as exc:

@@ -10,61 +10,101 @@ from collections.abc import Callable
 from typing import Any
 
 from . import pool as pool_module
-from .dependencies import Registry, close_exits, iter_app_exits
+from .dependencies import Registry
 
 logger = logging.getLogger("funapi_sync")
 
 Hook = Callable[[], Any]
 
 
+def _hook_name(hook: Hook) -> str:
+    return getattr(hook, "__qualname__", None) or repr(hook)
+
+
 class Lifecycle:
-    """One app's hooks, and whether they ran in this process."""
+    """One app's hooks, and how far its startup got in this process.
+
+    Policy (STYLE rule 8): a failing startup hook fails fast, since a process that could
+    not start must not serve; a failing shutdown hook or cleanup is logged and the rest
+    still run, since the process is leaving anyway and each may release something.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
         self.started = False
+        self._next_hook = 0
         self._lock = threading.Lock()
         _lifecycles.add(self)
 
+    def add_startup(self, hook: Hook) -> None:
+        """Append a startup hook; refuse once this process has started serving."""
+        if self.started:
+            raise RuntimeError(
+                f"on_startup({_hook_name(hook)}) was called after the app started serving in"
+                " this process, so the hook would never run; register startup hooks before"
+                " the first request (e.g. at import time, next to the routes)"
+            )
+        self.startup_hooks.append(hook)
+
+    def add_shutdown(self, hook: Hook) -> None:
+        """Append a shutdown hook (allowed at any time before shutdown)."""
+        self.shutdown_hooks.append(hook)
+
     def ensure_started(self) -> None:
-        """Run the startup hooks once in this process; re-raise the first failure."""
+        """Run the startup hooks in registration order, once per process.
+
+        A hook that raises is logged at CRITICAL and its exception re-raised: this
+        process does not serve. Hooks that already succeeded are not run again; the
+        failed one is retried by the next call (the next request, outside gunicorn).
+        """
         if self.started:
             return
         with self._lock:
             if self.started:
                 return
-            for hook in self.startup_hooks:
+            hooks = self.startup_hooks
+            while self._next_hook < len(hooks):
+                hook = hooks[self._next_hook]
                 try:
                     hook()
                 except Exception:
                     logger.critical(
-                        "startup hook %s failed; this process will not serve requests",
-                        getattr(hook, "__qualname__", hook),
+                        "startup hook %s failed in process %d; this process serves no"
+                        " request until its startup hooks succeed",
+                        _hook_name(hook),
+                        os.getpid(),
                         exc_info=True,
                     )
                     raise
+                self._next_hook += 1
             self.started = True
 
     def shutdown(self) -> None:
-        """Run shutdown hooks, then close app-scoped dependencies; log each failure."""
+        """Clean up app-scoped values (newest first), then run the shutdown hooks.
+
+        NOTE: app-scoped values are made after startup, on first use, so they are
+        released first, like an ``ExitStack``: a shutdown hook may remove what they used.
+        Only a process that started runs its shutdown hooks (as with Starlette's lifespan).
+        """
         if not self.started:
             return
         self.started = False
+        self._next_hook = 0
+        self.registry.close_app_values()
         for hook in self.shutdown_hooks:
             try:
                 hook()
             except Exception:
-                logger.error(
-                    "shutdown hook %s failed", getattr(hook, "__qualname__", hook), exc_info=True
-                )
-        exits = list(iter_app_exits(self.registry))
-        self.registry._app_exits.clear()
-        close_exits(exits, None)
-        for provider in self.registry.providers.values():
-            provider.has_value = False
-            provider.value = None
+                logger.error("shutdown hook %s failed", _hook_name(hook), exc_info=True)
+
+    def forget(self) -> None:
+        """Reset to "not started" without running anything (a forked child)."""
+        self.started = False
+        self._next_hook = 0
+        self._lock = threading.Lock()
+        self.registry.forget_app_values()
 
 
 _lifecycles: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
@@ -87,7 +127,10 @@ def shutdown_process(timeout: float | None = None) -> None:
     if pool is not None:
         pool.shutdown(timeout)
     for lifecycle in list(_lifecycles):
-        lifecycle.shutdown()
+        try:
+            lifecycle.shutdown()
+        except Exception:
+            logger.exception("shutting an app down failed; the other apps still shut down")
 
 
 def _reset_in_child() -> None:
@@ -96,13 +139,7 @@ def _reset_in_child() -> None:
     global _shutdown_done
     _shutdown_done = False
     for lifecycle in list(_lifecycles):
-        lifecycle.started = False
-        lifecycle._lock = threading.Lock()
-        lifecycle.registry._app_exits.clear()
-        for provider in lifecycle.registry.providers.values():
-            provider.has_value = False
-            provider.value = None
-            provider.lock = threading.Lock()
+        lifecycle.forget()
 
 
 os.register_at_fork(after_in_child=_reset_in_child)
