@@ -40,6 +40,15 @@ class Batch:
         self.finished = False
 
 
+class _Tally:
+    """One runner's task counts; only its runner writes them, so no lock is taken."""
+
+    __slots__ = ("completed", "failed", "skipped", "started")
+
+    def __init__(self) -> None:
+        self.started = self.completed = self.failed = self.skipped = 0
+
+
 class TaskPool:
     """The process's background executor: a ThreadPoolExecutor fed through a cheap queue.
 
@@ -50,6 +59,8 @@ class TaskPool:
     it has been idle for ``RUNNER_IDLE`` seconds. A runner that ran out of work polls for
     ``POLL_WINDOW`` before it asks to be notified, so under load handing over a batch is
     an append, and a task starts at most ``POLL_INTERVAL`` after its response was sent.
+    Runners count their tasks in a private tally, so running a task takes no lock that a
+    request thread could be made to wait for.
 
     NOTE: the deque is bounded by ``queue_size`` batches; a full queue blocks the
     submitting ``close()`` (back-pressure on that server thread; the client already has
@@ -74,39 +85,45 @@ class TaskPool:
         self._active: list[Batch] = []
         self._runners = 0
         self._idle_runners = 0
+        # Threads blocked in submit(), wait() or drain(): only then is a notify needed.
+        self._waiters = 0
         self._submitted = 0
         self._finished = 0
-        self._queued = 0
-        self._running = 0
-        self._completed = 0
-        self._failed = 0
+        self._tasks_submitted = 0
+        self._tallies: set[_Tally] = set()
+        self._retired = _Tally()
         self._closed = False
+
+    # -- the request side -------------------------------------------------------------
 
     def submit(self, batch: Batch) -> None:
         """Queue ``batch``; block while the queue is full. Never drops it."""
         with self._lock:
-            if not self._closed:
+            closed = self._closed
+            if not closed:
                 while len(self._batches) >= self.settings.queue_size:
-                    self._changed.wait()
+                    self._waiters += 1
+                    try:
+                        self._changed.wait()
+                    finally:
+                        self._waiters -= 1
                 self._batches.append(batch)
                 self._submitted += 1
-                self._queued += len(batch.tasks)
+                self._tasks_submitted += len(batch.tasks)
                 if self._idle_runners:
                     self._changed.notify_all()
-                # Each runner not busy with a batch will take one; start another only
-                # when the queue holds more batches than that and a worker is free.
+                # Each runner not busy with a batch takes one; start another only when
+                # the queue holds more batches than that and a worker is free.
                 free = self._runners - len(self._active)
                 if free >= len(self._batches) or self._runners >= self.settings.workers:
                     return
                 self._runners += 1
-                closed = False
-            else:
-                closed = True
         if closed:
             logger.warning(
                 "the background pool is shut down; running %s's tasks inline", batch.label
             )
-            self._run_batch(batch)
+            self._run_batch(batch, _Tally())
+            batch.finished = True
             return
         try:
             self._executor.submit(self._runner)
@@ -115,64 +132,72 @@ class TaskPool:
             # rather than lose it.
             self._runner()
 
+    # -- the runner side --------------------------------------------------------------
+
     def _runner(self) -> None:
-        lock = self._lock
+        tally = _Tally()
+        batch: Batch | None = None
+        with self._lock:
+            self._tallies.add(tally)
         while True:
-            with lock:
-                if not self._batches:
-                    # PERF: poll for a short window before asking to be woken. Under load
-                    # the next batch arrives within it, and submit() then only appends:
-                    # no thread wake-up, no GIL hand-over on the request's thread.
-                    deadline = time.monotonic() + self.POLL_WINDOW
-                    while not self._batches and not self._closed:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        self._changed.wait(min(self.POLL_INTERVAL, remaining))
-                if not self._batches:
-                    self._idle_runners += 1
-                    self._changed.wait_for(lambda: self._batches or self._closed, self.RUNNER_IDLE)
-                    self._idle_runners -= 1
-                    if not self._batches:
-                        self._runners -= 1
-                        return
-                batch = self._batches.popleft()
-                self._active.append(batch)
-                self._changed.notify_all()  # a slot freed: wake a blocked submit()
-            try:
-                self._run_batch(batch)
-            finally:
-                with lock:
+            with self._lock:
+                if batch is not None:
                     self._active.remove(batch)
                     self._finished += 1
                     batch.finished = True
-                    self._changed.notify_all()
+                    if self._waiters:
+                        self._changed.notify_all()
+                batch = self._next_batch()
+                if batch is None:
+                    self._runners -= 1
+                    self._tallies.discard(tally)
+                    for name in _Tally.__slots__:
+                        setattr(
+                            self._retired, name, getattr(self._retired, name) + getattr(tally, name)
+                        )
+                    return
+                self._active.append(batch)
+                if self._waiters:
+                    self._changed.notify_all()  # a slot freed: wake a blocked submit()
+            self._run_batch(batch, tally)
 
-    def _run_batch(self, batch: Batch) -> None:
+    def _next_batch(self) -> Batch | None:
+        # Called with the lock held.
+        if not self._batches:
+            # PERF: poll for a short window before asking to be woken. Under load the
+            # next batch arrives within it, and submit() then only appends: no thread
+            # wake-up, no GIL hand-over on the request's thread.
+            deadline = time.monotonic() + self.POLL_WINDOW
+            while not self._batches and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(min(self.POLL_INTERVAL, remaining))
+        if not self._batches and not self._closed:
+            self._idle_runners += 1
+            self._changed.wait_for(lambda: self._batches or self._closed, self.RUNNER_IDLE)
+            self._idle_runners -= 1
+        return self._batches.popleft() if self._batches else None
+
+    def _run_batch(self, batch: Batch, tally: _Tally) -> None:
         slow = self.settings.slow_warning
         for index, task in enumerate(batch.tasks):
             if batch.cancelled:
+                tally.skipped += len(batch.tasks) - index
                 break
             batch.current = index
-            with self._lock:
-                self._queued -= 1
-                self._running += 1
+            tally.started += 1
             started = time.monotonic()
-            ok = True
             try:
                 task.run()
             except BaseException:
-                ok = False
+                tally.failed += 1
                 logger.warning(
                     "background task %s of %s failed", task.name, batch.label, exc_info=True
                 )
+            else:
+                tally.completed += 1
             elapsed = time.monotonic() - started
-            with self._lock:
-                self._running -= 1
-                if ok:
-                    self._completed += 1
-                else:
-                    self._failed += 1
             if elapsed > slow:
                 logger.warning(
                     "background task %s of %s was slow: %.1f s (background_slow_warning=%s)",
@@ -181,36 +206,51 @@ class TaskPool:
                     elapsed,
                     slow,
                 )
-        if batch.cancelled:
-            with self._lock:
-                self._queued -= len(batch.tasks) - batch.current - 1
+        batch.current = len(batch.tasks)
         if batch.after is not None:
             try:
                 batch.after()
-            except Exception:
+            except BaseException:
                 logger.exception("cleanup after the tasks of %s failed", batch.label)
+
+    # -- introspection and shutdown ---------------------------------------------------
 
     def wait(self, batch: Batch, timeout: float | None = None) -> bool:
         """Wait until ``batch`` has finished; False on timeout."""
         with self._changed:
-            return self._changed.wait_for(lambda: batch.finished, timeout)
+            self._waiters += 1
+            try:
+                return self._changed.wait_for(lambda: batch.finished, timeout)
+            finally:
+                self._waiters -= 1
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every batch submitted so far has finished; False on timeout."""
         with self._changed:
             target = self._submitted
-            return self._changed.wait_for(lambda: self._finished >= target, timeout)
+            self._waiters += 1
+            try:
+                return self._changed.wait_for(lambda: self._finished >= target, timeout)
+            finally:
+                self._waiters -= 1
 
     def stats(self) -> dict[str, int]:
+        """Task counts: ``queued``, ``running``, ``completed``, ``failed`` (and settings)."""
         with self._lock:
-            return {
-                "queued": self._queued,
-                "running": self._running,
-                "completed": self._completed,
-                "failed": self._failed,
-                "workers": self.settings.workers,
-                "queue_size": self.settings.queue_size,
-            }
+            total = _Tally()
+            for tally in (*self._tallies, self._retired):
+                for name in _Tally.__slots__:
+                    setattr(total, name, getattr(total, name) + getattr(tally, name))
+            submitted = self._tasks_submitted
+        done = total.completed + total.failed
+        return {
+            "queued": max(0, submitted - total.started - total.skipped),
+            "running": max(0, total.started - done),
+            "completed": total.completed,
+            "failed": total.failed,
+            "workers": self.settings.workers,
+            "queue_size": self.settings.queue_size,
+        }
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Drain for up to ``timeout`` seconds, then name every task that did not finish.
