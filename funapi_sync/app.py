@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("funapi_sync")
 
-#: The environ key under which a request's task batch is left for the test client.
-BATCH_KEY = "funapi_sync.batch"
+#: The environ key of a list that collects the request's task batch (set by the test
+#: client; a list, because servers and middleware may hand the app a shallow copy).
+BATCHES_KEY = "funapi_sync.batches"
 
 _SETTINGS: dict[str, Any] = {
     "debug": False,
@@ -256,10 +257,14 @@ class App(RouteDecorators):
                 request = self.request_class(environ)
             result = self._render_exception(request, exc)
         tasks = background.to_run(failure is not None) if background is not None else ()
-        if not tasks and scope is None:
+        after = None if scope is None else _closer(scope, failure)
+        if request is not None and request.__dict__.get("files"):
+            # NOTE: werkzeug spools uploads to temporary files; close them after the
+            # tasks (which may still read an upload) and the cleanups, or they leak.
+            after = _then(after, request.close)
+        if not tasks and after is None:
             return _send(environ, start_response, result)
         label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
-        after = None if scope is None else _closer(scope, failure)
         return _send(
             environ, start_response, result, lambda: self._after_close(environ, tasks, after, label)
         )
@@ -279,7 +284,9 @@ class App(RouteDecorators):
                 after()
             return
         batch = Batch(list(tasks), label, after)
-        environ[BATCH_KEY] = batch
+        sink = environ.get(BATCHES_KEY)
+        if sink is not None:
+            sink.append(batch)
         get_pool(self._pool_settings).submit(batch)
 
     def _render(self, rv: Any, endpoint: Endpoint | None) -> Parts | Response:
@@ -370,6 +377,19 @@ def _positive_int(settings: dict[str, Any], key: str) -> int:
 
 def _closer(scope: RequestScope, failure: BaseException | None) -> Callable[[], None]:
     return lambda: scope.close(failure)
+
+
+def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+    if first is None:
+        return second
+
+    def both() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return both
 
 
 def _send(
