@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -104,12 +106,30 @@ def _invalid_json(msg: str) -> ValidationError:
     return ValidationError([{"loc": ["body"], "msg": msg, "type": "json_invalid"}])
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is out of range for a float")
+    return value
+
+
+# A \uD800-\uDFFF escape: half of a surrogate pair, or a lone one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def parse_json(data: bytes) -> Any:
     """Parse strict JSON (no NaN/Infinity); any failure is a 422 ``json_invalid``."""
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        payload = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+        if _SURROGATE_ESCAPE.search(data):
+            # NOTE: json accepts a lone "\ud800", which no UTF-8 response can carry; a
+            # request must not be able to turn its own echo into a 500.
+            json.dumps(payload, ensure_ascii=False).encode()
+        return payload
     except RecursionError:
         return_msg = "JSON is nested too deeply"
+    except UnicodeEncodeError:
+        return_msg = "JSON string holds a lone surrogate escape"
     except UnicodeDecodeError:
         return_msg = "JSON body is not valid UTF-8"
     except ValueError as exc:
@@ -121,11 +141,31 @@ def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
+def _read_unsized(request: Request) -> None:
+    """Read a body sent without ``Content-Length`` (chunked), refusing one over the limit.
+
+    NOTE: werkzeug caps such a stream at ``max_content_length`` but stops there silently,
+    so a longer body would arrive truncated (a misleading 422); one more byte tells.
+    """
+    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    environ = request.environ
+    if (
+        limit is not None
+        and len(data) >= limit
+        and "wsgi.input_terminated" in environ
+        and environ["wsgi.input"].read(1)
+    ):
+        raise RequestEntityTooLarge()
+
+
 def read_body(request: Request, endpoint: Endpoint) -> Any:
     """Read, size-check and parse the body; validate it when the endpoint has a schema."""
     schema = endpoint.body_schema
     mimetype = request.mimetype
     try:
+        if request.content_length is None:
+            _read_unsized(request)
         if mimetype in _FORM_TYPES:
             form = request.form
             if request.files:

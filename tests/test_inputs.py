@@ -1,0 +1,652 @@
+"""Input: the read-only mapping, body parsing, schemas, and every kind of bad input."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from marshmallow import fields
+from werkzeug.datastructures import MultiDict
+from werkzeug.middleware.lint import LintMiddleware
+from werkzeug.test import Client, EnvironBuilder
+from werkzeug.wrappers import Request
+
+from funapi_sync import App, Schema
+
+MiB = 1024 * 1024
+
+UserSchema = Schema.define(
+    "User",
+    name=fields.String(required=True, validate=Schema.filled),
+    age=fields.Integer(),
+)
+SearchSchema = Schema.define(
+    "Search",
+    q=fields.String(required=True),
+    page=fields.Integer(load_default=1),
+    tags=fields.List(fields.String(), load_default=list),
+)
+
+
+# -- the input mapping ----------------------------------------------------------------
+
+
+def test_input_has_four_keys_readable_as_items_and_attributes(app, client):
+    seen = {}
+
+    @app.post("/items/<int:item_id>")
+    def handler(input):
+        seen["keys"] = list(input)
+        seen["len"] = len(input)
+        seen["same"] = all(input[key] is getattr(input, key) for key in input)
+        return {
+            "path": input["path"],
+            "query": input.query.to_dict(),
+            "body": input.body,
+            "header": input.headers["X-Trace"],
+        }
+
+    response = client.post("/items/9?sort=asc", json={"a": 1}, headers={"X-Trace": "t-1"})
+
+    assert response.json == {
+        "path": {"item_id": 9},
+        "query": {"sort": "asc"},
+        "body": {"a": 1},
+        "header": "t-1",
+    }
+    assert seen == {"keys": ["path", "query", "body", "headers"], "len": 4, "same": True}
+
+
+def test_input_is_read_only(app, client):
+    @app.get("/")
+    def handler(input):
+        problems = []
+        try:
+            input.body = "changed"
+        except AttributeError:
+            problems.append("attribute")
+        try:
+            input["body"] = "changed"
+        except TypeError:
+            problems.append("item")
+        try:
+            input["other"]
+        except KeyError:
+            problems.append("unknown key")
+        return problems
+
+    assert client.get("/").json == ["attribute", "item", "unknown key"]
+
+
+def test_headers_are_case_insensitive(app, client):
+    @app.get("/")
+    def handler(input):
+        return [input.headers["x-api-key"], input.headers.get("X-API-KEY")]
+
+    assert client.get("/", headers={"X-Api-Key": "k"}).json == ["k", "k"]
+
+
+# -- bodies without a schema ----------------------------------------------------------
+
+
+def test_json_body_without_schema_is_the_parsed_json(app, client):
+    @app.post("/")
+    def handler(input):
+        return {"body": input.body}
+
+    assert client.post("/", json=[1, {"a": None}]).json == {"body": [1, {"a": None}]}
+    assert client.post("/", json="text").json == {"body": "text"}
+
+
+def test_missing_body_without_schema_is_none(app, client):
+    @app.post("/")
+    def handler(input):
+        return {"body": input.body}
+
+    assert client.post("/").json == {"body": None}
+    assert client.post("/", data=b"", content_type="application/json").json == {"body": None}
+
+
+def test_body_with_no_content_type_is_parsed_as_json(app, client):
+    @app.post("/")
+    def handler(input):
+        return {"body": input.body}
+
+    assert client.post("/", data=b'{"a": 1}').json == {"body": {"a": 1}}
+
+
+def test_structured_json_suffix_is_json(app, client):
+    @app.post("/")
+    def handler(input):
+        return {"body": input.body}
+
+    response = client.post("/", data=b'{"a": 1}', content_type="application/vnd.api+json")
+    assert response.json == {"body": {"a": 1}}
+
+
+def test_other_content_type_without_schema_leaves_body_none_and_req_has_the_bytes(app, client):
+    @app.post("/")
+    def handler(input, req):
+        return {"body": input.body, "raw": req.get_data(as_text=True)}
+
+    response = client.post("/", data="just text", content_type="text/plain")
+    assert response.json == {"body": None, "raw": "just text"}
+
+
+def test_urlencoded_form_without_schema_is_a_dict_of_first_values(app, client):
+    @app.post("/")
+    def handler(input):
+        return {"body": input.body}
+
+    response = client.post(
+        "/", data="a=1&b=two&a=3", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.json == {"body": {"a": "1", "b": "two"}}
+
+
+def test_multipart_form_without_schema_includes_files(app, client):
+    @app.post("/upload")
+    def upload(input):
+        upload = input.body["upload"]
+        return {
+            "title": input.body["title"],
+            "filename": upload.filename,
+            "content": upload.read().decode(),
+        }
+
+    response = client.post(
+        "/upload", data={"title": "notes", "upload": (io.BytesIO(b"hello"), "notes.txt")}
+    )
+    assert response.json == {"title": "notes", "filename": "notes.txt", "content": "hello"}
+
+
+def test_uploaded_file_stays_open_for_background_tasks_then_is_closed(app, client):
+    seen = {}
+
+    def store(upload):
+        seen["content"] = upload.read()
+        seen["upload"] = upload
+
+    @app.post("/upload")
+    def upload(input, *, background):
+        background.add_task(store, input.body["upload"])
+        return "accepted", 202
+
+    response = client.post("/upload", data={"upload": (io.BytesIO(b"hello"), "a.txt")})
+
+    assert response.status_code == 202
+    assert seen["content"] == b"hello"
+    assert seen["upload"].stream.closed
+
+
+def test_uploaded_file_is_closed_after_the_response(app, client):
+    uploads = []
+
+    @app.post("/upload")
+    def upload(input):
+        uploads.append(input.body["upload"])
+        return "ok"
+
+    client.post("/upload", data={"upload": (io.BytesIO(b"hello"), "a.txt")})
+
+    assert uploads[0].stream.closed
+
+
+# -- schemas ---------------------------------------------------------------------------
+
+
+def test_json_body_is_validated_and_deserialised(app, client):
+    @app.post("/users", body=UserSchema)
+    def create(input):
+        return input.body
+
+    response = client.post("/users", json={"name": "Ada", "age": "36", "admin": True})
+    assert response.status_code == 200
+    assert response.json == {"name": "Ada", "age": 36}
+
+
+def test_urlencoded_form_is_validated_by_the_body_schema(app, client):
+    @app.post("/users", body=UserSchema)
+    def create(input):
+        return input.body
+
+    response = client.post("/users", data={"name": "Ada", "age": "36"})
+    assert response.json == {"name": "Ada", "age": 36}
+
+
+def test_multipart_form_is_validated_by_the_body_schema(app, client):
+    Upload = Schema.define("Upload", title=fields.String(required=True), upload=fields.Raw())
+
+    @app.post("/upload", body=Upload)
+    def upload(input):
+        return {"title": input.body["title"], "size": len(input.body["upload"].read())}
+
+    response = client.post(
+        "/upload", data={"title": "t", "upload": (io.BytesIO(b"12345"), "f.bin")}
+    )
+    assert response.json == {"title": "t", "size": 5}
+
+
+def test_form_list_field_collects_repeated_keys(app, client):
+    Tags = Schema.define("Tags", tags=fields.List(fields.String()), name=fields.String())
+
+    @app.post("/tags", body=Tags)
+    def tags(input):
+        return input.body
+
+    response = client.post(
+        "/tags", data="tags=a&tags=b&name=x", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.json == {"tags": ["a", "b"], "name": "x"}
+
+
+def test_list_body_schema_takes_a_json_array(app, client):
+    @app.post("/users/bulk", body=[UserSchema])
+    def bulk(input):
+        return {"count": len(input.body), "names": [user["name"] for user in input.body]}
+
+    response = client.post("/users/bulk", json=[{"name": "Ada"}, {"name": "Alan", "age": 41}])
+    assert response.json == {"count": 2, "names": ["Ada", "Alan"]}
+
+
+def test_list_body_schema_accepts_an_instance(app, client):
+    @app.post("/users/bulk", body=[UserSchema(only=("name",))])
+    def bulk(input):
+        return input.body
+
+    response = client.post("/users/bulk", json=[{"name": "Ada", "age": 36}])
+    assert response.json == [{"name": "Ada"}]
+
+
+def test_query_schema_validates_and_converts(app, client):
+    @app.get("/search", query=SearchSchema)
+    def search(input):
+        return input.query
+
+    response = client.get("/search?q=werkzeug&page=2&unknown=dropped")
+    assert response.json == {"q": "werkzeug", "page": 2, "tags": []}
+
+
+def test_query_list_field_takes_one_or_several_values(app, client):
+    @app.get("/search", query=SearchSchema)
+    def search(input):
+        return input.query["tags"]
+
+    assert client.get("/search?q=x&tags=a&tags=b").json == ["a", "b"]
+    assert client.get("/search?q=x&tags=a").json == ["a"]
+
+
+def test_query_without_schema_is_the_werkzeug_multidict(app, client):
+    @app.get("/search")
+    def search(input):
+        assert isinstance(input.query, MultiDict)
+        return {"all": input.query.getlist("tag"), "first": input.query["tag"]}
+
+    assert client.get("/search?tag=a&tag=b").json == {"all": ["a", "b"], "first": "a"}
+
+
+def test_path_schema_validates_converted_values(app, client):
+    def below_ten(value):
+        if value >= 10:
+            raise ValueError_("Must be below 10.")
+
+    from marshmallow import ValidationError as ValueError_
+
+    ItemPath = Schema.define("ItemPath", item_id=fields.Integer(validate=below_ten))
+
+    @app.get("/items/<int:item_id>", path_schema=ItemPath)
+    def item(input):
+        return input.path
+
+    assert client.get("/items/3").json == {"item_id": 3}
+    response = client.get("/items/12")
+    assert response.status_code == 422
+    assert response.json == {
+        "detail": [{"loc": ["path", "item_id"], "msg": "Must be below 10.", "type": "value_error"}]
+    }
+
+
+def test_body_exactly_at_the_size_limit_is_accepted():
+    app = App(max_body_size=16)
+
+    @app.post("/")
+    def handler(input):
+        return {"body": input.body}
+
+    body = b'"' + b"x" * 14 + b'"'
+    assert len(body) == 16
+    response = app.test_client().post("/", data=body, content_type="application/json")
+    assert response.json == {"body": "x" * 14}
+
+
+def test_validation_runs_before_dependencies(app, client):
+    created = []
+    app.register("db", lambda: created.append("db") or "connection")
+
+    @app.post("/users", body=UserSchema, depends=["db"])
+    def create(input, *, db):
+        return input.body
+
+    assert client.post("/users", json={}).status_code == 422
+    assert created == []
+    assert client.post("/users", json={"name": "Ada"}).status_code == 200
+    assert created == ["db"]
+
+
+def test_handler_without_input_never_reads_the_body(app, client):
+    @app.post("/ping")
+    def ping():
+        return "pong"
+
+    response = client.post("/ping", data=b"{not json", content_type="application/json")
+    assert response.json == "pong"
+
+
+# -- the bad-input table ---------------------------------------------------------------
+
+
+class AnyText:
+    """Equal to any non-empty str: the decoder's own wording is not part of the contract."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(other)
+
+    def __repr__(self) -> str:
+        return "<any text>"
+
+
+ANY = AnyText()
+
+
+def json_invalid(msg: Any = ANY) -> dict[str, Any]:
+    return {"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]}
+
+
+class Unreadable(io.RawIOBase):
+    """A request body that fails the test if anything reads it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise AssertionError("the body was read although its Content-Length is over the limit")
+
+
+def bad_input_app(max_body_size: int | None) -> App:
+    app = App() if max_body_size is None else App(max_body_size=max_body_size)
+
+    @app.post("/users", body=UserSchema)
+    def create(input):
+        return input.body
+
+    @app.post("/raw")
+    def raw(input):
+        return {"body": input.body}
+
+    @app.get("/search", query=SearchSchema)
+    def search(input):
+        return input.query
+
+    @app.get("/items/<int:item_id>")
+    def item(input):
+        return input.path
+
+    app.use(LintMiddleware)
+    return app
+
+
+Send = Callable[[Client], Any]
+
+
+def post_json(path: str, data: bytes | str) -> Send:
+    return lambda client: client.post(path, data=data, content_type="application/json")
+
+
+def declared_length(length: int) -> Send:
+    """A request claiming ``length`` bytes whose body must not be touched."""
+
+    def send(client: Client) -> Any:
+        # NOTE: EnvironBuilder measures an input_stream (seek/tell) and would overwrite
+        # the declared length, so the stream is swapped in after the environ is built.
+        environ = EnvironBuilder(
+            path="/raw", method="POST", content_type="application/json"
+        ).get_environ()
+        environ["wsgi.input"] = Unreadable()
+        environ["CONTENT_LENGTH"] = str(length)
+        return client.open(Request(environ))
+
+    return send
+
+
+def chunked(path: str, body: bytes, content_type: str) -> Send:
+    """A body without Content-Length, as a server that decodes chunked encoding passes it.
+
+    PEP 3333 servers that set ``wsgi.input_terminated`` (gunicorn, werkzeug's dev server)
+    hand such a body over with no CONTENT_LENGTH; werkzeug's EnvironBuilder always sets
+    one, so it is removed here and the Request is passed to the client as is.
+    """
+
+    def send(client: Client) -> Any:
+        environ = EnvironBuilder(
+            path=path, method="POST", input_stream=io.BytesIO(body), content_type=content_type
+        ).get_environ()
+        del environ["CONTENT_LENGTH"]
+        environ["wsgi.input_terminated"] = True
+        return client.open(Request(environ))
+
+    return send
+
+
+def multipart_body(size: int) -> Send:
+    data = {"name": "x", "upload": (io.BytesIO(b"x" * size), "big.bin")}
+    return lambda client: client.post("/users", data=data)
+
+
+NESTED_ARRAYS = "[" * 10_000 + "]" * 10_000
+NESTED_OBJECTS = '{"a":' * 10_000 + "1" + "}" * 10_000
+
+BAD_INPUTS = [
+    # (id, max_body_size, send, status, body)
+    ("malformed-json", None, post_json("/users", '{"name": '), 422, json_invalid()),
+    ("malformed-json-without-schema", None, post_json("/raw", "{'a': 1}"), 422, json_invalid()),
+    ("trailing-garbage", None, post_json("/raw", '{"a": 1} x'), 422, json_invalid()),
+    (
+        "array-for-object-schema",
+        None,
+        post_json("/users", "[1, 2]"),
+        422,
+        {"detail": [{"loc": ["body"], "msg": "Invalid input type.", "type": "dict_type"}]},
+    ),
+    (
+        "scalar-for-object-schema",
+        None,
+        post_json("/users", "42"),
+        422,
+        {"detail": [{"loc": ["body"], "msg": "Invalid input type.", "type": "dict_type"}]},
+    ),
+    (
+        "null-for-object-schema",
+        None,
+        post_json("/users", "null"),
+        422,
+        {"detail": [{"loc": ["body"], "msg": "Invalid input type.", "type": "dict_type"}]},
+    ),
+    (
+        "wrong-content-type",
+        None,
+        lambda client: client.post("/users", data="name=x", content_type="text/plain"),
+        415,
+        {"detail": "Unsupported content type 'text/plain'; send application/json or a form"},
+    ),
+    (
+        "xml-content-type",
+        None,
+        lambda client: client.post("/users", data="<a/>", content_type="application/xml"),
+        415,
+        {"detail": "Unsupported content type 'application/xml'; send application/json or a form"},
+    ),
+    (
+        "empty-json-body-with-schema",
+        None,
+        post_json("/users", ""),
+        422,
+        {"detail": [{"loc": ["body"], "msg": "Field required", "type": "missing"}]},
+    ),
+    (
+        "no-body-with-schema",
+        None,
+        lambda client: client.post("/users"),
+        422,
+        {"detail": [{"loc": ["body"], "msg": "Field required", "type": "missing"}]},
+    ),
+    (
+        "content-length-over-limit",
+        64,
+        declared_length(65),
+        413,
+        {"detail": "Request body is larger than the 64-byte limit"},
+    ),
+    (
+        "content-length-over-default-1mib",
+        None,
+        declared_length(MiB + 1),
+        413,
+        {"detail": "Request body is larger than the 1048576-byte limit"},
+    ),
+    (
+        "chunked-json-over-limit",
+        64,
+        chunked("/raw", b'{"a": "' + b"x" * 100 + b'"}', "application/json"),
+        413,
+        {"detail": "Request body is larger than the 64-byte limit"},
+    ),
+    (
+        "chunked-form-over-limit",
+        64,
+        chunked("/raw", b"a=" + b"x" * 100, "application/x-www-form-urlencoded"),
+        413,
+        {"detail": "Request body is larger than the 64-byte limit"},
+    ),
+    (
+        "multipart-over-limit",
+        256,
+        multipart_body(1000),
+        413,
+        {"detail": "Request body is larger than the 256-byte limit"},
+    ),
+    (
+        "invalid-utf8",
+        None,
+        post_json("/users", b'{"name": "\xff\xfe"}'),
+        422,
+        json_invalid("JSON body is not valid UTF-8"),
+    ),
+    (
+        "lone-surrogate-escape",
+        None,
+        post_json("/raw", b'{"name": "\\ud800"}'),
+        422,
+        json_invalid("JSON string holds a lone surrogate escape"),
+    ),
+    (
+        "nested-arrays-10000-deep",
+        None,
+        post_json("/raw", NESTED_ARRAYS),
+        422,
+        json_invalid("JSON is nested too deeply"),
+    ),
+    (
+        "nested-objects-10000-deep",
+        None,
+        post_json("/users", NESTED_OBJECTS),
+        422,
+        json_invalid("JSON is nested too deeply"),
+    ),
+    ("nan-literal", None, post_json("/raw", '{"a": NaN}'), 422, json_invalid()),
+    ("infinity-literal", None, post_json("/raw", "[Infinity]"), 422, json_invalid()),
+    ("minus-infinity-literal", None, post_json("/raw", "-Infinity"), 422, json_invalid()),
+    ("float-overflowing-to-infinity", None, post_json("/raw", "[1e400]"), 422, json_invalid()),
+    ("integer-with-5000-digits", None, post_json("/raw", "1" * 5000), 422, json_invalid()),
+    (
+        "repeated-query-key-for-non-list-field",
+        None,
+        lambda client: client.get("/search?q=a&q=b"),
+        422,
+        {
+            "detail": [
+                {
+                    "loc": ["query", "q"],
+                    "msg": "Expected one value, got 2; declare the field as fields.List to"
+                    " accept several.",
+                    "type": "value_error",
+                }
+            ]
+        },
+    ),
+    (
+        "query-value-failing-its-field",
+        None,
+        lambda client: client.get("/search?q=a&page=two"),
+        422,
+        {
+            "detail": [
+                {"loc": ["query", "page"], "msg": "Not a valid integer.", "type": "int_parsing"}
+            ]
+        },
+    ),
+    (
+        "missing-required-query-field",
+        None,
+        lambda client: client.get("/search"),
+        422,
+        {
+            "detail": [
+                {
+                    "loc": ["query", "q"],
+                    "msg": "Missing data for required field.",
+                    "type": "missing",
+                }
+            ]
+        },
+    ),
+    (
+        "path-value-failing-its-converter",
+        None,
+        lambda client: client.get("/items/seven"),
+        404,
+        {"detail": "Not Found"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("max_body_size", "send", "status", "body"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_input_gets_its_documented_status_never_a_500(
+    caplog_funapi, max_body_size, send, status, body
+):
+    client = bad_input_app(max_body_size).test_client()
+
+    response = send(client)
+
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    assert response.json == body
+    assert int(response.headers["Content-Length"]) == len(response.get_data())
+    assert not [record for record in caplog_funapi.records if record.levelname == "ERROR"]
+
+
+def test_chunked_body_within_the_limit_is_read_in_full(app):
+    app = App(max_body_size=64)
+
+    @app.post("/raw")
+    def raw(input):
+        return {"body": input.body}
+
+    body = b'{"a": "' + b"x" * 40 + b'"}'
+    response = chunked("/raw", body, "application/json")(app.test_client())
+    assert response.json == {"body": {"a": "x" * 40}}
