@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -111,11 +112,19 @@ _PARSING_KIND: dict[type[fields.Field], str] = {
 }
 
 
+def _formats_to(template: Any, message: str) -> bool:
+    # NOTE: some templates are formatted when raised ("Not a valid {obj_type}.").
+    if not isinstance(template, str) or "{" not in template:
+        return False
+    pattern = re.sub(r"\\\{\w+\\\}", ".*", re.escape(template))
+    return re.fullmatch(pattern, message, re.DOTALL) is not None
+
+
 def _kind_for(field: fields.Field | None, message: str) -> str:
     if field is None:
         return "value_error"
     for key, template in field.error_messages.items():
-        if template != message:
+        if template != message and not _formats_to(template, message):
             continue
         if key == "required":
             return "missing"
