@@ -1,0 +1,103 @@
+"""An app for the real-gunicorn tests: every task event is one line appended to $BG_LOG.
+
+Settings come from the environment: ``BG_SHUTDOWN_TIMEOUT`` (App's
+``background_shutdown_timeout``) and ``BG_TOUCH_AT_IMPORT`` (make one request through the
+test client at import, so a ``--preload`` master has used the pool before it forks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from werkzeug.wrappers import Response
+
+from funapi_sync import App
+
+LOG = os.environ["BG_LOG"]
+
+logging.basicConfig(
+    level=logging.WARNING, format="%(levelname)s %(name)s pid=%(process)d %(message)s"
+)
+
+settings = {}
+if "BG_SHUTDOWN_TIMEOUT" in os.environ:
+    settings["background_shutdown_timeout"] = float(os.environ["BG_SHUTDOWN_TIMEOUT"])
+app = App(title="background tasks under gunicorn", **settings)
+
+
+def record(event: str) -> None:
+    """Append one line; a single O_APPEND write, so lines from many processes never mix."""
+    line = f"{event} pid={os.getpid()} t={time.time():.6f}\n".encode()
+    fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def sleep_then_record(seconds: float, name: str) -> None:
+    time.sleep(seconds)
+    record(f"slept {name}")
+
+
+def explode() -> None:
+    raise RuntimeError("task exploded")
+
+
+@app.get("/pid")
+def pid():
+    return {"pid": os.getpid()}
+
+
+@app.get("/sleep/<name>")
+def sleep(input, *, background):
+    seconds = float(input.query.get("seconds", "1"))
+    background.add_task(sleep_then_record, seconds, input.path["name"])
+    return {"queued": input.path["name"], "pid": os.getpid()}
+
+
+@app.post("/count")
+def count(input, *, background):
+    for number in range(int(input.query.get("n", "2"))):
+        background.add_task(record, f"count {number}")
+    return {"pid": os.getpid()}
+
+
+@app.get("/fail")
+def fail(*, background):
+    background.add_task(record, "before failure")
+    background.add_task(explode)
+    background.add_task(record, "after failure")
+    return {"pid": os.getpid()}
+
+
+@app.get("/stream")
+def stream(*, background):
+    def body():
+        for number in range(5):
+            yield f"chunk {number}\n".encode()
+        record("body done")
+
+    background.add_task(record, "task started")
+    return Response(body(), mimetype="text/plain")
+
+
+@app.get("/big")
+def big(input, *, background):
+    """Wait (bounded) until the client has gone, then answer with a body it will not read."""
+    record("big handler started")
+    marker = Path(input.query["marker"])
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    background.add_task(record, "disconnect task")
+    return Response(b"x" * (8 * 1024 * 1024), mimetype="application/octet-stream")
+
+
+if os.environ.get("BG_TOUCH_AT_IMPORT"):
+    # NOTE: this runs in the gunicorn master under --preload: the pool is created and
+    # runs a task before fork(), the situation the pool must survive.
+    assert app.test_client().post("/count?n=1").status_code == 200

@@ -1,0 +1,309 @@
+"""The headline under a real gunicorn: tasks run after the response, on a fork-safe pool.
+
+Every test starts gunicorn on 127.0.0.1 with an ephemeral port (``server.run_gunicorn``)
+and talks to it with ``http.client``. The app is ``live_apps/background_app.py``: each
+task event is one line appended to a file, which the tests read after a drain (SIGTERM
+to the master, which drains the pool at worker exit) or through a bounded poll.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from server import ROOT, Server, run_gunicorn
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(90)]
+
+LIVE_APPS = Path(__file__).resolve().parent / "live_apps"
+APP = "background_app:app"
+CONF = ("-c", "python:funapi_sync.server.gunicorn_conf")
+_EVENT = re.compile(r"^(?P<event>.+) pid=(?P<pid>\d+) t=(?P<t>[\d.]+)$")
+_UNFINISHED = re.compile(
+    r"^ERROR funapi_sync\.background pid=\d+ background task \S+ of GET /sleep/(?P<name>\S+)"
+    r" did not finish within the [\d.]+ s shutdown timeout \((?P<state>[a-z ]+)\)$",
+    re.MULTILINE,
+)
+
+
+def request(server: Server, path: str, method: str = "GET") -> tuple[int, bytes, float]:
+    """Make one request on a new connection; return status, body and time to the last byte."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        started = time.perf_counter()
+        connection.request(method, path)
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, body, time.perf_counter() - started
+    finally:
+        connection.close()
+
+
+def events(log: Path) -> list[tuple[str, int, float]]:
+    """The task events so far: (event, pid, time)."""
+    if not log.exists():
+        return []
+    rows = []
+    for line in log.read_text().splitlines():
+        match = _EVENT.match(line)
+        assert match, f"malformed event line {line!r}"
+        rows.append((match["event"], int(match["pid"]), float(match["t"])))
+    return rows
+
+
+def wait_for_events(
+    log: Path, done: Callable[[list[tuple[str, int, float]]], bool], timeout: float = 10.0
+) -> list[tuple[str, int, float]]:
+    """Poll the event file (bounded) until ``done(events)``; fail with what was seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = events(log)
+        if done(rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"events not reached within {timeout} s: {rows}")
+        time.sleep(0.02)
+
+
+def named(rows: list[tuple[str, int, float]], prefix: str) -> list[tuple[str, int, float]]:
+    return [row for row in rows if row[0].startswith(prefix)]
+
+
+@pytest.fixture
+def bg_log(tmp_path: Path) -> Path:
+    return tmp_path / "events.log"
+
+
+def serve(tmp_path: Path, bg_log: Path, *args: str, workers: int = 1, **env: str):
+    return run_gunicorn(
+        APP,
+        *args,
+        tmp_path=tmp_path,
+        workers=workers,
+        cwd=LIVE_APPS,
+        env={"BG_LOG": str(bg_log), **env},
+    )
+
+
+# -- the response does not wait for its tasks -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "worker_args", [(), ("--worker-class", "gthread", "--threads", "4")], ids=["sync", "gthread"]
+)
+def test_time_to_full_response_does_not_include_a_1s_task(tmp_path, bg_log, worker_args):
+    with serve(tmp_path, bg_log, *worker_args) as server:
+        assert request(server, "/pid")[0] == 200  # warm up
+        timings = []
+        for number in range(3):
+            status, body, elapsed = request(server, f"/sleep/t{number}?seconds=1")
+            assert status == 200
+            assert b'"queued":"t' in body
+            timings.append(elapsed)
+        worker = "gthread" if worker_args else "sync"
+        print(f"time to full response with a 1 s task ({worker}): {timings}")
+        assert max(timings) < 0.3, timings
+        # ...and the tasks did run, one second later, in the worker.
+        rows = wait_for_events(bg_log, lambda rows: len(named(rows, "slept")) == 3)
+        assert {pid for _, pid, _ in named(rows, "slept")} == set(server.worker_pids)
+        assert server.stop() == 0
+
+
+def test_500_requests_with_2_tasks_each_run_exactly_1000_tasks(tmp_path, bg_log):
+    with serve(tmp_path, bg_log, workers=2) as server:
+        assert len(server.worker_pids) == 2
+        with ThreadPoolExecutor(max_workers=8) as clients:
+            statuses = list(
+                clients.map(lambda _: request(server, "/count?n=2", "POST")[0], range(500))
+            )
+        assert statuses == [200] * 500
+        # SIGTERM: each worker drains its pool before it exits.
+        assert server.stop() == 0
+    rows = named(events(bg_log), "count")
+    print(f"task executions counted after 500 requests x 2 tasks: {len(rows)}")
+    assert len(rows) == 1000
+    assert Counter(event for event, _, _ in rows) == {"count 0": 500, "count 1": 500}
+    assert {pid for _, pid, _ in rows} == set(server.worker_pids)
+    assert "did not finish" not in server.log()
+
+
+def test_preload_with_the_pool_used_in_the_master_still_runs_tasks_in_every_worker(
+    tmp_path, bg_log
+):
+    with serve(
+        tmp_path,
+        bg_log,
+        "--preload",
+        workers=2,
+        BG_TOUCH_AT_IMPORT="1",
+        BG_SHUTDOWN_TIMEOUT="5",
+    ) as server:
+        master = server.process.pid
+        # The master ran a task at import, before it forked the workers.
+        assert [(event, pid) for event, pid, _ in events(bg_log)] == [("count 0", master)]
+        assert len(server.worker_pids) == 2
+        assert master not in server.worker_pids
+
+        answered: Counter[int] = Counter()
+
+        def one(_: int) -> int:
+            status, body, _ = request(server, "/count?n=1", "POST")
+            assert status == 200
+            return int(re.search(rb'"pid":(\d+)', body).group(1))
+
+        with ThreadPoolExecutor(max_workers=4) as clients:
+            for _ in range(20):  # bounded: until both workers have answered
+                answered.update(clients.map(one, range(10)))
+                if len(answered) == 2:
+                    break
+        assert set(answered) == set(server.worker_pids), answered
+        total = sum(answered.values()) + 1
+        rows = wait_for_events(bg_log, lambda rows: len(rows) >= total)
+        # Every worker ran exactly the tasks of the requests it answered.
+        ran = Counter(pid for _, pid, _ in rows if pid != master)
+        assert ran == answered
+        assert server.stop() == 0
+    assert "did not finish" not in server.log()
+
+
+# -- shutdown -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("conf", [(), CONF], ids=["plain", "gunicorn_conf"])
+def test_sigterm_drains_20_queued_tasks_before_the_process_exits(tmp_path, bg_log, conf):
+    with serve(tmp_path, bg_log, *conf) as server:
+        for number in range(20):
+            assert request(server, f"/sleep/t{number}?seconds=0.5")[0] == 200
+        assert len(named(events(bg_log), "slept")) < 20  # most are still queued
+        started = time.monotonic()
+        assert server.stop() == 0
+        took = time.monotonic() - started
+    slept = {event.split()[1] for event, _, _ in named(events(bg_log), "slept")}
+    assert slept == {f"t{number}" for number in range(20)}
+    assert "ERROR" not in server.log()
+    # 20 tasks of 0.5 s on 4 pool threads: well inside the graceful timeout.
+    assert took < 10, took
+
+
+def test_sigterm_with_a_short_shutdown_timeout_names_every_unfinished_task(tmp_path, bg_log):
+    with serve(tmp_path, bg_log, BG_SHUTDOWN_TIMEOUT="1") as server:
+        for number in range(20):
+            assert request(server, f"/sleep/t{number}?seconds=0.5")[0] == 200
+        started = time.monotonic()
+        assert server.stop() == 0
+        took = time.monotonic() - started
+    log = server.log()
+    slept = {event.split()[1] for event, _, _ in named(events(bg_log), "slept")}
+    unfinished = {match["name"]: match["state"] for match in _UNFINISHED.finditer(log)}
+    assert unfinished, log
+    # Nothing is lost without a log line: each task either ran or is named at ERROR.
+    assert slept | set(unfinished) == {f"t{number}" for number in range(20)}, (slept, log)
+    never_started = {name for name, state in unfinished.items() if state == "never started"}
+    assert never_started
+    assert not never_started & slept
+    assert took < 8, took
+
+
+# -- failures and odd clients ---------------------------------------------------------
+
+
+def test_a_failing_task_is_logged_and_the_worker_keeps_serving(tmp_path, bg_log):
+    with serve(tmp_path, bg_log) as server:
+        status, body, _ = request(server, "/fail")
+        assert status == 200
+        rows = wait_for_events(bg_log, lambda rows: len(named(rows, "after failure")) == 1)
+        assert [event for event, _, _ in rows] == ["before failure", "after failure"]
+        warning = server.wait_for_log(
+            r"WARNING funapi_sync\.background pid=\d+ background task \S*explode of GET /fail"
+            r" failed\nTraceback \(most recent call last\):\n(?:.*\n)*?RuntimeError: task exploded"
+        )
+        assert warning
+        worker = server.worker_pids[0]
+        for _ in range(3):
+            status, body, _ = request(server, "/pid")
+            assert (status, body) == (200, f'{{"pid":{worker}}}'.encode())
+        assert server.stop() == 0
+
+
+def test_a_client_that_disconnects_before_reading_the_body_does_not_stop_the_tasks(
+    tmp_path, bg_log
+):
+    marker = tmp_path / "client-gone"
+    with serve(tmp_path, bg_log) as server:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        client.sendall(
+            f"GET /big?marker={quote(str(marker))} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        )
+        # Once the handler has the request, reset the connection without reading a byte.
+        wait_for_events(bg_log, lambda rows: len(named(rows, "big handler started")) == 1)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        marker.touch()
+        wait_for_events(bg_log, lambda rows: len(named(rows, "disconnect task")) == 1)
+        assert request(server, "/pid")[0] == 200
+        assert server.stop() == 0
+
+
+def test_tasks_start_after_the_body_was_fully_sent(tmp_path, bg_log):
+    with serve(tmp_path, bg_log, "--worker-class", "gthread", "--threads", "2") as server:
+        status, body, _ = request(server, "/stream")
+        assert status == 200
+        assert body == b"".join(f"chunk {number}\n".encode() for number in range(5))
+        rows = wait_for_events(bg_log, lambda rows: len(named(rows, "task started")) == 1)
+        assert [event for event, _, _ in rows] == ["body done", "task started"]
+        assert rows[0][2] <= rows[1][2]
+        assert server.stop() == 0
+
+
+# -- other ways to start gunicorn -----------------------------------------------------
+
+
+def test_gunicorn_start_from_a_script_runs_tasks_and_drains_at_sigterm(tmp_path, bg_log):
+    log_path = tmp_path / "start.log"
+    env = {
+        **os.environ,
+        "BG_LOG": str(bg_log),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "start_background.py"],
+            cwd=LIVE_APPS,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    server = Server(process, log_path)
+    try:
+        server.port = int(server.wait_for_log(r"Listening at: http://127\.0\.0\.1:(\d+)").group(1))
+        worker = int(server.wait_for_log(r"Booting worker with pid: (\d+)").group(1))
+        assert request(server, "/sleep/from-script?seconds=0.5")[0] == 200
+        assert request(server, "/fail")[0] == 200
+        assert server.stop() == 0
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+    rows = events(bg_log)
+    assert ("slept from-script", worker) in [(event, pid) for event, pid, _ in rows]
+    assert "task exploded" in server.log()
+    assert "did not finish" not in server.log()
