@@ -12,6 +12,8 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from marshmallow import fields
@@ -22,13 +24,21 @@ DB_PATH = Path(os.environ.get("SIGNUP_DB", "signup.sqlite3"))
 log = logging.getLogger("signup")
 
 
-def connect() -> sqlite3.Connection:
-    # NOTE: one short-lived connection per use: sqlite3 connections must not cross
-    # threads, and tasks run on the pool's threads. WAL lets readers and the writer overlap.
+@contextmanager
+def connect() -> Iterator[sqlite3.Connection]:
+    """Open a connection in autocommit mode and close it on the way out.
+
+    NOTE: one short-lived connection per use: sqlite3 connections must not cross threads,
+    and tasks run on the pool's threads. ``with sqlite3.connect(...)`` alone would only
+    commit, never close. WAL lets readers and the writer overlap.
+    """
     conn = sqlite3.connect(DB_PATH, timeout=30, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        yield conn
+    finally:
+        conn.close()
 
 
 def create_tables() -> None:
@@ -98,7 +108,7 @@ def signup(input, req, task, *, background):
             "INSERT INTO users (name, email) VALUES (?, ?)",
             (input.body["name"], input.body["email"]),
         )
-    user = {"id": cursor.lastrowid, **input.body}
+        user = {"id": cursor.lastrowid, **input.body}
     background.add_task(send_welcome_email, user["email"])
     background.add_task(log_signup, user["id"])
     background.add_task(notify_admin, user)
