@@ -1,0 +1,192 @@
+"""Markdown for the figures: the tables printed by run.py, the targets, and RESULTS.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .overhttp import CONNECTIONS, GTHREAD_THREADS
+from .scenarios import APPS
+from .tasks import TASK_COUNTS
+
+FUNAPI = "funapi_sync"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def inprocess_table(figures: dict[str, dict[str, float]]) -> str:
+    header = ["scenario", *(f"{app} µs" for app in APPS), "÷ raw", "÷ falcon", "÷ flask"]
+    rows = []
+    for scenario, per_app in figures.items():
+        ours = per_app[FUNAPI]
+        rows.append(
+            [scenario, *(f"{per_app[app]:.1f}" for app in APPS)]
+            + [f"{ours / per_app[other]:.2f}" for other in ("raw", "falcon", "flask")]
+        )
+    return "In process, median µs/request (lower is better); ratios are funapi_sync's.\n\n" + (
+        _table(header, rows)
+    )
+
+
+def http_tables(figures: dict[str, Any]) -> str:
+    out = []
+    for worker_class, per_scenario in figures.items():
+        header = ["scenario", *(f"{app} req/s (p50/p99 ms)" for app in APPS)]
+        header += ["req/s ÷ raw", "req/s ÷ falcon", "p99 ÷ falcon"]
+        rows = []
+        for scenario, per_app in per_scenario.items():
+            cells = [
+                f"{f['rps']:.0f} ({f['p50_us'] / 1000:.1f}/{f['p99_us'] / 1000:.1f})"
+                + (f" {f['errors']} socket errors" if f["errors"] else "")
+                + (f" {f['status_errors']} non-2xx" if f["status_errors"] else "")
+                for f in (per_app[app] for app in APPS)
+            ]
+            ours, raw, falcon = per_app[FUNAPI], per_app["raw"], per_app["falcon"]
+            cells += [
+                f"{ours['rps'] / raw['rps']:.2f}",
+                f"{ours['rps'] / falcon['rps']:.2f}",
+                f"{ours['p99_us'] / falcon['p99_us']:.2f}",
+            ]
+            rows.append([scenario, *cells])
+        threads = f", {GTHREAD_THREADS} threads" if worker_class == "gthread" else ""
+        out.append(
+            f"gunicorn {worker_class} (1 worker{threads}), wrk -t1 -c{CONNECTIONS}; medians"
+            f" of the rounds.\n\n" + _table(header, rows)
+        )
+    return "\n\n".join(out)
+
+
+def tasks_table(figures: dict[str, Any]) -> str:
+    cost = figures["close_cost"]
+    base = cost[0]
+    rows = [
+        [
+            str(n),
+            f"{cost[n]['request_us']:.1f}",
+            f"{cost[n]['request_us'] - base['request_us']:+.1f}",
+            f"{cost[n]['close_us']:.2f}",
+            f"{cost[n]['close_us'] - base['close_us']:+.2f}",
+        ]
+        for n in TASK_COUNTS
+    ]
+    header = ["tasks", "request µs", "vs 0 tasks", "close() µs", "vs 0 tasks"]
+    drain = figures["drain"]
+    return (
+        "funapi_sync in process: per request with n trivial tasks (median of rounds).\n\n"
+        + _table(header, rows)
+        + f"\n\nPool drain: {drain['tasks']} queued trivial tasks drained in"
+        f" {drain['seconds'] * 1000:.1f} ms by one process ({drain['workers']} pool threads):"
+        f" **{drain['tasks_per_s']:,.0f} tasks/s**."
+    )
+
+
+def isolation_table(figures: dict[str, Any], task_seconds: float) -> str:
+    header = [
+        "app",
+        "full response, trivial task ms",
+        f"full response, {task_seconds:g} s task ms",
+        "ratio",
+        "connection closed after ms",
+        "next GET /hello ms",
+    ]
+    rows = [
+        [
+            app,
+            f"{f['without_task_s'] * 1000:.2f}",
+            f"{f['with_task_s'] * 1000:.2f}",
+            f"{f['with_task_s'] / f['without_task_s']:.2f}",
+            f"{f['closed_with_task_s'] * 1000:.1f}",
+            f"{f['next_request_s'] * 1000:.1f}",
+        ]
+        for app, f in figures.items()
+    ]
+    return (
+        "Latency isolation over HTTP, gunicorn sync worker: POST /signup (medians).\n\n"
+        + _table(header, rows)
+    )
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue #7 with its measured ratio and whether it is met."""
+    found = []
+    for scenario, per_app in results.get("inprocess", {}).items():
+        ratio = per_app[FUNAPI] / per_app["falcon"]
+        found.append(_target(f"in process {scenario}: µs ≤ Falcon's", ratio, ratio <= 1.0))
+    for worker_class, per_scenario in results.get("http", {}).items():
+        for scenario, per_app in per_scenario.items():
+            ours = per_app[FUNAPI]
+            ratio = ours["rps"] / per_app["raw"]["rps"]
+            name = f"{worker_class} {scenario}: req/s ≥ 0.95 x raw"
+            found.append(_target(name, ratio, ratio >= 0.95))
+            ratio = ours["p99_us"] / per_app["falcon"]["p99_us"]
+            name = f"{worker_class} {scenario}: p99 ≤ Falcon's"
+            found.append(_target(name, ratio, ratio <= 1.0))
+    if "tasks" in results:
+        cost = results["tasks"]["close_cost"]
+        added = cost[1]["close_us"] - cost[0]["close_us"]
+        found.append(
+            _target("close()+enqueue of 1 task adds ≤ 5 µs", added, added <= 5.0, unit="µs")
+        )
+        rate = results["tasks"]["drain"]["tasks_per_s"]
+        found.append(_target("≥ 10 000 trivial tasks/s drained", rate, rate >= 10_000, "/s"))
+    if "isolation" in results:
+        ours = results["isolation"][FUNAPI]
+        ratio = ours["with_task_s"] / ours["without_task_s"]
+        seconds = results["settings"]["task_seconds"]
+        name = f"full response with a {seconds:g} s task ≤ 1.1 x without"
+        found.append(_target(name, ratio, ratio <= 1.1))
+    return found
+
+
+def _target(name: str, value: float, met: bool, unit: str = "x") -> dict[str, Any]:
+    return {"target": name, "value": value, "unit": unit, "met": met}
+
+
+def targets_table(found: list[dict[str, Any]]) -> str:
+    rows = [[t["target"], _format_value(t), "met" if t["met"] else "**not met**"] for t in found]
+    met = sum(t["met"] for t in found)
+    return f"Targets (funapi_sync): {met} of {len(found)} met.\n\n" + _table(
+        ["target", "measured", ""], rows
+    )
+
+
+def _format_value(target: dict[str, Any]) -> str:
+    value, unit = target["value"], target["unit"]
+    if unit == "/s":
+        return f"{value:,.0f} tasks/s"
+    if unit == "µs":
+        return f"{value:+.2f} µs"
+    return f"{value:.2f}x"
+
+
+def results_markdown(results: dict[str, Any], command: str) -> str:
+    m = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    pinning = "server on CPU 0, wrk on CPU 1 (taskset)" if m["pinned"] else "not pinned"
+    sections = [
+        "# Benchmark results",
+        "Generated by `python benchmarks/run.py --write-results`; do not edit by hand."
+        " Numbers from a shared machine are indicative; compare ratios within one run.",
+        f"- Date: {m['date']}\n- Machine: {m['cores']} cores, {m['cpu']}; {pinning}\n"
+        f"- Versions: {versions}\n- Command: `{command}`"
+        + (" (quick mode: few iterations)" if results["quick"] else "")
+        + f"\n- Settings: {', '.join(f'{k}={v}' for k, v in results['settings'].items())}",
+        "Commands the harness runs: `taskset -c 0 python -m gunicorn --bind 127.0.0.1:0"
+        " --workers 1 --worker-class sync|gthread [--threads 4] --no-control-socket"
+        " benchmarks.apps.<app>:app` and `taskset -c 1 wrk -t1"
+        f" -c{CONNECTIONS} -d<seconds>s --latency -s benchmarks/wrk.lua URL [-- POST body]`.",
+        "## Targets\n\n" + targets_table(results["targets"]),
+    ]
+    if "inprocess" in results:
+        sections.append("## In process\n\n" + inprocess_table(results["inprocess"]))
+    if "http" in results:
+        sections.append("## Over HTTP (gunicorn + wrk)\n\n" + http_tables(results["http"]))
+    if "isolation" in results:
+        seconds = results["settings"]["task_seconds"]
+        sections.append("## Latency isolation\n\n" + isolation_table(results["isolation"], seconds))
+    if "tasks" in results:
+        sections.append("## Background-task costs\n\n" + tasks_table(results["tasks"]))
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,126 @@
+"""Background-task costs in funapi_sync: close()+enqueue per request, and the pool's drain rate."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Any
+
+from funapi_sync import App
+
+from .scenarios import Scenario as _Scenario
+from .scenarios import base_environ, call, fresh_environ
+
+TASK_COUNTS = (0, 1, 3)
+
+
+def noop() -> None:
+    """The trivial task."""
+
+
+def build_app() -> App:
+    """``GET /tasks/<n>`` adds n trivial tasks; ``/tasks/0`` takes no ``background`` at all."""
+    app = App(title="Task benchmark")
+
+    @app.get("/tasks/0")
+    def none() -> Any:
+        return {"ok": True}
+
+    def adding(count: int) -> Any:
+        def handler(*, background: Any) -> Any:
+            for _ in range(count):
+                background.add_task(noop)
+            return {"ok": True}
+
+        handler.__name__ = f"tasks_{count}"
+        return handler
+
+    for count in TASK_COUNTS[1:]:
+        app.get(f"/tasks/{count}")(adding(count))
+    return app
+
+
+def close_cost(app: App, rounds: int, calls: int) -> dict[int, dict[str, float]]:
+    """Per request with n tasks: µs for the whole request and for ``close()`` alone.
+
+    Each batch first makes ``calls`` requests without closing them, then times closing them
+    all (so the pool's threads run while close() is timed, as they would under a server),
+    then drains untimed; ``calls`` stays below the queue size so close() never blocks.
+    """
+    calls = min(calls, app.settings["background_queue_size"] // 2)
+    request: dict[int, list[float]] = {n: [] for n in TASK_COUNTS}
+    closing: dict[int, list[float]] = {n: [] for n in TASK_COUNTS}
+    bases = {n: base_environ(_Scenario(f"tasks_{n}", "GET", f"/tasks/{n}")) for n in TASK_COUNTS}
+    for round_ in range(rounds + 1):  # round 0 warms up
+        for n in TASK_COUNTS if round_ % 2 else reversed(TASK_COUNTS):
+            environs = [fresh_environ(bases[n], b"") for _ in range(calls)]
+            started = time.perf_counter_ns()
+            for environ in environs:
+                call(app, environ)
+            whole = (time.perf_counter_ns() - started) / 1000 / calls
+            app.background.drain(timeout=30)
+            iterables = [app(environ, _ignore) for environ in environs[: calls // 2]]
+            for iterable in iterables:
+                b"".join(iterable)
+            started = time.perf_counter_ns()
+            for iterable in iterables:
+                close = getattr(iterable, "close", None)
+                if close is not None:
+                    close()
+            only_close = (time.perf_counter_ns() - started) / 1000 / len(iterables)
+            app.background.drain(timeout=30)
+            if round_:
+                request[n].append(whole)
+                closing[n].append(only_close)
+    return {
+        n: {"request_us": statistics.median(request[n]), "close_us": statistics.median(closing[n])}
+        for n in TASK_COUNTS
+    }
+
+
+def drain_rate(app: App, tasks: int) -> dict[str, float]:
+    """Trivial tasks/s that one process's pool drains, from a queue filled in advance.
+
+    Every pool thread is first held on a gate task, ``tasks`` one-task batches are queued
+    behind them through real requests, then the gate opens and the drain is timed.
+    """
+    workers = app.background.stats()["workers"]
+    tasks = min(tasks, app.settings["background_queue_size"])
+    gate = threading.Event()
+    holding = threading.Semaphore(0)
+
+    def hold() -> None:
+        holding.release()
+        gate.wait(30)
+
+    gates = App(title="gate")
+
+    @gates.get("/hold")
+    def hold_route(*, background: Any) -> Any:
+        background.add_task(hold)
+        return {}
+
+    hold_base = base_environ(_Scenario("hold", "GET", "/hold"))
+    for _ in range(workers):
+        call(gates, fresh_environ(hold_base, b""))
+    for _ in range(workers):
+        holding.acquire(timeout=30)
+    one = base_environ(_Scenario("tasks_1", "GET", "/tasks/1"))
+    for _ in range(tasks):
+        call(app, fresh_environ(one, b""))
+    started = time.perf_counter()
+    gate.set()
+    drained = app.background.drain(timeout=60)
+    elapsed = time.perf_counter() - started
+    return {
+        "tasks": tasks,
+        "workers": workers,
+        "seconds": elapsed,
+        "tasks_per_s": tasks / elapsed,
+        "drained": drained,
+    }
+
+
+def _ignore(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    pass
