@@ -322,3 +322,33 @@ def test_apps_do_not_share_routes(client):
 
     assert client.get("/only-other").status_code == 404
     assert other.test_client().get("/only-other").status_code == 200
+
+
+def test_other_werkzeug_converters_work(app, client):
+    @app.get("/files/<path:rest>")
+    def files(input):
+        return input.path
+
+    @app.get("/kinds/<any(book, author):kind>/<uuid:ident>")
+    def kinds(input):
+        return {"kind": input.path["kind"], "ident": str(input.path["ident"])}
+
+    @app.get("/scale/<float:factor>")
+    def scale(input):
+        return input.path["factor"] * 2
+
+    ident = "12345678-1234-5678-1234-567812345678"
+    assert client.get("/files/a/b/c.txt").json == {"rest": "a/b/c.txt"}
+    assert client.get(f"/kinds/book/{ident}").json == {"kind": "book", "ident": ident}
+    assert client.get(f"/kinds/film/{ident}").status_code == 404
+    assert client.get("/scale/1.5").json == 3.0
+
+
+def test_a_route_may_answer_options_itself(app, client):
+    @app.route("/preflight", methods=["OPTIONS"])
+    def preflight():
+        return {"custom": True}
+
+    response = client.options("/preflight")
+    assert response.status_code == 200
+    assert response.json == {"custom": True}
