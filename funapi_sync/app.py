@@ -194,6 +194,30 @@ class App(RouteDecorators):
             raise TypeError(f"use() takes a WSGI middleware class or factory, got {middleware!r}")
         self.wsgi_app = middleware(self.wsgi_app, *args, **kwargs)
 
+    def add_cors(self, **options: Any) -> None:
+        """Answer CORS preflights and allow the listed origins; see :class:`.CORSMiddleware`."""
+        from .middleware.cors import CORSMiddleware
+
+        self.use(CORSMiddleware, **options)
+
+    def add_trusted_host(self, allowed_hosts: Iterable[Any]) -> None:
+        """Refuse requests for other hosts with 400; see :class:`.TrustedHostMiddleware`."""
+        from .middleware.trusted_host import TrustedHostMiddleware
+
+        self.use(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    def add_request_logger(self, **options: Any) -> None:
+        """Log each request on ``funapi_sync.access``; see :class:`.RequestLoggerMiddleware`."""
+        from .middleware.request_logger import RequestLoggerMiddleware
+
+        self.use(RequestLoggerMiddleware, **options)
+
+    def add_gzip(self, minimum_size: int = 500, **options: Any) -> None:
+        """Gzip compressible responses; see :class:`.GZipMiddleware`."""
+        from .middleware.gzip import GZipMiddleware
+
+        self.use(GZipMiddleware, minimum_size=minimum_size, **options)
+
     # -- serving --------------------------------------------------------------------
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
