@@ -7,6 +7,7 @@ from .exceptions import HTTPException as HTTPException
 from .exceptions import ValidationError as ValidationError
 from .router import Router as Router
 from .schema import Schema as Schema
+from .templating import Templates as Templates
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "HTTPException",
     "Router",
     "Schema",
+    "Templates",
     "ValidationError",
     "__version__",
 ]
