@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
+from . import openapi
 from .background import BackgroundTask, BackgroundTasks
 from .concurrency import TASK
 from .dependencies import DependencyOverrides, Registry, RequestScope
@@ -113,6 +114,8 @@ class App(RouteDecorators):
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with
         #: the app's own dispatcher innermost (wrap it freely, as with Flask).
         self.wsgi_app: WSGIApplication = self._dispatch
+        #: ``/openapi.json`` and ``/docs`` (routes added at startup), or None when turned off.
+        self.openapi = openapi.setup(self)
 
     # -- registration ---------------------------------------------------------------
 

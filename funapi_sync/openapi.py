@@ -1,0 +1,359 @@
+"""OpenAPI: the app's OpenAPI 3 document, built with apispec, and the Swagger UI served offline.
+
+The document is generated from the compiled endpoints (``App.routes.endpoints``), so it
+describes exactly what the request path validates: werkzeug converters become typed path
+parameters, query schemas become query parameters, body schemas become request bodies.
+Swagger UI's assets come from the ``swagger-ui-bundle-v2`` package (imported as
+``swagger_ui_bundle``), so ``/docs`` works on a machine with no internet.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import threading
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import marshmallow
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_instance
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing.rules import parse_converter_args
+from werkzeug.wrappers import Request, Response
+
+from .responses import BODYLESS
+from .schema import Schema
+
+if TYPE_CHECKING:
+    from .app import App
+    from .endpoint import Endpoint
+
+logger = logging.getLogger("funapi_sync")
+
+OPENAPI_VERSION = "3.0.3"
+_RULE_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\((.*?)\))?:)?([A-Za-z_]\w*)>")
+_NOT_WORD = re.compile(r"\W")
+
+#: FastAPI's error model, so clients generated for FastAPI services read ours too.
+_ERROR_COMPONENTS: dict[str, dict[str, Any]] = {
+    "ValidationError": {
+        "type": "object",
+        "required": ["loc", "msg", "type"],
+        "properties": {
+            "loc": {
+                "type": "array",
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            },
+            "msg": {"type": "string"},
+            "type": {"type": "string"},
+        },
+    },
+    "HTTPValidationError": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {
+            "detail": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}
+        },
+    },
+    "HTTPError": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": {"type": "string"}},
+    },
+}
+
+
+class _ComponentNames:
+    """Name schema components after their class (``Schema.define``'s title), never twice.
+
+    NOTE: apispec only warns on a clash and renames; with warnings as errors that would
+    break, and the rename would depend on the order apispec met the schemas anyway.
+    """
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set(_ERROR_COMPONENTS)
+        self.by_key: dict[Any, str] = {}
+
+    def __call__(self, schema: Any) -> str:
+        key = make_schema_key(resolve_schema_instance(schema))
+        name = self.by_key.get(key)
+        if name is None:
+            base = (schema if isinstance(schema, type) else type(schema)).__name__
+            name, counter = base, 1
+            while name in self.taken:
+                counter += 1
+                name = f"{base}{counter}"
+            self.taken.add(name)
+            self.by_key[key] = name
+        return name
+
+
+def _filled(_converter: Any, field: marshmallow.fields.Field, **_: Any) -> dict[str, Any]:
+    """Say what ``Schema.filled`` enforces, so generated clients and fuzzers know it.
+
+    apispec binds attribute functions to its field converter, hence ``_converter``.
+    """
+    if Schema.filled not in field.validators:
+        return {}
+    if isinstance(field, marshmallow.fields.String):
+        return {"minLength": 1}
+    if isinstance(field, (marshmallow.fields.List, marshmallow.fields.Tuple)):
+        return {"minItems": 1}
+    if isinstance(field, (marshmallow.fields.Dict, marshmallow.fields.Nested)):
+        return {"minProperties": 1}
+    return {}
+
+
+def _converter_schema(converter: str | None, args: str | None) -> dict[str, Any]:
+    """The JSON schema of what a werkzeug converter accepts."""
+    positional, options = parse_converter_args(args) if args else ((), {})
+    if converter in ("int", "float"):
+        schema: dict[str, Any] = {"type": "integer" if converter == "int" else "number"}
+        # NOTE: werkzeug's numeric converters match no sign unless signed=True.
+        low = options.get("min", None if options.get("signed") else 0)
+        if low is not None:
+            schema["minimum"] = low
+        if options.get("max") is not None:
+            schema["maximum"] = options["max"]
+        return schema
+    if converter == "uuid":
+        return {"type": "string", "format": "uuid"}
+    if converter == "any":
+        return {"type": "string", "enum": list(positional)}
+    if converter == "path":
+        return {"type": "string", "minLength": 1}
+    schema = {"type": "string", "pattern": "^[^/]+$"}
+    for option, keyword in (("minlength", "minLength"), ("maxlength", "maxLength")):
+        if options.get(option) is not None:
+            schema[keyword] = options[option]
+    if options.get("length") is not None:
+        schema["minLength"] = schema["maxLength"] = options["length"]
+    return schema
+
+
+def _template(endpoint: Endpoint) -> str:
+    """``/users/<int:id>`` -> ``/users/{id}``."""
+    return _RULE_VARIABLE.sub(lambda match: "{" + match.group(3) + "}", endpoint.rule)
+
+
+def _path_parameters(endpoint: Endpoint, plugin: MarshmallowPlugin) -> list[dict[str, Any]]:
+    declared: dict[str, marshmallow.fields.Field] = {}
+    if endpoint.path_schema is not None:
+        declared = {
+            field.data_key or name: field for name, field in endpoint.path_schema.fields.items()
+        }
+    parameters = []
+    for converter, args, name in _RULE_VARIABLE.findall(endpoint.rule):
+        schema = _converter_schema(converter or None, args or None)
+        if name in declared:
+            schema.update(plugin.converter.field2property(declared[name]))  # type: ignore[union-attr]
+        parameters.append({"in": "path", "name": name, "required": True, "schema": schema})
+    return parameters
+
+
+def _json_content(schema: Any) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _error(description: str, component: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": _json_content({"$ref": f"#/components/schemas/{component}"}),
+    }
+
+
+def _operation(
+    endpoint: Endpoint, method: str, template: str, plugin: MarshmallowPlugin
+) -> dict[str, Any]:
+    status = endpoint.status_code
+    success: dict[str, Any] = {"description": HTTPStatus(status).phrase}
+    if status not in BODYLESS:
+        schema = endpoint.response_schema
+        success["content"] = _json_content({} if schema is None else schema)
+    operation: dict[str, Any] = {
+        "operationId": _NOT_WORD.sub("_", f"{endpoint.name}{template}_{method.lower()}"),
+        "summary": endpoint.summary or endpoint.name.replace("_", " ").title(),
+        "responses": {str(status): success},
+    }
+    if endpoint.description and endpoint.description != endpoint.summary:
+        operation["description"] = endpoint.description
+    if endpoint.tags:
+        operation["tags"] = list(endpoint.tags)
+    parameters = _path_parameters(endpoint, plugin)
+    if endpoint.query_schema is not None:
+        parameters.append({"in": "query", "schema": endpoint.query_schema})
+    if parameters:
+        operation["parameters"] = parameters
+    responses = operation["responses"]
+    if parameters and parameters[0]["in"] == "path":
+        responses["404"] = _error("Not Found", "HTTPError")
+    if endpoint.body_schema is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": _json_content(endpoint.body_schema),
+        }
+        responses["413"] = _error("Request body too large", "HTTPError")
+        responses["415"] = _error("Unsupported content type", "HTTPError")
+    if endpoint.needs_input or endpoint.current_plan().needs_input:
+        responses["422"] = _error("Validation Error", "HTTPValidationError")
+    return operation
+
+
+def build_document(app: App) -> dict[str, Any]:
+    """Build the OpenAPI document of ``app``'s routes (those with ``include_in_schema``)."""
+    plugin = MarshmallowPlugin(schema_name_resolver=_ComponentNames())
+    info = {"description": app.description} if app.description else {}
+    spec = APISpec(
+        title=app.title,
+        version=app.version,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[plugin],
+        info=info,
+    )
+    plugin.converter.add_attribute_function(_filled)  # type: ignore[union-attr]
+    for endpoint in app.routes.endpoints:
+        if not endpoint.include_in_schema:
+            continue
+        template = _template(endpoint)
+        operations = {
+            method.lower(): _operation(endpoint, method, template, plugin)
+            for method in endpoint.methods
+        }
+        spec.path(path=template, operations=operations)
+    for name, schema in _ERROR_COMPONENTS.items():
+        spec.components.schema(name, schema)
+    return spec.to_dict()
+
+
+class OpenAPI:
+    """An app's ``/openapi.json`` and ``/docs`` handlers; the document is built once.
+
+    The cache is keyed by the number of routes (routes are only ever added), so a route
+    added after the first request shows up at the next ``/openapi.json``.
+    """
+
+    def __init__(self, app: App, openapi_url: str, docs_url: str | None) -> None:
+        self.app = app
+        self.openapi_url = openapi_url
+        self.docs_url = docs_url
+        self._cached: tuple[int, bytes] = (-1, b"")
+        self._assets: dict[str, tuple[bytes, str]] = {}
+        self._lock = threading.Lock()
+        self._installed = False
+
+    def document(self) -> bytes:
+        """The JSON document, rebuilt only when routes were added since the last build."""
+        count, body = self._cached
+        if count != len(self.app.routes.endpoints):
+            with self._lock:
+                count = len(self.app.routes.endpoints)
+                document = build_document(self.app)
+                body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+                self._cached = (count, body)
+        return body
+
+    def openapi_json(self) -> Response:
+        return Response(self.document(), mimetype="application/json")
+
+    def docs_page(self, input: Any, req: Request) -> Response:
+        root = req.script_root
+        # NOTE: json.dumps plus escaping "<" keeps a URL from closing the <script> element.
+        spec_url = json.dumps(root + self.openapi_url).replace("<", "\\u003c")
+        assets = html.escape(f"{root}{self.docs_url}", quote=True)
+        page = _PAGE.format(title=html.escape(self.app.title), assets=assets, spec_url=spec_url)
+        return Response(page, mimetype="text/html")
+
+    def asset(self, name: str, mimetype: str) -> Any:
+        def serve(input: Any, req: Request) -> Response:
+            data = self._assets.get(name)
+            if data is None:
+                from swagger_ui_bundle import swagger_ui_path
+
+                data = self._assets[name] = ((swagger_ui_path / name).read_bytes(), mimetype)
+            response = Response(data[0], mimetype=data[1])
+            response.cache_control.public = True
+            response.cache_control.max_age = 86400
+            response.add_etag()
+            return response.make_conditional(req)
+
+        serve.__name__ = f"swagger_ui_{_NOT_WORD.sub('_', name)}"
+        return serve
+
+    def install(self) -> None:
+        """Add the routes (a startup hook: once, before the process serves its first request).
+
+        NOTE: added at startup rather than in ``App()`` so that ``app.routes`` holds only
+        the user's routes until the app serves, and a user route on the same path wins.
+        """
+        if self._installed:
+            return
+        self._installed = True
+        routes: list[tuple[str, Any]] = [(self.openapi_url, self.openapi_json)]
+        if self.docs_url is not None:
+            routes.append((self.docs_url, self.docs_page))
+            for name, mimetype in _ASSETS:
+                routes.append((f"{self.docs_url}/{name}", self.asset(name, mimetype)))
+        for path, handler in routes:
+            if not self._free(path):
+                logger.warning(
+                    "not serving %s at %s: a route of the app answers GET there already;"
+                    " pass App(openapi_url=...) or App(docs_url=...) to move it, or None",
+                    getattr(handler, "__name__", handler),
+                    path,
+                )
+                continue
+            self.app.get(path, include_in_schema=False)(handler)
+
+    def _free(self, path: str) -> bool:
+        try:
+            self.app.routes.match(path, "GET")
+        except (NotFound, MethodNotAllowed):
+            return True
+        return False
+
+
+_ASSETS = (
+    ("swagger-ui.css", "text/css"),
+    ("swagger-ui-bundle.js", "text/javascript"),
+    ("favicon-32x32.png", "image/png"),
+)
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} - Swagger UI</title>
+<link rel="stylesheet" href="{assets}/swagger-ui.css">
+<link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle({{
+  url: {spec_url},
+  dom_id: "#swagger-ui",
+  deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis],
+  layout: "BaseLayout",
+  validatorUrl: null
+}});
+</script>
+</body>
+</html>
+"""
+
+
+def setup(app: App) -> OpenAPI | None:
+    """Serve ``/openapi.json`` and ``/docs`` for ``app`` unless its settings turn them off."""
+    openapi_url = app.settings["openapi_url"]
+    if openapi_url is None:
+        return None
+    openapi = OpenAPI(app, openapi_url, app.settings["docs_url"])
+    app.lifecycle.add_startup(openapi.install)
+    return openapi
