@@ -557,3 +557,48 @@ def test_apps_in_a_process_share_one_pool_and_other_settings_get_a_warning():
     assert warnings[0].startswith("WARNING funapi_sync.background ")
     assert "one pool per process" in warnings[0]
     assert "workers=2" in warnings[0]
+
+
+def test_tasks_are_dropped_when_a_dependency_raised_but_always_tasks_run(app, client):
+    calls: list[str] = []
+
+    def audit(background):
+        background.add_task(calls.append, "dropped")
+        background.add_task_always(calls.append, "audited")
+        return "audit"
+
+    def current_user():
+        raise HTTPException(403, "Forbidden")
+
+    app.register("audit", audit)
+    app.register("user", current_user)
+
+    @app.get("/admin", depends=["audit", "user"])
+    def admin(*, audit, user, background):
+        background.add_task(calls.append, "handler task")
+        return {}
+
+    response = client.get("/admin")
+    assert response.status_code == 403
+    assert calls == ["audited"]
+
+
+def test_tasks_are_dropped_even_when_an_exception_handler_answered(app, client):
+    calls: list[str] = []
+
+    class Conflict(Exception):
+        pass
+
+    @app.exception_handler(Conflict)
+    def conflict(req, exc):
+        return {"detail": "already exists"}, 409
+
+    @app.post("/users")
+    def create(*, background):
+        background.add_task(calls.append, "welcome")
+        background.add_task_always(calls.append, "attempt recorded")
+        raise Conflict()
+
+    response = client.post("/users")
+    assert (response.status_code, response.json) == (409, {"detail": "already exists"})
+    assert calls == ["attempt recorded"]
