@@ -1,0 +1,152 @@
+"""examples/dependencies.py on a real SQLite file: commit, rollback, and the audit task."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from server import ROOT, Server
+
+
+@pytest.fixture
+def db_file(tmp_path, monkeypatch):
+    path = tmp_path / "bank.sqlite3"
+    monkeypatch.setenv("BANK_DB", str(path))
+    return path
+
+
+@pytest.fixture
+def bank(db_file, monkeypatch):
+    """examples.dependencies, re-imported: a fresh app whose startup makes the tables."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import examples.dependencies
+
+    return importlib.reload(examples.dependencies)
+
+
+@pytest.fixture
+def client(bank):
+    return bank.app.test_client()
+
+
+def balances(db_file) -> dict[str, int]:
+    conn = sqlite3.connect(db_file)
+    try:
+        return dict(conn.execute("SELECT name, balance FROM accounts"))
+    finally:
+        conn.close()
+
+
+def open_accounts(client, **accounts: int) -> None:
+    for name, balance in accounts.items():
+        response = client.post("/accounts", json={"name": name, "balance": balance})
+        assert response.status_code == 201, response.json
+
+
+def test_the_database_file_comes_from_the_environment(bank, db_file):
+    assert bank.db_path() == str(db_file)
+
+
+def test_transfer_commits_and_the_audit_task_writes_after_the_response(client, db_file):
+    open_accounts(client, alice=100, bob=5)
+    response = client.post("/transfers", json={"source": "alice", "target": "bob", "amount": 30})
+    assert response.status_code == 201
+    assert response.json == {"source": "alice", "target": "bob", "amount": 30, "balance": 70}
+    # Read through another connection: the cleanup has committed by the time the
+    # test client returns (it waits for the request's tasks and cleanup).
+    assert balances(db_file) == {"alice": 70, "bob": 35}
+    assert client.get("/audit").json == ["alice -> bob: 30"]
+    assert client.get("/accounts/bob").json == {"name": "bob", "balance": 35}
+
+
+def test_transfer_to_a_missing_account_rolls_back_the_debit(client, db_file):
+    open_accounts(client, alice=100)
+    response = client.post("/transfers", json={"source": "alice", "target": "zed", "amount": 30})
+    assert response.status_code == 404
+    assert response.json == {"detail": "no account 'zed'"}
+    assert balances(db_file) == {"alice": 100}
+    assert client.get("/audit").json == []  # the audit task was dropped with the error
+
+
+def test_overdraft_is_refused_and_nothing_is_written(client, db_file):
+    open_accounts(client, alice=10, bob=0)
+    response = client.post("/transfers", json={"source": "alice", "target": "bob", "amount": 11})
+    assert response.status_code == 409
+    assert response.json == {"detail": "'alice' cannot send 11"}
+    assert balances(db_file) == {"alice": 10, "bob": 0}
+    assert client.get("/audit").json == []
+
+
+def test_duplicate_account_is_a_409_and_keeps_the_first(client, db_file):
+    open_accounts(client, alice=10)
+    response = client.post("/accounts", json={"name": "alice", "balance": 99})
+    assert response.status_code == 409
+    assert response.json == {"detail": "account 'alice' already exists"}
+    assert balances(db_file) == {"alice": 10}
+
+
+def test_invalid_transfer_is_a_422(client):
+    response = client.post("/transfers", json={"source": "alice", "target": "bob", "amount": 0})
+    assert response.status_code == 422
+    assert response.json["detail"][0]["loc"] == ["body", "amount"]
+
+
+def test_unknown_account_is_a_404(client):
+    assert client.get("/accounts/nobody").status_code == 404
+
+
+@pytest.mark.server
+def test_runs_as_a_script_under_gunicorn(tmp_path):
+    env = {
+        **os.environ,
+        "BANK_DB": str(tmp_path / "bank.sqlite3"),
+        "PORT": "0",
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "dependencies.py")],
+            cwd=tmp_path,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, log_path)
+    try:
+        server.port = int(server.wait_for_log(r"Listening at: http://127\.0\.0\.1:(\d+)").group(1))
+        server.wait_for_log(r"Booting worker with pid: \d+")
+
+        def post(path, payload):
+            request = urllib.request.Request(
+                server.url + path,
+                data=json.dumps(payload).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+
+        assert post("/accounts", {"name": "alice", "balance": 50})[0] == 201
+        assert post("/accounts", {"name": "bob", "balance": 0})[0] == 201
+        assert post("/transfers", {"source": "alice", "target": "bob", "amount": 20}) == (
+            201,
+            {"source": "alice", "target": "bob", "amount": 20, "balance": 30},
+        )
+        server.wait_for_log("audited transfer alice -> bob")
+        assert server.stop() == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    conn = sqlite3.connect(tmp_path / "bank.sqlite3")
+    try:
+        assert list(conn.execute("SELECT event FROM audit")) == [("alice -> bob: 20",)]
+    finally:
+        conn.close()
