@@ -74,7 +74,11 @@ class Endpoint:
         self.rule = to_rule(path)
         self.methods = _normalise_methods(methods, self.name, path)
         where = f"{self.name}() at {'/'.join(self.methods)} {path}"
-        if not isinstance(status_code, int) or not 100 <= status_code <= 599:
+        if type(status_code) is not int:
+            raise TypeError(
+                f"{where}: status_code must be an int from 100 to 599, got {status_code!r}"
+            )
+        if not 100 <= status_code <= 599:
             raise ValueError(
                 f"{where}: status_code must be an int from 100 to 599, got {status_code!r}"
             )
