@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -383,6 +385,10 @@ class App(RouteDecorators):
 
         options.setdefault("threaded", True)
         self.lifecycle.ensure_started()
+        if threading.current_thread() is threading.main_thread():
+            # NOTE: SIGTERM would end the process without unwinding; turn it into the
+            # same clean exit as Ctrl-C so queued background tasks are drained.
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             run_simple(host, port, self, **options)
         finally:
@@ -393,6 +399,10 @@ class App(RouteDecorators):
         from .testing import TestClient
 
         return TestClient(self, **kwargs)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _positive_int(settings: dict[str, Any], key: str) -> int:
