@@ -1,0 +1,110 @@
+"""Background tasks still run behind every built-in middleware and werkzeug's ProxyFix.
+
+Each middleware must hand the server an iterable whose ``close()`` reaches the app's own
+(PEP 3333): that close() is what submits the request's background tasks. The test client
+closes the iterable it gets like a server does, and gunicorn is the real thing. A broken
+middleware (one that drops close()) is the control: with it, the task never runs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import time
+from pathlib import Path
+
+import pytest
+from close_chain_app import HEADERS, STACKS, build
+from server import run_gunicorn
+from werkzeug.middleware.lint import LintMiddleware
+
+HERE = Path(__file__).resolve().parent
+
+
+def body_of(data: bytes, headers) -> bytes:
+    return gzip.decompress(data) if headers.get("Content-Encoding") == "gzip" else data
+
+
+def check_active(stack: str, status: int, headers, remote: str | None) -> None:
+    """The middleware did its job on this response, so the path under test was its real one."""
+    assert status == 200
+    if stack in ("cors", "all"):
+        assert headers["Access-Control-Allow-Origin"] == HEADERS["Origin"]
+    if stack in ("request_logger", "all"):
+        assert headers["X-Request-ID"]
+    if stack in ("gzip", "all"):
+        assert headers["Content-Encoding"] == "gzip"
+    if stack in ("proxy_fix", "all"):
+        assert remote == "203.0.113.7"
+
+
+@pytest.mark.parametrize("stack", sorted(STACKS))
+def test_tasks_run_behind_the_stack_with_the_test_client(stack: str) -> None:
+    recorded: list[str] = []
+    app = build(stack, recorded.append)
+    app.wsgi_app = LintMiddleware(app.wsgi_app)  # outermost: checks what the server gets
+    client = app.test_client()
+
+    response = client.get("/big/t1", headers=HEADERS)
+    payload = json.loads(body_of(response.data, response.headers))
+    assert payload["token"] == "t1"
+    remote = recorded[0].rsplit(" ", 1)[1] if recorded else None
+    check_active(stack, response.status_code, response.headers, remote)
+
+    streamed = client.get("/stream/t2", headers=HEADERS)
+    assert body_of(streamed.data, streamed.headers) == b"".join(
+        b"chunk %d " % n * 10 for n in range(50)
+    )
+    assert recorded == [f"{stack} big t1 {remote}", f"{stack} stream t2"]
+
+
+def test_control_a_middleware_that_drops_close_loses_the_tasks() -> None:
+    recorded: list[str] = []
+    app = build("cors", recorded.append)
+
+    def drops_close(wsgi_app):
+        def middleware(environ, start_response):
+            return iter(list(wsgi_app(environ, start_response)))  # body kept, close() lost
+
+        return middleware
+
+    app.use(drops_close)
+    response = app.test_client().get("/big/t1", headers=HEADERS)
+    assert response.status_code == 200
+    assert recorded == []
+
+
+@pytest.mark.server
+@pytest.mark.timeout(60)
+def test_tasks_run_behind_every_stack_under_gunicorn(tmp_path: Path) -> None:
+    log = tmp_path / "tasks.log"
+    expected: set[str] = set()
+    env = {"CLOSE_CHAIN_LOG": str(log)}
+    with run_gunicorn("close_chain_app:app", tmp_path=tmp_path, env=env, cwd=HERE) as server:
+        for stack in sorted(STACKS):
+            for kind in ("big", "stream"):
+                token = f"{kind}-{stack}"
+                connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                try:
+                    connection.request("GET", f"/{stack}/{kind}/{token}", headers=HEADERS)
+                    response = connection.getresponse()
+                    data = body_of(response.read(), response.headers)
+                finally:
+                    connection.close()
+                if kind == "big":
+                    assert json.loads(data)["token"] == token
+                    remote = "203.0.113.7" if stack in ("proxy_fix", "all") else "127.0.0.1"
+                    check_active(stack, response.status, response.headers, remote)
+                    expected.add(f"{stack} big {token} {remote}")
+                else:
+                    assert data.startswith(b"chunk 0 ")
+                    expected.add(f"{stack} stream {token}")
+        deadline = time.monotonic() + 15
+        lines: set[str] = set()
+        while time.monotonic() < deadline:
+            lines = set(log.read_text().splitlines()) if log.exists() else set()
+            if lines >= expected:
+                break
+            time.sleep(0.02)
+        assert lines == expected, f"missing {expected - lines}\n{server.log()}"
