@@ -1,0 +1,1 @@
+"""The HTMX todo example (see app.py)."""
