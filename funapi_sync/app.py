@@ -7,6 +7,7 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterable
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
@@ -247,7 +248,9 @@ class App(RouteDecorators):
                 return _send(environ, start_response, (204, [("Allow", allowed)], b""))
             parts = error_parts(405, "Method Not Allowed", [("Allow", allowed)])
             return _send(environ, start_response, parts)
-        return self._handle(endpoint, path_values, environ, start_response)
+        # NOTE: each request runs in a copy of the server thread's context, so a ContextVar
+        # a handler sets (a request id) does not leak into the next request on the thread.
+        return copy_context().run(self._handle, endpoint, path_values, environ, start_response)
 
     def _handle(
         self,

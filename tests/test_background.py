@@ -602,3 +602,20 @@ def test_tasks_are_dropped_even_when_an_exception_handler_answered(app, client):
     response = client.post("/users")
     assert (response.status_code, response.json) == (409, {"detail": "already exists"})
     assert calls == ["attempt recorded"]
+
+
+def test_context_var_set_by_a_handler_does_not_leak_into_the_next_request(app):
+    request_id = contextvars.ContextVar("request_id_leak", default=None)
+    seen_by_tasks = []
+
+    @app.get("/set")
+    def set_id(*, background):
+        before = request_id.get()
+        request_id.set("abc")
+        background.add_task(lambda: seen_by_tasks.append(request_id.get()))
+        return {"before": before}
+
+    client = app.test_client()
+    assert client.get("/set").json == {"before": None}
+    assert client.get("/set").json == {"before": None}
+    assert seen_by_tasks == ["abc", "abc"]
