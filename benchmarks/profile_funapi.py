@@ -23,6 +23,48 @@ from benchmarks.apps.funapi_app import create_app  # noqa: E402
 from benchmarks.scenarios import TIMED, Scenario, base_environ, call, fresh_environ  # noqa: E402
 from funapi_sync import App  # noqa: E402
 
+#: (label, path suffix, function): the request path's stages, read from cumulative times.
+STAGES = (
+    ("App.__call__ (everything)", "funapi_sync/app.py", "__call__"),
+    ("route match", "funapi_sync/routing.py", "match"),
+    ("werkzeug Request()", "werkzeug/wrappers/request.py", "__init__"),
+    ("build_input", "funapi_sync/inputs.py", "build_input"),
+    ("  request.args", "werkzeug/sansio/request.py", "args"),
+    ("  read_body", "funapi_sync/inputs.py", "read_body"),
+    ("    request.mimetype", "werkzeug/sansio/request.py", "mimetype"),
+    ("    request.content_length", "werkzeug/sansio/request.py", "content_length"),
+    ("    request.get_data", "werkzeug/wrappers/request.py", "get_data"),
+    ("    parse_json", "funapi_sync/inputs.py", "parse_json"),
+    ("    body schema load (marshmallow)", "funapi_sync/inputs.py", "_load"),
+    ("  Input()", "funapi_sync/inputs.py", "__init__"),
+    ("BackgroundTasks + add_task", "funapi_sync/background.py", "_add"),
+    ("handler", "benchmarks/apps/funapi_app.py", ""),
+    ("_render (payload to JSON parts)", "funapi_sync/app.py", "_render"),
+    ("  encode_json", "funapi_sync/responses.py", "encode_json"),
+    ("_send (start_response, body list)", "funapi_sync/app.py", "_send"),
+    ("close(): _after_close (Batch + submit)", "funapi_sync/app.py", "_after_close"),
+    ("  pool submit", "funapi_sync/pool.py", "submit"),
+)
+
+
+def stage_table(stats: pstats.Stats, calls: int, plain_us: float) -> str:
+    """Cumulative time per stage, per request, and scaled to the unprofiled µs/request."""
+    cumulative: dict[str, float] = {}
+    for (filename, _, name), (_, _, _, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        for label, suffix, function in STAGES:
+            if filename.endswith(suffix) and (name == function or not function):
+                if function or label not in cumulative:
+                    cumulative[label] = cumulative.get(label, 0.0) + cumtime
+                else:  # the handler: its own top-level function only
+                    cumulative[label] = max(cumulative[label], cumtime)
+    whole = cumulative.get(STAGES[0][0]) or 1.0
+    lines = ["| stage | share of App.__call__ | ≈ µs of the unprofiled request |", "|---|---|---|"]
+    for label, _, _ in STAGES:
+        if label in cumulative:
+            share = cumulative[label] / whole
+            lines.append(f"| {label} | {share:.0%} | {share * plain_us:.1f} |")
+    return "\n".join(lines)
+
 
 def requests(app: App, scenario: Scenario, calls: int) -> float:
     """Make ``calls`` requests; return µs/request (pool drained, as in the benchmark)."""
@@ -53,6 +95,7 @@ def main() -> int:
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
         total = stats.total_tt  # type: ignore[attr-defined]
+        print(stage_table(stats, args.calls, plain) + "\n")
         print(f"profiled: {total / args.calls * 1e6:.1f} µs/request; top by own time:\n")
         rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
         print("| own µs/req | cum µs/req | calls/req | function |\n|---|---|---|---|")
