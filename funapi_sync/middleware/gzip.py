@@ -203,6 +203,11 @@ class _Responder:
                 self._send_headers(compressed=False)
                 yield b"".join(head)
                 return
+        if self.mode == _PASS:
+            # A second start_response (with exc_info) chose to send the error as it is.
+            yield from head
+            yield from iterator
+            return
         if self.write is None:
             self._send_headers(compressed=True)
         if self.compressor is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import os
+import sys
 import zlib
 
 import pytest
@@ -241,3 +242,28 @@ def test_bad_settings_fail_at_registration() -> None:
         App().add_gzip(minimum_size=-1)
     with pytest.raises(ValueError, match=r"compresslevel must be 1 to 9, got 0"):
         App().add_gzip(compresslevel=0)
+
+
+def test_error_start_response_before_any_byte_replaces_the_held_headers() -> None:
+    # PEP 3333: an app may call start_response again, with exc_info, until the first
+    # byte went out; here it does so while its body is being read ahead.
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            try:
+                raise RuntimeError("failed before the body")
+            except RuntimeError:
+                headers = [("Content-Type", "image/png")]
+                start_response("500 Internal Server Error", headers, sys.exc_info())
+            yield b"\x89PNG" * 300
+
+        return body()
+
+    sent = []
+    body = GZipMiddleware(app)(
+        {"REQUEST_METHOD": "GET", "HTTP_ACCEPT_ENCODING": "gzip"},
+        lambda status, headers, exc_info=None: sent.append((status, headers)),
+    )
+    assert b"".join(body) == b"\x89PNG" * 300
+    assert sent == [("500 Internal Server Error", [("Content-Type", "image/png")])]
