@@ -78,16 +78,20 @@ def transaction() -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+# NOTE: SQLite integers are 64-bit; a bound keeps every balance (and any sum of a balance
+# and an amount) inside that range, so a huge number is a 422, not an OverflowError.
+MAX_AMOUNT = 10**12
+
 AccountSchema = Schema.define(
     "Account",
     name=fields.String(required=True, validate=Schema.filled),
-    balance=fields.Integer(required=True, validate=validate.Range(min=0)),
+    balance=fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_AMOUNT)),
 )
 TransferSchema = Schema.define(
     "Transfer",
     source=fields.String(required=True, validate=Schema.filled),
     target=fields.String(required=True, validate=Schema.filled),
-    amount=fields.Integer(required=True, validate=validate.Range(min=1)),
+    amount=fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_AMOUNT)),
 )
 
 app = App(title="Bank API", version="1.0.0")

@@ -137,18 +137,7 @@ def test_signup_example_survives_fuzzing_and_matches_its_document(tmp_path):
     assert report.statuses[("POST /signup", "negative", 422)] == MAX_EXAMPLES
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="examples/dependencies.py: an amount or balance above 2**63-1 passes the schema"
-    " (fields.Integer with no maximum) and SQLite raises OverflowError, a 500; the example"
-    " needs validate.Range(max=...) -- remove this mark once it has one",
-)
 def test_dependencies_example_survives_fuzzing_and_matches_its_document(tmp_path):
-    from server import ROOT
-
-    if not (ROOT / "examples" / "dependencies.py").exists():
-        pytest.skip("examples/dependencies.py is not there")
     env = {"BANK_DB": str(tmp_path / "bank.sqlite3")}
     with run_gunicorn("examples.dependencies:app", tmp_path=tmp_path, env=env) as server:
         report = fuzz(
