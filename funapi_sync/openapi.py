@@ -92,7 +92,7 @@ class _ComponentNames:
         return name
 
 
-def _filled(_converter: Any, field: marshmallow.fields.Field, **_: Any) -> dict[str, Any]:
+def _filled(_converter: Any, field: marshmallow.fields.Field[Any], **_: Any) -> dict[str, Any]:
     """Say what ``Schema.filled`` enforces, so generated clients and fuzzers know it.
 
     apispec binds attribute functions to its field converter, hence ``_converter``.
@@ -141,7 +141,7 @@ def _template(endpoint: Endpoint) -> str:
 
 
 def _path_parameters(endpoint: Endpoint, plugin: MarshmallowPlugin) -> list[dict[str, Any]]:
-    declared: dict[str, marshmallow.fields.Field] = {}
+    declared: dict[str, marshmallow.fields.Field[Any]] = {}
     if endpoint.path_schema is not None:
         declared = {
             field.data_key or name: field for name, field in endpoint.path_schema.fields.items()
@@ -250,10 +250,12 @@ class OpenAPI:
         count, body = self._cached
         if count != len(self.app.routes.endpoints):
             with self._lock:
-                count = len(self.app.routes.endpoints)
-                document = build_document(self.app)
-                body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-                self._cached = (count, body)
+                count, body = self._cached
+                if count != len(self.app.routes.endpoints):
+                    count = len(self.app.routes.endpoints)
+                    document = build_document(self.app)
+                    body = json.dumps(document, ensure_ascii=False).encode()
+                    self._cached = (count, body)
         return body
 
     def openapi_json(self) -> Response:
@@ -271,7 +273,7 @@ class OpenAPI:
         def serve(input: Any, req: Request) -> Response:
             data = self._assets.get(name)
             if data is None:
-                from swagger_ui_bundle import swagger_ui_path
+                from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
                 data = self._assets[name] = ((swagger_ui_path / name).read_bytes(), mimetype)
             response = Response(data[0], mimetype=data[1])
