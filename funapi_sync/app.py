@@ -198,6 +198,13 @@ class App(RouteDecorators):
         """Wrap the app in ``middleware(app, *args, **kwargs)``; the last added is outermost."""
         if not callable(middleware):
             raise TypeError(f"use() takes a WSGI middleware class or factory, got {middleware!r}")
+        if self.lifecycle.started:
+            # NOTE: requests already in flight would run through the old stack, so a
+            # late use() is refused rather than half applied (Flask's setupmethod rule).
+            raise RuntimeError(
+                f"use({getattr(middleware, '__name__', middleware)!r}) was called after the"
+                " app started serving; add middleware before the first request"
+            )
         self.wsgi_app = middleware(self.wsgi_app, *args, **kwargs)
 
     def add_cors(self, **options: Any) -> None:

@@ -352,3 +352,13 @@ def test_a_route_may_answer_options_itself(app, client):
     response = client.options("/preflight")
     assert response.status_code == 200
     assert response.json == {"custom": True}
+
+
+def test_use_after_the_app_served_is_refused():
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app = App()
+    app.get("/")(lambda: {"ok": True})
+    app.test_client().get("/")
+    with pytest.raises(RuntimeError, match=r"after the app started serving; add middleware before"):
+        app.use(ProxyFix)
