@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright import sync_api
 from server import run_gunicorn
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,7 +38,6 @@ pytestmark = [
 
 
 def test_swagger_ui_sends_a_signup_and_shows_the_201(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
     db = tmp_path / "signup.sqlite3"
     requested: list[str] = []
     with (

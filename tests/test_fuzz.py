@@ -12,22 +12,21 @@ import collections
 from dataclasses import dataclass, field
 
 import pytest
-from server import run_gunicorn
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.openapi.checks import UndefinedStatusCode  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.openapi.checks import UndefinedStatusCode
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+from server import run_gunicorn
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
@@ -79,8 +78,6 @@ def fuzz(base_url: str, handler_statuses: dict[str, set[int]] | None = None) -> 
         ``HTTPException``; the route decorators have no way to declare them, so an
         undocumented one of these is recorded in ``Report.undeclared``, not failed.
     """
-    import requests
-
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     report = Report()
     with requests.Session() as session:
