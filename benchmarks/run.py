@@ -46,8 +46,8 @@ def settings(quick: bool) -> dict[str, Any]:
         "calls": 2000,
         "task_calls": 400,
         "drain_tasks": 1000,
-        "http_rounds": 3,
-        "seconds": 3,
+        "http_rounds": 5,
+        "seconds": 2,
         "tries": 3,
         "task_seconds": 1.0,
     }
