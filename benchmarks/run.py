@@ -48,7 +48,7 @@ def settings(quick: bool) -> dict[str, Any]:
         "drain_tasks": 1000,
         "http_rounds": 5,
         "seconds": 2,
-        "tries": 3,
+        "tries": 5,
         "task_seconds": 1.0,
     }
 
@@ -71,7 +71,8 @@ def machine() -> dict[str, Any]:
     wrk = overhttp.wrk_path()
     if wrk:
         out = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
-        versions["wrk"] = (out.stdout or out.stderr).split("\n", 1)[0].strip()
+        first_line = (out.stdout or out.stderr).split("\n", 1)[0]
+        versions["wrk"] = first_line.split(" Copyright", 1)[0].removeprefix("wrk ").strip()
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),
