@@ -274,12 +274,15 @@ class App(RouteDecorators):
             plan = endpoint.current_plan()
             if plan.needs_background:
                 background = BackgroundTasks()
-            # PERF: a handler that takes nothing from the request never pays for a Request.
-            if endpoint.arity > 1 or endpoint.needs_input or plan.needs_input or plan.steps:
+            # PERF: the werkzeug Request is built only for a handler or dependency that
+            # takes `req` (or a body that needs werkzeug's form parser).
+            if endpoint.arity > 1 or plan.needs_request:
                 request = self.request_class(environ)
             input_ = None
             if endpoint.needs_input or plan.needs_input:
-                input_ = build_input(request, endpoint, path_values)  # type: ignore[arg-type]
+                input_, request = build_input(
+                    environ, endpoint, path_values, request, self.request_class
+                )
             kwargs: dict[str, Any] = {}
             if plan.steps:
                 scope = RequestScope(

@@ -103,13 +103,14 @@ Step = tuple[Any, Callable[..., Any], dict[str, Any], str]
 class Plan:
     """What one endpoint needs, in creation order; built and checked at registration."""
 
-    __slots__ = ("kwargs", "needs_background", "needs_input", "steps")
+    __slots__ = ("kwargs", "needs_background", "needs_input", "needs_request", "steps")
 
     def __init__(self, steps: list[Step], kwargs: dict[str, Any]) -> None:
         self.steps = steps
         self.kwargs = kwargs
         self.needs_background = self._uses("background")
         self.needs_input = self._uses("input")
+        self.needs_request = self._uses("req")
 
     def _uses(self, source: str) -> bool:
         return source in self.kwargs.values() or any(

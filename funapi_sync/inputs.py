@@ -6,10 +6,12 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping
+from io import BytesIO
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import marshmallow
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import EnvironHeaders, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
@@ -17,6 +19,8 @@ from .exceptions import HTTPException, ValidationError
 from .schema import to_detail
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
     from .endpoint import Endpoint
 
 _KEYS = ("path", "query", "body", "headers")
@@ -26,16 +30,28 @@ _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-da
 class Input(Mapping[str, Any]):
     """A read-only mapping of ``path``, ``query``, ``body`` and ``headers``.
 
-    Each is also an attribute: ``input.body`` is ``input["body"]``.
+    Each is also an attribute: ``input.body`` is ``input["body"]``. Without a query
+    schema, ``query`` is a werkzeug ``MultiDict`` parsed on first use.
     """
 
-    __slots__ = ("body", "headers", "path", "query")
+    __slots__ = ("_query", "_query_string", "body", "headers", "path")
 
-    def __init__(self, path: Any, query: Any, body: Any, headers: Any) -> None:
+    def __init__(
+        self, path: Any, query: Any, body: Any, headers: Any, query_string: str = ""
+    ) -> None:
         object.__setattr__(self, "path", path)
-        object.__setattr__(self, "query", query)
+        object.__setattr__(self, "_query", query)
+        object.__setattr__(self, "_query_string", query_string)
         object.__setattr__(self, "body", body)
         object.__setattr__(self, "headers", headers)
+
+    @property
+    def query(self) -> Any:
+        query = self._query
+        if query is None:
+            query = parse_query(self._query_string)
+            object.__setattr__(self, "_query", query)
+        return query
 
     def __getitem__(self, key: str) -> Any:
         if key in _KEYS:
@@ -55,16 +71,37 @@ class Input(Mapping[str, Any]):
         return f"Input(path={self.path!r}, query={self.query!r}, body={self.body!r})"
 
 
-def build_input(request: Request, endpoint: Endpoint, path_values: dict[str, Any]) -> Input:
-    """Validate path, query and body against the endpoint's schemas; raise on bad input."""
+def parse_query(query_string: str) -> MultiDict[str, str]:
+    """Parse a WSGI ``QUERY_STRING`` (latin-1 per PEP 3333, UTF-8 on the wire)."""
+    if not query_string:
+        return MultiDict()
+    if not query_string.isascii():
+        query_string = query_string.encode("latin-1").decode("utf-8", "replace")
+    return MultiDict(parse_qsl(query_string, keep_blank_values=True))
+
+
+def build_input(
+    environ: WSGIEnvironment,
+    endpoint: Endpoint,
+    path_values: dict[str, Any],
+    request: Request | None,
+    request_class: type[Request],
+) -> tuple[Input, Request | None]:
+    """Validate path, query and body against the endpoint's schemas; raise on bad input.
+
+    Returns the input and the werkzeug ``Request``: the one given, or one made here when
+    the body needed werkzeug's parsers (forms, chunked bodies); None when neither did.
+    """
     path: Any = path_values
     if endpoint.path_schema is not None:
         path = _load(endpoint.path_schema, path_values, "path")
-    query: Any = request.args
+    query_string = environ.get("QUERY_STRING", "")
+    query: Any = None
     if endpoint.query_schema is not None:
-        query = _load(endpoint.query_schema, _flatten(request.args, endpoint, "query"), "query")
-    body = read_body(request, endpoint)
-    return Input(path, query, body, request.headers)
+        args = parse_query(query_string)
+        query = _load(endpoint.query_schema, _flatten(args, endpoint, "query"), "query")
+    body, request = read_body(environ, endpoint, request, request_class)
+    return Input(path, query, body, EnvironHeaders(environ), query_string), request
 
 
 def _load(schema: marshmallow.Schema, data: Any, where: str) -> Any:
@@ -117,10 +154,15 @@ def _finite_float(text: str) -> float:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+# PERF: one decoder for the process; json.loads with options builds one per call.
+# NOTE: strict UTF-8 (RFC 8259 §8.1), no NaN/Infinity, no float that overflows to inf.
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse_json(data: bytes) -> Any:
     """Parse strict JSON (no NaN/Infinity); any failure is a 422 ``json_invalid``."""
     try:
-        payload = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+        payload = _decoder.decode(data.decode("utf-8"))
         if _SURROGATE_ESCAPE.search(data):
             # NOTE: json accepts a lone "\ud800", which no UTF-8 response can carry; a
             # request must not be able to turn its own echo into a 500.
@@ -141,7 +183,7 @@ def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
-def _read_unsized(request: Request) -> None:
+def _read_unsized(request: Request) -> bytes:
     """Read a body sent without ``Content-Length`` (chunked), refusing one over the limit.
 
     NOTE: werkzeug caps such a stream at ``max_content_length`` but stops there silently,
@@ -157,40 +199,82 @@ def _read_unsized(request: Request) -> None:
         and environ["wsgi.input"].read(1)
     ):
         raise RequestEntityTooLarge()
+    return data
 
 
-def read_body(request: Request, endpoint: Endpoint) -> Any:
-    """Read, size-check and parse the body; validate it when the endpoint has a schema."""
+def _too_large(limit: int | None) -> HTTPException:
+    return HTTPException(413, f"Request body is larger than the {limit}-byte limit")
+
+
+def _mimetype(environ: WSGIEnvironment) -> str:
+    content_type = environ.get("CONTENT_TYPE")
+    if not content_type:
+        return ""
+    return content_type.partition(";")[0].strip().lower()
+
+
+def read_body(
+    environ: WSGIEnvironment,
+    endpoint: Endpoint,
+    request: Request | None,
+    request_class: type[Request],
+) -> tuple[Any, Request | None]:
+    """Read, size-check and parse the body; validate it when the endpoint has a schema.
+
+    PERF: a JSON body with a ``Content-Length`` is read straight from ``wsgi.input``
+    (and put back as a BytesIO, so ``req.get_data()`` still sees it); forms and chunked
+    bodies go through werkzeug's parsers, which enforce the same limit while reading.
+    """
     schema = endpoint.body_schema
-    mimetype = request.mimetype
-    try:
-        if request.content_length is None:
-            _read_unsized(request)
-        if mimetype in _FORM_TYPES:
-            form = request.form
-            if request.files:
-                form = form.copy()
-                form.update(request.files)
-            if schema is None:
-                return form.to_dict() if form else None
-            return _load(schema, _flatten(form, endpoint, "body"), "body")
-        data = request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        limit = request.max_content_length
-        raise HTTPException(413, f"Request body is larger than the {limit}-byte limit") from None
+    mimetype = _mimetype(environ)
+    length_header = environ.get("CONTENT_LENGTH")
+    chunked = not length_header and (
+        "wsgi.input_terminated" in environ
+        or environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
+    )
+    data = b""
+    if mimetype in _FORM_TYPES or chunked:
+        if request is None:
+            request = request_class(environ)
+        try:
+            if chunked:
+                data = _read_unsized(request)
+            if mimetype in _FORM_TYPES:
+                form = request.form
+                if request.files:
+                    form = form.copy()
+                    form.update(request.files)
+                if schema is None:
+                    return (form.to_dict() if form else None), request
+                return _load(schema, _flatten(form, endpoint, "body"), "body"), request
+        except RequestEntityTooLarge:
+            raise _too_large(request.max_content_length) from None
+    elif length_header:
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise HTTPException(400, "Content-Length is not a number") from None
+        limit = request_class.max_content_length
+        if length < 0:
+            raise HTTPException(400, "Content-Length is negative")
+        if limit is not None and length > limit:
+            raise _too_large(limit)
+        if length:
+            data = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = BytesIO(data)
     if not data:
         if schema is None:
-            return None
+            return None, request
         raise ValidationError([{"loc": ["body"], "msg": "Field required", "type": "missing"}])
     if not mimetype or _is_json(mimetype):
         payload = parse_json(data)
     elif schema is None:
-        return None
+        return None, request
     else:
         raise HTTPException(
             415,
             f"Unsupported content type {mimetype!r}; send application/json or a form",
         )
     if schema is None:
-        return payload
-    return _load(schema, payload, "body")
+        return payload, request
+    return _load(schema, payload, "body"), request

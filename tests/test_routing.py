@@ -362,3 +362,89 @@ def test_use_after_the_app_served_is_refused():
     app.test_client().get("/")
     with pytest.raises(RuntimeError, match=r"after the app started serving; add middleware before"):
         app.use(ProxyFix)
+
+
+# The segment tree must pick exactly the rule werkzeug's matcher picks, and leave every
+# miss (404, 405) to werkzeug. Each case: rules (path, methods), then requests.
+_TREE_CASES = [
+    [("/users/<int:id>", ["GET"]), ("/users/<name>", ["GET"]), ("/users/me", ["GET"])],
+    [("/a/<x>/c", ["GET"]), ("/a/b/<y>", ["GET"]), ("/a/<x>/<y>", ["POST"])],
+    [("/f/<float:v>", ["GET"]), ("/f/<int:v>", ["PUT"]), ("/f/<uuid:v>", ["GET"])],
+    [("/k/<any(red, blue):colour>", ["GET"]), ("/k/<name>", ["DELETE"])],
+    [("/n/<int(fixed_digits=3):code>", ["GET"]), ("/n/<string(length=2):abbr>", ["GET"])],
+    [("/p/<path:rest>", ["GET"]), ("/p/<name>/x", ["GET"])],
+    [("/m/<a>.<b>", ["GET"]), ("/m/<c>", ["GET"])],
+]
+_TREE_PATHS = [
+    "/users/7",
+    "/users/me",
+    "/users/ada",
+    "/users/7/",
+    "/users/",
+    "/a/b/c",
+    "/a/z/c",
+    "/a/b/q",
+    "/f/1.5",
+    "/f/3",
+    "/f/12345678-1234-5678-1234-567812345678",
+    "/f/x",
+    "/k/red",
+    "/k/green",
+    "/n/123",
+    "/n/12",
+    "/n/ab",
+    "/n/abc",
+    "/p/a/b/c",
+    "/p/a/x",
+    "/m/x.y",
+    "/m/xy",
+    "/nowhere",
+    "//users/7",
+    "/users//",
+    "/users/7//",
+    "/a//c",
+    "/",
+    "/users/007",
+    "/users/-1",
+]
+
+
+@pytest.mark.parametrize("rules", _TREE_CASES, ids=[case[0][0] for case in _TREE_CASES])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE"])
+def test_segment_tree_agrees_with_werkzeug(rules, method):
+    from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
+    from werkzeug.routing import Map, Rule
+
+    from funapi_sync.routing import RouteTable
+
+    app = App()
+    table = app.routes
+    assert isinstance(table, RouteTable)
+    for index, (path, methods) in enumerate(rules):
+        app.route(path, methods=methods)(lambda index=index: {"rule": index})
+    reference = Map(
+        [Rule(path, endpoint=i, methods=m) for i, (path, m) in enumerate(rules)],
+        strict_slashes=False,
+        merge_slashes=False,
+    ).bind("localhost")
+    for path in _TREE_PATHS:
+        try:
+            expected = reference.match(path, method)
+        except WerkzeugHTTPException as exc:
+            expected = type(exc).__name__
+        try:
+            endpoint, values = table.match(path, method)
+            got = (table.endpoints.index(endpoint), values)
+        except WerkzeugHTTPException as exc:
+            got = type(exc).__name__
+        assert got == expected, path
+
+
+def test_segment_tree_merges_parameters_by_converter_like_werkzeug():
+    # werkzeug merges '/u/<a>' and '/u/<b>' into one transition, so at the next segment
+    # the static 'c' of the second rule beats the first rule's parameter.
+    app = App()
+    app.get("/u/<a>/<x>")(lambda: {"rule": "first"})
+    app.get("/u/<b>/c")(lambda: {"rule": "second"})
+    assert app.test_client().get("/u/1/c").json == {"rule": "second"}
+    assert app.test_client().get("/u/1/d").json == {"rule": "first"}
