@@ -228,10 +228,10 @@ def read_body(
     schema = endpoint.body_schema
     mimetype = _mimetype(environ)
     length_header = environ.get("CONTENT_LENGTH")
-    chunked = not length_header and (
-        "wsgi.input_terminated" in environ
-        or environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
-    )
+    # NOTE: a request without Content-Length has a body only when it is chunked (RFC 9112
+    # §6.3); wsgi.input_terminated says how to read one, not that there is one, and
+    # gunicorn sets it on every request.
+    chunked = not length_header and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     data = b""
     if mimetype in _FORM_TYPES or chunked:
         if request is None:

@@ -434,6 +434,7 @@ def chunked(path: str, body: bytes, content_type: str) -> Send:
         ).get_environ()
         del environ["CONTENT_LENGTH"]
         environ["wsgi.input_terminated"] = True
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
         return client.open(Request(environ))
 
     return send
@@ -650,3 +651,20 @@ def test_chunked_body_within_the_limit_is_read_in_full(app):
     body = b'{"a": "' + b"x" * 40 + b'"}'
     response = chunked("/raw", body, "application/json")(app.test_client())
     assert response.json == {"body": {"a": "x" * 40}}
+
+
+def test_a_request_without_length_or_chunking_has_no_body_and_is_not_read():
+    # gunicorn sets wsgi.input_terminated on every request; that alone means no body.
+    app = App()
+
+    @app.get("/items")
+    def items(input):
+        return {"body": input.body}
+
+    environ = EnvironBuilder(path="/items").get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input"] = Unreadable()
+    environ["wsgi.input_terminated"] = True
+    response = app.test_client().open(Request(environ))
+    assert response.status_code == 200
+    assert response.json == {"body": None}
