@@ -668,3 +668,16 @@ def test_a_request_without_length_or_chunking_has_no_body_and_is_not_read():
     response = app.test_client().open(Request(environ))
     assert response.status_code == 200
     assert response.json == {"body": None}
+
+
+@pytest.mark.parametrize(
+    "query_string",
+    ["", "a", "a=", "=b", "a=1&a=2&b=", "x=%E2%82%AC&y=a+b&&z=%zz", "k=v=w", "a%20b=c%2Bd", ";a=1"],
+)
+def test_query_parsing_gives_the_pairs_parse_qsl_gives(query_string):
+    from urllib.parse import parse_qsl
+
+    from funapi_sync.inputs import parse_query
+
+    expected = parse_qsl(query_string, keep_blank_values=True)
+    assert list(parse_query(query_string).items(multi=True)) == expected
