@@ -35,6 +35,11 @@ class Input(Mapping[str, Any]):
     """
 
     __slots__ = ("_query", "_query_string", "body", "headers", "path")
+    path: Any
+    body: Any
+    headers: EnvironHeaders
+    _query: Any
+    _query_string: str
 
     def __init__(
         self, path: Any, query: Any, body: Any, headers: Any, query_string: str = ""
@@ -220,7 +225,7 @@ def _too_large(limit: int | None) -> HTTPException:
 
 
 def _mimetype(environ: WSGIEnvironment) -> str:
-    content_type = environ.get("CONTENT_TYPE")
+    content_type: str = environ.get("CONTENT_TYPE", "")
     if not content_type:
         return ""
     return content_type.partition(";")[0].strip().lower()
@@ -253,7 +258,7 @@ def read_body(
             if chunked:
                 data = _read_unsized(request)
             if mimetype in _FORM_TYPES:
-                form = request.form
+                form: MultiDict[str, Any] = request.form
                 if request.files:
                     form = form.copy()
                     form.update(request.files)

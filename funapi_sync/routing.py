@@ -174,7 +174,7 @@ class _SegmentTree:
                 compiled = re.compile(converter.regex)
                 node.dynamic.append((converter.weight, converter.regex, compiled, child))
                 node = child
-        node.rules.append((rule.endpoint, converters))  # type: ignore[arg-type]
+        node.rules.append((rule.endpoint, converters))
         return True
 
     def find(self, path: str, method: str) -> tuple[Endpoint, dict[str, Any]] | None:

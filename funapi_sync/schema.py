@@ -23,7 +23,7 @@ class Schema(marshmallow.Schema):
         unknown = EXCLUDE
 
     @classmethod
-    def define(cls, title: str | None = None, /, **declared: fields.Field) -> type[Schema]:
+    def define(cls, title: str | None = None, /, **declared: fields.Field[Any]) -> type[Schema]:
         """Build a schema class from fields; ``title`` names it (and its OpenAPI component).
 
         .. code-block:: python
@@ -71,10 +71,11 @@ def as_schema(spec: SchemaSpec, *, what: str) -> marshmallow.Schema:
     many = isinstance(spec, list)
     inner = spec[0] if many else spec
     if isinstance(inner, type):
-        return inner(many=many)
+        instance: marshmallow.Schema = inner(many=many)
+        return instance
     if many and not inner.many:
         # NOTE: a configured instance keeps its options (only, exclude, context...).
-        clone = type(inner)(
+        clone: marshmallow.Schema = type(inner)(
             many=True,
             only=inner.only,
             exclude=inner.exclude,
@@ -82,12 +83,13 @@ def as_schema(spec: SchemaSpec, *, what: str) -> marshmallow.Schema:
             unknown=inner.unknown,
         )
         return clone
-    return inner
+    schema: marshmallow.Schema = inner
+    return schema
 
 
 # Marshmallow reports messages, not kinds; the kind is recovered from which of the
 # field's error_messages produced the message. Field classes are checked in MRO order.
-_PARSING_KIND: dict[type[fields.Field], str] = {
+_PARSING_KIND: dict[type[fields.Field[Any]], str] = {
     fields.Boolean: "bool_parsing",
     fields.Integer: "int_parsing",
     fields.Decimal: "decimal_parsing",
@@ -120,7 +122,7 @@ def _formats_to(template: Any, message: str) -> bool:
     return re.fullmatch(pattern, message, re.DOTALL) is not None
 
 
-def _kind_for(field: fields.Field | None, message: str) -> str:
+def _kind_for(field: fields.Field[Any] | None, message: str) -> str:
     if field is None:
         return "value_error"
     for key, template in field.error_messages.items():
@@ -138,7 +140,7 @@ def _kind_for(field: fields.Field | None, message: str) -> str:
     return "value_error"
 
 
-def _fields_by_key(schema: marshmallow.Schema) -> dict[str, fields.Field]:
+def _fields_by_key(schema: marshmallow.Schema) -> dict[str, fields.Field[Any]]:
     return {field.data_key or name: field for name, field in schema.load_fields.items()}
 
 
@@ -146,7 +148,7 @@ def _walk(
     messages: Any,
     loc: list[Any],
     schema: marshmallow.Schema | None,
-    field: fields.Field | None,
+    field: fields.Field[Any] | None,
     many: bool,
 ) -> Iterator[dict[str, Any]]:
     if isinstance(messages, str):
@@ -194,7 +196,7 @@ def _walk(
 
 
 def _walk_mapping_entry(
-    sub: Any, loc: list[Any], field: fields.Mapping
+    sub: Any, loc: list[Any], field: fields.Mapping[Any]
 ) -> Iterator[dict[str, Any]]:
     if isinstance(sub, Mapping):
         for part in ("key", "value"):
@@ -205,7 +207,7 @@ def _walk_mapping_entry(
         yield from _walk(sub, loc, None, None, False)
 
 
-def _walk_field(sub: Any, loc: list[Any], field: fields.Field | None) -> Iterator[dict[str, Any]]:
+def _walk_field(sub: Any, loc: list[Any], field: fields.Field[Any] | None) -> Iterator[dict[str, Any]]:
     if isinstance(field, fields.Nested) and isinstance(sub, Mapping):
         nested = field.schema
         yield from _walk(sub, loc, nested, None, bool(nested.many or field.many))
