@@ -207,7 +207,9 @@ def _walk_mapping_entry(
         yield from _walk(sub, loc, None, None, False)
 
 
-def _walk_field(sub: Any, loc: list[Any], field: fields.Field[Any] | None) -> Iterator[dict[str, Any]]:
+def _walk_field(
+    sub: Any, loc: list[Any], field: fields.Field[Any] | None
+) -> Iterator[dict[str, Any]]:
     if isinstance(field, fields.Nested) and isinstance(sub, Mapping):
         nested = field.schema
         yield from _walk(sub, loc, nested, None, bool(nested.many or field.many))
