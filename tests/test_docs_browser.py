@@ -8,32 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_FLAGS, LOOPBACK, requires_chromium
 from playwright import sync_api
 from server import run_gunicorn
-
-CHROMIUM = Path("/usr/bin/chromium")
-# NOTE: no background networking, updates, sync or QUIC, so the only requests the
-# browser makes are the page's own; a fresh profile per test keeps no cache between runs.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 pytestmark = [
     pytest.mark.server,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed"),
+    requires_chromium,
 ]
 
 
