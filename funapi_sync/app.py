@@ -132,6 +132,9 @@ class App(RouteDecorators):
         """Mount every route of ``router`` under ``prefix`` + ``router.prefix``."""
         if not isinstance(router, Router):
             raise TypeError(f"include_router() takes a Router, got {router!r}")
+        # NOTE: every route is compiled and checked before any is added, so a router with
+        # one bad route mounts nothing rather than half of itself.
+        endpoints: list[Endpoint] = []
         for handler, path, methods, options in router.routes:
             full_path = join_path(prefix, join_path(router.prefix, path))
             route_depends = options["depends"]
@@ -147,7 +150,10 @@ class App(RouteDecorators):
                 "depends": depends or None,
                 "tags": [*router.tags, *(options["tags"] or [])],
             }
-            self._add_route(handler, full_path, methods, merged)
+            endpoints.append(
+                Endpoint(handler, full_path, methods, registry=self.registry, **merged)
+            )
+        self.routes.add_all(endpoints)
 
     def register(self, name: str, factory: Callable[..., Any], *, scope: str = "request") -> None:
         """Make ``factory``'s result injectable as ``name`` (see ``depends=``).

@@ -24,6 +24,10 @@ def to_rule(path: str) -> str:
     return _COLON.sub(r"<\1>", _BRACES.sub(r"<\1>", path))
 
 
+def _rule(endpoint: Endpoint) -> Rule:
+    return Rule(endpoint.rule, endpoint=endpoint, methods=list(endpoint.methods))
+
+
 def _static_key(rule: str) -> str:
     # NOTE: the Map uses strict_slashes=False, so '/items' and '/items/' are one route.
     return rule.rstrip("/") or "/"
@@ -53,32 +57,39 @@ class RouteTable:
 
     def add(self, endpoint: Endpoint) -> None:
         """Add ``endpoint`` under its rule and methods; reject a duplicate method+path."""
-        rule_text = endpoint.rule
-        # NOTE: trailing slashes are optional, so '/items' and '/items/' are one path.
-        seen_key = _static_key(rule_text)
-        for method in endpoint.methods:
-            other = self._seen.get((seen_key, method))
-            if other is not None:
-                raise ValueError(
-                    f"{endpoint.name}() at {method} {endpoint.path} duplicates"
-                    f" {other.name}() already registered for {method} {other.path};"
-                    " each method+path may have one handler"
-                )
-        rule = Rule(rule_text, endpoint=endpoint, methods=list(endpoint.methods))
-        try:
-            self._map.add(rule)
-        except (ValueError, LookupError) as exc:
-            raise ValueError(
-                f"{endpoint.name}() has an invalid path {endpoint.path!r}: {exc}"
-            ) from None
-        for method in endpoint.methods:
-            self._seen[(seen_key, method)] = endpoint
-        if not rule.arguments:
-            per_method = self._static.setdefault(_static_key(rule_text), {})
+        self.add_all([endpoint])
+
+    def add_all(self, endpoints: list[Endpoint]) -> None:
+        """Add every endpoint, or none when one is refused (``include_router``)."""
+        seen = dict(self._seen)
+        for endpoint in endpoints:
+            # NOTE: trailing slashes are optional, so '/items' and '/items/' are one path.
+            seen_key = _static_key(endpoint.rule)
             for method in endpoint.methods:
-                per_method[method] = endpoint
-        self.endpoints.append(endpoint)
-        self._rules.append(rule)
+                other = seen.get((seen_key, method))
+                if other is not None:
+                    raise ValueError(
+                        f"{endpoint.name}() at {method} {endpoint.path} duplicates"
+                        f" {other.name}() already registered for {method} {other.path};"
+                        " each method+path may have one handler"
+                    )
+                seen[(seen_key, method)] = endpoint
+            try:
+                Map([_rule(endpoint)])  # compiles the rule: a bad path fails here
+            except (ValueError, LookupError) as exc:
+                raise ValueError(
+                    f"{endpoint.name}() has an invalid path {endpoint.path!r}: {exc}"
+                ) from None
+        for endpoint in endpoints:
+            rule = _rule(endpoint)
+            self._map.add(rule)
+            if not rule.arguments:
+                per_method = self._static.setdefault(_static_key(endpoint.rule), {})
+                for method in endpoint.methods:
+                    per_method[method] = endpoint
+            self.endpoints.append(endpoint)
+            self._rules.append(rule)
+        self._seen = seen
         self._adapter = None
         self._tree = None
 

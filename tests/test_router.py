@@ -245,3 +245,14 @@ def test_bad_include_prefix_is_rejected(app):
 def test_include_router_takes_a_router(app):
     with pytest.raises(TypeError, match="include_router\\(\\) takes a Router"):
         app.include_router(App())
+
+
+def test_a_router_with_one_bad_route_mounts_none_of_its_routes(app):
+    router = Router("/items")
+    router.get("/")(lambda: {"ok": True})
+    router.get("/<int:id>")(lambda: {"ok": True})
+    app.get("/items/<int:id>")(lambda: {"taken": True})
+    with pytest.raises(ValueError, match="duplicates"):
+        app.include_router(router)
+    assert [endpoint.path for endpoint in app.routes.endpoints] == ["/items/<int:id>"]
+    assert app.test_client().get("/items").status_code == 404
