@@ -177,9 +177,31 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
+#: The deepest nesting of arrays and objects a request body may have.
+MAX_JSON_DEPTH = 256
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _too_deep(data: bytes) -> bool:
+    # NOTE: a fixed limit, because the recursion limit the parser (and later the encoder
+    # echoing the body) hits depends on how deep the server's stack already is. Only a
+    # body with that many brackets at all pays for the scan.
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b'""', data)):
+        depth += 1 if bracket in (b"[", b"{") else -1
+        if depth > MAX_JSON_DEPTH:
+            return True
+    return False
+
+
 def parse_json(data: bytes) -> Any:
     """Parse strict JSON (no NaN/Infinity); any failure is a 422 ``json_invalid``."""
     try:
+        if _too_deep(data):
+            raise RecursionError
         payload = _decoder.decode(data.decode("utf-8"))
         if _SURROGATE_ESCAPE.search(data):
             # NOTE: json accepts a lone "\ud800", which no UTF-8 response can carry; a

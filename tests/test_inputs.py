@@ -681,3 +681,36 @@ def test_query_parsing_gives_the_pairs_parse_qsl_gives(query_string):
 
     expected = parse_qsl(query_string, keep_blank_values=True)
     assert list(parse_query(query_string).items(multi=True)) == expected
+
+
+@pytest.mark.parametrize(
+    ("depth", "status"), [(256, 200), (257, 422), (900, 422)], ids=["at-limit", "over", "far-over"]
+)
+def test_json_nesting_has_a_fixed_limit_whatever_the_stack_depth(depth, status):
+    # An echoed body 256 levels deep must come back, not fail on the encoder's recursion.
+    app = App()
+
+    @app.post("/echo")
+    def echo(input):
+        return input.body
+
+    body = "[" * depth + "]" * depth
+    response = app.test_client().post("/echo", data=body, content_type="application/json")
+    assert response.status_code == status
+    if status == 200:
+        assert response.get_data(as_text=True) == body
+    else:
+        assert response.json == json_invalid("JSON is nested too deeply")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    app = App()
+
+    @app.post("/echo")
+    def echo(input):
+        return input.body
+
+    body = {"text": "[" * 1000, "escaped": '\\"' + "{" * 500}
+    response = app.test_client().post("/echo", json=body)
+    assert response.status_code == 200
+    assert response.json == body
