@@ -99,7 +99,13 @@ app.on_startup(create_tables)
 app.register("db", transaction)
 
 
-@app.post("/accounts", body=AccountSchema, depends=["db"], status_code=201)
+@app.post(
+    "/accounts",
+    body=AccountSchema,
+    depends=["db"],
+    status_code=201,
+    responses={409: "An account with that name exists"},
+)
 def open_account(input, *, db):
     """Open an account; a taken name is a 409 and nothing is written."""
     try:
@@ -112,7 +118,7 @@ def open_account(input, *, db):
     return input.body
 
 
-@app.get("/accounts/<name>", depends=["db"])
+@app.get("/accounts/<name>", depends=["db"], responses={404: "No such account"})
 def get_account(input, *, db):
     row = db.execute(
         "SELECT name, balance FROM accounts WHERE name = ?", (input.path["name"],)
@@ -122,7 +128,13 @@ def get_account(input, *, db):
     return {"name": row[0], "balance": row[1]}
 
 
-@app.post("/transfers", body=TransferSchema, depends=["db"], status_code=201)
+@app.post(
+    "/transfers",
+    body=TransferSchema,
+    depends=["db"],
+    status_code=201,
+    responses={404: "No such account", 409: "Insufficient funds"},
+)
 def transfer(input, *, db, background):
     """Move money; the audit line is written after the response, in the same transaction."""
     source, target, amount = (input.body[k] for k in ("source", "target", "amount"))

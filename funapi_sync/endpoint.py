@@ -43,6 +43,7 @@ class Endpoint:
         "query_schema",
         "registry",
         "response_schema",
+        "responses",
         "rule",
         "status_code",
         "summary",
@@ -64,6 +65,7 @@ class Endpoint:
         status_code: int = 200,
         tags: Iterable[str] | None = None,
         summary: str | None = None,
+        responses: Mapping[int, Any] | None = None,
         include_in_schema: bool = True,
     ) -> None:
         if not callable(handler):
@@ -100,6 +102,7 @@ class Endpoint:
         self.summary = summary or (doc.splitlines()[0] if doc else None)
         self.description = doc or None
         self.include_in_schema = include_in_schema
+        self.responses = _normalise_responses(responses, where)
         self.registry = registry
         self.depends = _normalise_depends(depends, where)
         self.arity, keywords = _inspect_handler(handler, where)
@@ -153,6 +156,28 @@ def _normalise_methods(methods: Iterable[str], name: str, path: str) -> tuple[st
 
 def _optional_schema(spec: Any, what: str) -> marshmallow.Schema | None:
     return None if spec is None else as_schema(spec, what=what)
+
+
+def _normalise_responses(responses: Mapping[int, Any] | None, where: str) -> dict[int, Any]:
+    """Check ``responses=`` (extra statuses for OpenAPI) and instantiate its schemas once."""
+    if responses is None:
+        return {}
+    if not isinstance(responses, Mapping):
+        raise TypeError(
+            f"{where}: responses= must be a dict such as {{409: 'Name taken'}}, got {responses!r}"
+        )
+    result: dict[int, Any] = {}
+    for status, described in responses.items():
+        if type(status) is not int or not 100 <= status <= 599:
+            raise ValueError(f"{where}: responses= keys must be HTTP status ints, got {status!r}")
+        if isinstance(described, (str, Mapping)):
+            result[status] = described
+        else:
+            result[status] = as_schema(
+                described,
+                what=f"{where}: responses[{status}] (a description, a schema or an OpenAPI dict)",
+            )
+    return result
 
 
 def _list_keys(schema: marshmallow.Schema | None) -> frozenset[str]:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("funapi_sync")
 
 OPENAPI_VERSION = "3.0.3"
+_KNOWN_STATUSES = frozenset(status.value for status in HTTPStatus)
 _RULE_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\((.*?)\))?:)?([A-Za-z_]\w*)>")
 _NOT_WORD = re.compile(r"\W")
 
@@ -200,6 +201,15 @@ def _operation(
         responses["415"] = _error("Unsupported content type", "HTTPError")
     if endpoint.needs_input or endpoint.current_plan().needs_input:
         responses["422"] = _error("Validation Error", "HTTPValidationError")
+    for code, described in endpoint.responses.items():
+        if isinstance(described, str):
+            # An HTTPException's body: {"detail": "..."}.
+            responses[str(code)] = _error(described, "HTTPError")
+        elif isinstance(described, marshmallow.Schema):
+            phrase = HTTPStatus(code).phrase if code in _KNOWN_STATUSES else str(code)
+            responses[str(code)] = {"description": phrase, "content": _json_content(described)}
+        else:
+            responses[str(code)] = dict(described)
     return operation
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from .endpoint import _inspect_handler, _normalise_depends
@@ -31,6 +31,7 @@ class RouteDecorators:
         status_code: int = 200,
         tags: Iterable[str] | None = None,
         summary: str | None = None,
+        responses: Mapping[int, Any] | None = None,
         include_in_schema: bool = True,
     ) -> Callable[[F], F]:
         """Register the decorated function for ``methods`` on ``path``.
@@ -49,6 +50,7 @@ class RouteDecorators:
             "status_code": status_code,
             "tags": tags,
             "summary": summary,
+            "responses": responses,
             "include_in_schema": include_in_schema,
         }
         method_list = list(methods)

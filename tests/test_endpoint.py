@@ -274,3 +274,17 @@ def test_failed_registration_leaves_no_route(app, client):
         app.get("/x")(lambda *, nope: 1)
 
     assert client.get("/x").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("responses", "error", "message"),
+    [
+        ([409], TypeError, r"responses= must be a dict such as \{409: 'Name taken'\}"),
+        ({"409": "x"}, ValueError, r"responses= keys must be HTTP status ints, got '409'"),
+        ({700: "x"}, ValueError, r"responses= keys must be HTTP status ints, got 700"),
+        ({409: 42}, TypeError, r"responses\[409\] \(a description, a schema or an OpenAPI dict\)"),
+    ],
+)
+def test_bad_responses_option_fails_at_decoration(app, responses, error, message):
+    with pytest.raises(error, match=message):
+        app.post("/x", responses=responses)(lambda: 1)

@@ -408,3 +408,37 @@ def test_every_example_app_has_a_valid_document(monkeypatch):
         document = build_document(example)
         validate_spec(document)
         assert document["paths"], f"{name} documents no route"
+
+
+def test_responses_option_documents_statuses_a_handler_raises(app):
+    Conflict = Schema.define("Conflict", detail=fields.String(), holder=fields.String())
+
+    @app.post(
+        "/names",
+        status_code=201,
+        responses={
+            409: Conflict,
+            404: "No such team",
+            429: {
+                "description": "Slow down",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            },
+        },
+    )
+    def claim():
+        return {}
+
+    responses = build_document(app)["paths"]["/names"]["post"]["responses"]
+    assert responses["404"] == {
+        "description": "No such team",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPError"}}},
+    }
+    assert responses["409"] == {
+        "description": "Conflict",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Conflict"}}},
+    }
+    assert responses["429"] == {
+        "description": "Slow down",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+    validate_spec(build_document(app))
