@@ -71,28 +71,30 @@ def gunicorn_command(app: str, *args: str) -> list[str]:
 
 
 @contextmanager
-def run_gunicorn(
-    app: str,
-    *args: str,
-    tmp_path: Path,
+def run_server(
+    command: list[str],
+    *,
+    log_path: Path,
+    cwd: Path,
     env: dict[str, str] | None = None,
     workers: int = 1,
     wait_workers: bool = True,
-    cwd: Path | None = None,
 ) -> Iterator[Server]:
-    """Run ``gunicorn APP`` with ``args``; yield once it listens and its workers booted."""
-    log_path = tmp_path / f"gunicorn-{time.monotonic_ns()}.log"
+    """Run ``command`` (anything that starts gunicorn); yield once it listens and booted.
+
+    ``ROOT`` and ``cwd`` go on ``PYTHONPATH``; the process is stopped (SIGTERM, then
+    SIGKILL) on the way out whatever the test did.
+    """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT), str(cwd or tmp_path), full_env.get("PYTHONPATH", "")])
+        filter(None, [str(ROOT), str(cwd), full_env.get("PYTHONPATH", "")])
     )
-    command = gunicorn_command(app, "--workers", str(workers), *args)
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            cwd=str(cwd or tmp_path),
+            cwd=str(cwd),
             env=full_env,
             text=True,
         )
@@ -117,3 +119,23 @@ def run_gunicorn(
                 process.wait(5)
 
 
+@contextmanager
+def run_gunicorn(
+    app: str,
+    *args: str,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    wait_workers: bool = True,
+    cwd: Path | None = None,
+) -> Iterator[Server]:
+    """Run ``gunicorn APP`` with ``args``; yield once it listens and its workers booted."""
+    with run_server(
+        gunicorn_command(app, "--workers", str(workers), *args),
+        log_path=tmp_path / f"gunicorn-{time.monotonic_ns()}.log",
+        cwd=cwd or tmp_path,
+        env=env,
+        workers=workers,
+        wait_workers=wait_workers,
+    ) as server:
+        yield server

@@ -9,12 +9,9 @@ to the master, which drains the pool at worker exit) or through a bounded poll.
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -24,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from server import ROOT, Server, run_gunicorn
+from server import Server, run_gunicorn, run_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(90)]
 
@@ -272,37 +269,16 @@ def test_tasks_start_after_the_body_was_fully_sent(tmp_path, bg_log):
 
 
 def test_gunicorn_start_from_a_script_runs_tasks_and_drains_at_sigterm(tmp_path, bg_log):
-    log_path = tmp_path / "start.log"
-    env = {
-        **os.environ,
-        "BG_LOG": str(bg_log),
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "start_background.py"],
-            cwd=LIVE_APPS,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    server = Server(process, log_path)
-    try:
-        server.port = int(server.wait_for_log(r"Listening at: http://127\.0\.0\.1:(\d+)").group(1))
-        worker = int(server.wait_for_log(r"Booting worker with pid: (\d+)").group(1))
+    with run_server(
+        [sys.executable, "start_background.py"],
+        log_path=tmp_path / "start.log",
+        cwd=LIVE_APPS,
+        env={"BG_LOG": str(bg_log)},
+    ) as server:
+        worker = server.worker_pids[0]
         assert request(server, "/sleep/from-script?seconds=0.5")[0] == 200
         assert request(server, "/fail")[0] == 200
         assert server.stop() == 0
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
     rows = events(bg_log)
     assert ("slept from-script", worker) in [(event, pid) for event, pid, _ in rows]
     assert "task exploded" in server.log()

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from server import ROOT, Server, run_gunicorn
+from server import ROOT, Server, run_gunicorn, run_server
 
 from funapi_sync import App
 
@@ -375,33 +375,17 @@ def test_gunicorn_conf_runs_startup_once_per_worker_and_shutdown_at_exit(tmp_pat
 @pytest.mark.server
 def test_gunicorn_start_wires_the_same_worker_hooks(tmp_path):
     record = write_app(tmp_path)
-    log_path = tmp_path / "start.log"
-    env = {
-        **os.environ,
-        "RECORD_FILE": str(record),
-        "WORKERS": "2",
-        "PYTHONPATH": str(ROOT),
-        "PYTHONUNBUFFERED": "1",
-    }
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "lifeapp.py"],
-            cwd=tmp_path,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    server = Server(process, log_path)
-    try:
-        server.port = int(server.wait_for_log(r"Listening at: http://127\.0\.0\.1:(\d+)").group(1))
+    env = {"RECORD_FILE": str(record), "WORKERS": "2"}
+    with run_server(
+        [sys.executable, "lifeapp.py"],
+        log_path=tmp_path / "start.log",
+        cwd=tmp_path,
+        env=env,
+        workers=2,
+    ) as server:
         wait_until(lambda: len(booted_pids(server)) >= 2, "two workers")
         server.worker_pids = booted_pids(server)
         check_worker_lifecycle(server, record, workers=2)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
 
 
 @pytest.mark.server
