@@ -31,32 +31,42 @@ class Input(Mapping[str, Any]):
     """A read-only mapping of ``path``, ``query``, ``body`` and ``headers``.
 
     Each is also an attribute: ``input.body`` is ``input["body"]``. Without a query
-    schema, ``query`` is a werkzeug ``MultiDict`` parsed on first use.
+    schema, ``query`` is a werkzeug ``MultiDict`` parsed on first use; ``headers`` is a
+    werkzeug ``EnvironHeaders`` view, also made on first use.
     """
 
-    __slots__ = ("_query", "_query_string", "body", "headers", "path")
-    path: Any
-    body: Any
-    headers: EnvironHeaders
-    _query: Any
-    _query_string: str
+    # NOTE: properties without setters make the public names read-only; the slots behind
+    # them are set once, in __init__.
+    __slots__ = ("_body", "_environ", "_headers", "_path", "_query")
 
-    def __init__(
-        self, path: Any, query: Any, body: Any, headers: Any, query_string: str = ""
-    ) -> None:
-        object.__setattr__(self, "path", path)
-        object.__setattr__(self, "_query", query)
-        object.__setattr__(self, "_query_string", query_string)
-        object.__setattr__(self, "body", body)
-        object.__setattr__(self, "headers", headers)
+    def __init__(self, path: Any, query: Any, body: Any, environ: WSGIEnvironment) -> None:
+        self._path = path
+        self._query = query
+        self._body = body
+        self._environ = environ
+        self._headers: EnvironHeaders | None = None
+
+    @property
+    def path(self) -> Any:
+        return self._path
+
+    @property
+    def body(self) -> Any:
+        return self._body
 
     @property
     def query(self) -> Any:
         query = self._query
         if query is None:
-            query = parse_query(self._query_string)
-            object.__setattr__(self, "_query", query)
+            query = self._query = parse_query(self._environ.get("QUERY_STRING", ""))
         return query
+
+    @property
+    def headers(self) -> EnvironHeaders:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = EnvironHeaders(self._environ)
+        return headers
 
     def __getitem__(self, key: str) -> Any:
         if key in _KEYS:
@@ -68,9 +78,6 @@ class Input(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return 4
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        raise AttributeError("Input is read-only")
 
     def __repr__(self) -> str:
         return f"Input(path={self.path!r}, query={self.query!r}, body={self.body!r})"
@@ -113,13 +120,12 @@ def build_input(
     path: Any = path_values
     if endpoint.path_schema is not None:
         path = _load(endpoint.path_schema, path_values, "path")
-    query_string = environ.get("QUERY_STRING", "")
     query: Any = None
     if endpoint.query_schema is not None:
-        args = parse_query(query_string)
+        args = parse_query(environ.get("QUERY_STRING", ""))
         query = _load(endpoint.query_schema, _flatten(args, endpoint, "query"), "query")
     body, request = read_body(environ, endpoint, request, request_class)
-    return Input(path, query, body, EnvironHeaders(environ), query_string), request
+    return Input(path, query, body, environ), request
 
 
 def _load(schema: marshmallow.Schema, data: Any, where: str) -> Any:
