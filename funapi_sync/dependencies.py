@@ -77,8 +77,9 @@ class DependencyOverrides(UserDict[Any, Callable[..., Any]]):
     changing it can skip the version bump that makes endpoints recompile their plans.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check: Callable[[Any], object] | None = None) -> None:
         self.version = 0
+        self._check = check
         super().__init__()
 
     def __setitem__(self, key: Any, value: Callable[..., Any]) -> None:
@@ -87,8 +88,23 @@ class DependencyOverrides(UserDict[Any, Callable[..., Any]]):
                 f"dependency_overrides[{key!r}] must be a callable that makes the replacement"
                 f" value, got {value!r}; write dependency_overrides[{key!r}] = lambda: value"
             )
+        missing = object()
+        previous: Any = self.data.get(key, missing)
         self.data[key] = value
         self.version += 1
+        if self._check is None:
+            return
+        try:
+            # NOTE: plan the replacement now, so a parameter nothing can supply fails
+            # here, in the test that set it, not as a 500 on the next request.
+            self._check(key)
+        except Exception:
+            if previous is missing:
+                del self.data[key]
+            else:
+                self.data[key] = previous
+            self.version += 1
+            raise
 
     def __delitem__(self, key: Any) -> None:
         del self.data[key]
@@ -123,9 +139,12 @@ class Registry:
 
     def __init__(self) -> None:
         self.providers: dict[str, Provider] = {}
-        self.overrides = DependencyOverrides()
+        self.overrides = DependencyOverrides(self._check_override)
         self.app_exits: list[tuple[str, Exit]] = []
         self._app_lock = threading.Lock()
+
+    def _check_override(self, key: Any) -> None:
+        self.plan({"override": key}, (), f"dependency_overrides[{_label(key)}]")
 
     def register(self, name: str, factory: Callable[..., Any], scope: str = "request") -> None:
         """Add ``name``; reject what can already be seen to be wrong (see ``App.register``)."""

@@ -821,3 +821,24 @@ def test_cleanup_does_not_run_twice_when_close_is_called_twice(app):
     iterable.close()
     iterable.close()
     assert closed == [1]
+
+
+def test_an_override_whose_parameters_nothing_supplies_fails_when_assigned(app):
+    app.register("mailer", lambda: "real mailer")
+
+    @app.get("/", depends=["mailer"])
+    def handler(*, mailer):
+        return {"mailer": mailer}
+
+    def needs_unknown(smtp_host):
+        return "fake"
+
+    with pytest.raises(ValueError, match=r"dependency_overrides\['mailer'\].*'smtp_host'"):
+        app.dependency_overrides["mailer"] = needs_unknown
+    assert "mailer" not in app.dependency_overrides
+    assert app.test_client().get("/").json == {"mailer": "real mailer"}
+
+
+def test_overriding_a_name_that_is_not_registered_fails_when_assigned(app):
+    with pytest.raises(ValueError, match=r"'maler' is not registered"):
+        app.dependency_overrides["maler"] = lambda: "fake"
