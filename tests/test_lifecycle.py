@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -203,6 +204,22 @@ SHUTDOWN_APP = """
 """
 
 
+#: Drain the pool, close app-scoped values, then run the shutdown hooks in order.
+SHUTDOWN_ORDER = [
+    "resource open",
+    "task start",
+    "task end",
+    "resource closed",
+    "shutdown first",
+    "shutdown second",
+]
+
+
+def printed_events(result: subprocess.CompletedProcess[str]) -> list[str]:
+    line = next(x for x in result.stdout.splitlines() if x.startswith("EVENTS "))
+    return ast.literal_eval(line[len("EVENTS ") :])
+
+
 def test_shutdown_hooks_run_after_the_pool_drained_and_failures_are_logged(tmp_path):
     result = run_python(
         SHUTDOWN_APP
@@ -213,15 +230,7 @@ def test_shutdown_hooks_run_after_the_pool_drained_and_failures_are_logged(tmp_p
     """,
         tmp_path,
     )
-    line = next(x for x in result.stdout.splitlines() if x.startswith("EVENTS"))
-    assert eval(line[len("EVENTS ") :]) == [
-        "resource open",
-        "task start",
-        "task end",
-        "resource closed",
-        "shutdown first",
-        "shutdown second",
-    ]
+    assert printed_events(result) == SHUTDOWN_ORDER
     assert "shutdown hook first failed" in result.stderr
     assert "RuntimeError: first hook broke" in result.stderr
 
@@ -235,15 +244,7 @@ def test_shutdown_runs_at_interpreter_exit(tmp_path):
     """,
         tmp_path,
     )
-    line = next(x for x in result.stdout.splitlines() if x.startswith("EVENTS"))
-    assert eval(line[len("EVENTS ") :]) == [
-        "resource open",
-        "task start",
-        "task end",
-        "resource closed",
-        "shutdown first",
-        "shutdown second",
-    ]
+    assert printed_events(result) == SHUTDOWN_ORDER
 
 
 # -- under real gunicorn ------------------------------------------------------------------
