@@ -20,7 +20,7 @@ from .concurrency import TASK
 from .dependencies import DependencyOverrides, Registry, RequestScope
 from .endpoint import Endpoint
 from .exceptions import HTTPException, ValidationError
-from .inputs import build_input
+from .inputs import BodyRequest, build_input
 from .lifecycle import Lifecycle
 from .middleware import ClosingIterable
 from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool
@@ -111,7 +111,7 @@ class App(RouteDecorators):
         # oversized Content-Length before reading and stop a chunked body while reading.
         self.request_class: type[Request] = type(
             "Request",
-            (Request,),
+            (BodyRequest,),
             {"max_content_length": max_body, "max_form_memory_size": max_body},
         )
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with

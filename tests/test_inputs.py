@@ -13,7 +13,7 @@ from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Request
 
-from funapi_sync import App, Schema
+from funapi_sync import App, Depends, Schema
 
 MiB = 1024 * 1024
 
@@ -569,7 +569,13 @@ BAD_INPUTS = [
     ("infinity-literal", None, post_json("/raw", "[Infinity]"), 422, json_invalid()),
     ("minus-infinity-literal", None, post_json("/raw", "-Infinity"), 422, json_invalid()),
     ("float-overflowing-to-infinity", None, post_json("/raw", "[1e400]"), 422, json_invalid()),
-    ("integer-with-5000-digits", None, post_json("/raw", "1" * 5000), 422, json_invalid()),
+    (
+        "integer-with-5000-digits",
+        None,
+        post_json("/raw", "1" * 5000),
+        422,
+        json_invalid("JSON number has more than 4300 digits"),
+    ),
     (
         "repeated-query-key-for-non-list-field",
         None,
@@ -714,3 +720,212 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
     response = app.test_client().post("/echo", json=body)
     assert response.status_code == 200
     assert response.json == body
+
+
+# -- a body that does not arrive as framed --------------------------------------------
+
+OrderSchema = Schema.define("Order", qty=fields.Integer(required=True))
+
+
+def order_app(ran: list[Any]) -> App:
+    app = App()
+
+    @app.post("/orders", body=OrderSchema)
+    def order(input, *, background):
+        background.add_task(ran.append, input.body["qty"])
+        return input.body, 201
+
+    def form_qty(req):
+        return req.form.get("qty")
+
+    @app.post("/raw-form", depends={"qty": Depends(form_qty)})
+    def raw_form(*, qty, background):
+        background.add_task(ran.append, qty)
+        return {"qty": qty}
+
+    app.use(LintMiddleware)
+    return app
+
+
+def as_gunicorn_passes(path: str, body: bytes, content_type: str, **environ_items: Any) -> Request:
+    """An environ as gunicorn builds it: ``wsgi.input_terminated`` set, input read to EOF.
+
+    A client that closes its side after fewer bytes than its Content-Length leaves a
+    stream that simply ends early: nothing but the count tells.
+    """
+    environ = EnvironBuilder(
+        path=path, method="POST", input_stream=io.BytesIO(body), content_type=content_type
+    ).get_environ()
+    environ["wsgi.input_terminated"] = True
+    environ.update(environ_items)
+    return Request(environ)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "length"),
+    [
+        ("/orders", b"qty=10", "application/x-www-form-urlencoded", 8),
+        ("/orders", b'{"qty": 10', "application/json", 12),
+        ("/orders", b'{"qty": 10}', "application/json", 30),
+        ("/raw-form", b"qty=10", "application/x-www-form-urlencoded", 8),
+        (
+            "/orders",
+            b'--b\r\nContent-Disposition: form-data; name="qty"\r\n\r\n10\r\n--b--\r\n',
+            "multipart/form-data; boundary=b",
+            300,
+        ),
+    ],
+    ids=[
+        "form-qty-1000-cut-to-qty-10",
+        "json",
+        "json-complete-prefix",
+        "dependency-form",
+        "multipart",
+    ],
+)
+def test_a_body_shorter_than_its_content_length_is_a_400_and_runs_no_task(
+    caplog_funapi, path, body, content_type, length
+):
+    ran: list[Any] = []
+    client = order_app(ran).test_client()
+
+    request = as_gunicorn_passes(path, body, content_type, CONTENT_LENGTH=str(length))
+    response = client.open(request)
+
+    assert response.status_code == 400
+    assert response.json == {
+        "detail": f"Request body is shorter than its Content-Length ({len(body)} of {length}"
+        " bytes); the request was cut short"
+    }
+    assert ran == []
+    assert not [record for record in caplog_funapi.records if record.levelname == "ERROR"]
+
+
+class BrokenChunks(io.RawIOBase):
+    """A server's decoded chunked stream that hits bad framing after ``good`` bytes."""
+
+    def __init__(self, good: bytes) -> None:
+        self.good = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        from gunicorn.http.errors import InvalidChunkSize
+
+        if self.good:
+            size = min(len(buffer), len(self.good))
+            buffer[:size], self.good = self.good[:size], self.good[size:]
+            return size
+        raise InvalidChunkSize(b"zz")
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/orders", "application/json"),
+        ("/orders", "application/x-www-form-urlencoded"),
+        ("/raw-form", "application/x-www-form-urlencoded"),
+    ],
+    ids=["json", "form", "dependency-form"],
+)
+def test_malformed_chunked_framing_is_a_400_without_a_traceback_or_a_task(
+    caplog_funapi, path, content_type
+):
+    ran: list[Any] = []
+    client = order_app(ran).test_client()
+    request = as_gunicorn_passes(path, b"", content_type, HTTP_TRANSFER_ENCODING="chunked")
+    request.environ.pop("CONTENT_LENGTH")
+    request.environ["wsgi.input"] = BrokenChunks(b"qty=1" if "form" in content_type else b"{")
+
+    response = client.open(request)
+
+    assert response.status_code == 400
+    assert response.json == {"detail": "Request body has malformed chunked encoding"}
+    assert ran == []
+    assert not [record for record in caplog_funapi.records if record.exc_info]
+    assert not [record for record in caplog_funapi.records if record.levelname == "ERROR"]
+
+
+def test_a_complete_body_read_in_short_pieces_is_accepted():
+    # PEP 3333 lets wsgi.input.read(n) return fewer bytes before the end.
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            piece, self.data = self.data[:3], self.data[3:]
+            buffer[: len(piece)] = piece
+            return len(piece)
+
+    ran: list[Any] = []
+    client = order_app(ran).test_client()
+    body = b'{"qty": 1000}'
+    request = as_gunicorn_passes("/orders", body, "application/json")
+    request.environ["wsgi.input"] = Trickle(body)
+
+    response = client.open(request)
+
+    assert response.status_code == 201
+    assert response.json == {"qty": 1000}
+    assert ran == [1000]
+
+
+BIG = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "body"),
+    [
+        (
+            lambda client: client.post(
+                "/b", data='{"n": ' + BIG + "}", content_type="application/json"
+            ),
+            422,
+            json_invalid("JSON number has more than 4300 digits"),
+        ),
+        (
+            lambda client: client.get("/q?n=" + BIG),
+            422,
+            {
+                "detail": [
+                    {"loc": ["query", "n"], "msg": "Not a valid integer.", "type": "int_parsing"}
+                ]
+            },
+        ),
+        (
+            lambda client: client.post("/b", data={"n": BIG}),
+            422,
+            {
+                "detail": [
+                    {"loc": ["body", "n"], "msg": "Not a valid integer.", "type": "int_parsing"}
+                ]
+            },
+        ),
+        (lambda client: client.get("/p/" + BIG), 404, {"detail": "Not Found"}),
+    ],
+    ids=["json-body", "query", "form", "path"],
+)
+def test_an_integer_with_5000_digits_gets_our_message_not_pythons_advice(send, status, body):
+    app = App()
+    numbers = Schema.define("Numbers", n=fields.Integer(required=True))
+
+    @app.post("/b", body=numbers)
+    def post_numbers(input):
+        return input.body
+
+    @app.get("/q", query=numbers)
+    def query(input):
+        return input.query
+
+    @app.get("/p/<int:n>")
+    def path(input):
+        return input.path
+
+    response = send(app.test_client())
+
+    assert (response.status_code, response.json) == (status, body)
+    assert b"set_int_max_str_digits" not in response.get_data()
