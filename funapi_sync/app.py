@@ -30,6 +30,7 @@ from .responses import (
     error_parts,
     header_list,
     json_parts,
+    refuse_split_headers,
     unpack,
 )
 from .router import RouteDecorators, Router, join_path
@@ -454,6 +455,7 @@ def _send(
     result: Parts | Response,
     on_close: Callable[[], Any] | None = None,
 ) -> Iterable[bytes]:
+    result = refuse_split_headers(result, environ)
     if isinstance(result, Response):
         iterable: Iterable[bytes] = result(environ, start_response)
     else:

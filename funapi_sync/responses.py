@@ -7,13 +7,21 @@ import datetime
 import decimal
 import enum
 import json
+import logging
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import marshmallow
 from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+logger = logging.getLogger("funapi_sync")
 
 #: ``"404 Not Found"`` for every known status, built once.
 STATUS_LINES: dict[int, str] = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
@@ -139,3 +147,40 @@ def unpack(rv: Any, default_status: int) -> tuple[Any, int, list[tuple[str, str]
             " status code such as 201"
         )
     return payload, status, header_list(headers) if headers is not None else None
+
+
+# NOTE: CR or LF ends a header line (RFC 9112 §2.2), so one in a name or a value lets
+# whatever follows become headers or a body of the attacker's choosing; NUL is refused
+# by RFC 9110 §5.5. gunicorn refuses all three, werkzeug's dev server writes them.
+_UNSAFE_HEADER = re.compile(r"[\r\n\x00]")
+
+
+def refuse_split_headers(
+    result: tuple[int, list[tuple[str, str]], bytes] | Response, environ: WSGIEnvironment
+) -> tuple[int, list[tuple[str, str]], bytes] | Response:
+    """Return ``result``, or a 500 if one of its headers holds CR, LF or NUL.
+
+    The check runs here, just before ``start_response``, so it holds on every server
+    and for every source of headers: a returned headers tuple, ``HTTPException(headers=)``,
+    an exception handler's answer, a werkzeug ``Response`` (a redirect's ``Location``).
+    """
+    headers: Iterable[tuple[str, str]] = (
+        result.headers.items() if isinstance(result, Response) else result[1]
+    )
+    for name, value in headers:
+        if _UNSAFE_HEADER.search(name) is None and _UNSAFE_HEADER.search(value) is None:
+            continue
+        logger.error(
+            "refused to send the response to %s %s: header %r has a CR, LF or NUL"
+            " character in its %s (response splitting); strip or percent-encode request"
+            " data before putting it in a header",
+            environ.get("REQUEST_METHOD"),
+            environ.get("PATH_INFO", "/"),
+            name,
+            "value" if _UNSAFE_HEADER.search(name) is None else "name",
+        )
+        if isinstance(result, Response):
+            # NOTE: closing runs the response's own close callbacks, as sending it would.
+            result.close()
+        return error_parts(500, "Internal Server Error")
+    return result

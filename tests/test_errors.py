@@ -349,3 +349,128 @@ def test_app_metadata_defaults():
     assert (app.title, app.version, app.description) == ("FunApi Application", "1.0.0", "")
     assert app.debug is False
     assert app.settings["max_body_size"] == 1024 * 1024
+
+
+# -- response splitting: CR, LF or NUL in a header never reaches the wire ------------
+
+
+def header_app() -> App:
+    app = App()
+
+    @app.get("/tuple")
+    def from_tuple(input):
+        return {"ok": True}, 200, {"X-Echo": input.query.get("v", "")}
+
+    @app.get("/name")
+    def from_name(input):
+        return {"ok": True}, 200, [(f"X-{input.query.get('v', '')}", "1")]
+
+    @app.get("/raise")
+    def from_exception(input):
+        raise HTTPException(401, headers={"WWW-Authenticate": input.query.get("v", "")})
+
+    @app.get("/response")
+    def from_response(input):
+        response = Response("moved", status=302)
+        response.headers.add(f"X-{input.query.get('v', '')}", "1")
+        return response
+
+    @app.get("/location")
+    def from_location(input):
+        response = Response("moved", status=302)
+        response.headers["Location"] = "/next?" + input.query.get("v", "")
+        return response
+
+    @app.exception_handler(LookupError)
+    def lookup(req, exc):
+        return {"detail": "gone"}, 404, {"X-Why": req.args.get("v", "")}
+
+    @app.get("/handled")
+    def handled(input):
+        raise LookupError
+
+    return app
+
+
+SPLITTING = "a\r\nSet-Cookie: session=attacker"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [
+        ("/tuple", SPLITTING, "value"),
+        ("/tuple", "a\nX-Injected: 1", "value"),
+        ("/tuple", "a\x00b", "value"),
+        ("/name", "A\r\nSet-Cookie: session=attacker\r\nX-B", "name"),
+        ("/raise", SPLITTING, "value"),
+        ("/response", "A\r\nSet-Cookie: session=attacker\r\nX-B", "name"),
+        ("/location", "a\x00b", "value"),
+        ("/handled", SPLITTING, "value"),
+    ],
+    ids=[
+        "tuple-crlf",
+        "tuple-lf",
+        "tuple-nul",
+        "tuple-name",
+        "http-exception",
+        "response-name",
+        "location-nul",
+        "exception-handler",
+    ],
+)
+def test_a_header_with_cr_lf_or_nul_is_a_logged_500(caplog_funapi, path, value, where):
+    from urllib.parse import quote
+
+    response = header_app().test_client().get(f"{path}?v={quote(value)}")
+
+    assert response.status_code == 500
+    assert response.json == {"detail": "Internal Server Error"}
+    assert "Set-Cookie" not in response.headers
+    errors = [r.getMessage() for r in caplog_funapi.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert f"has a CR, LF or NUL character in its {where} (response splitting)" in errors[0]
+    assert errors[0].startswith(f"refused to send the response to GET {path}: header ")
+
+
+def test_the_dev_server_never_writes_a_split_response(caplog_funapi):
+    # werkzeug's own server writes header lines as given; the framework must refuse first.
+    import socket
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, header_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(
+                b"GET /tuple?v=a%0d%0aSet-Cookie:%20session=attacker HTTP/1.1\r\n"
+                b"Host: localhost\r\nConnection: close\r\n\r\n"
+            )
+            received = b""
+            while chunk := client.recv(65536):
+                received += chunk
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ")
+    assert b"Set-Cookie" not in received
+    assert body == b'{"detail":"Internal Server Error"}'
+
+
+def test_a_refused_response_still_runs_its_close_callbacks(caplog_funapi):
+    app = App()
+    closed = []
+
+    @app.get("/r")
+    def r():
+        response = Response("x")
+        response.headers.add("X-A", "a\x00b")
+        response.call_on_close(lambda: closed.append(True))
+        return response
+
+    assert app.test_client().get("/r").status_code == 500
+    assert closed == [True]
