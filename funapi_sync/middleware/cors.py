@@ -26,19 +26,21 @@ class CORSMiddleware:
     answered here with 204 and the ``Access-Control-Allow-*`` headers, or with 400
     ``{"detail": "Disallowed CORS origin"}`` (and/or ``method``, ``headers``) when the
     request is not allowed; the app does not see it. Every other request goes to the app,
-    and an allowed ``Origin`` gets ``Access-Control-Allow-Origin`` on the response.
+    and an allowed ``Origin`` gets ``Access-Control-Allow-Origin`` on the response. The
+    middleware owns the ``Access-Control-*`` response headers: the app's own are dropped.
 
     Only ``start_response`` is wrapped: the app's iterable, and so its ``close()`` (which
     runs the background tasks), is returned untouched.
 
-    :param allow_origins: ``"*"``, a compiled regex (matched against the whole origin), or
-        a list of exact origins (``"https://app.example.com"``) and compiled regexes.
+    :param allow_origins: ``"*"`` or ``["*"]`` (Starlette's spelling) for any origin, a
+        compiled regex (matched against the whole origin), or a list of exact origins
+        (``"https://app.example.com"``) and compiled regexes.
     :param allow_methods: methods a preflight may ask for; ``"*"`` for all.
     :param allow_headers: request headers a preflight may ask for (the CORS-safelisted
         ones are always allowed); ``"*"`` allows whatever is asked.
     :param expose_headers: response headers the browser lets the page's script read.
     :param allow_credentials: allow cookies and ``Authorization``. Refused together with
-        ``allow_origins="*"``: every site on the web could then act as the user.
+        any origin: every site on the web could then act as the user.
     :param max_age: seconds a browser may cache a preflight answer.
     :raises ValueError: a setting that cannot work, with the fix in the message.
     """
@@ -54,8 +56,7 @@ class CORSMiddleware:
         max_age: int = 600,
     ) -> None:
         self.app = app
-        self.allow_any_origin = allow_origins == "*"
-        self.origins, self.origin_patterns = _split_origins(allow_origins)
+        self.allow_any_origin, self.origins, self.origin_patterns = _split_origins(allow_origins)
         if not (self.allow_any_origin or self.origins or self.origin_patterns):
             raise ValueError(
                 "add_cors() allows no origin; pass allow_origins=['https://app.example.com'],"
@@ -63,9 +64,10 @@ class CORSMiddleware:
             )
         if self.allow_any_origin and allow_credentials:
             raise ValueError(
-                "add_cors(allow_origins='*', allow_credentials=True) would let every website"
-                " send requests with the user's cookies; list the trusted origins, or pass"
-                " re.compile(r'https://.*\\.example\\.com') to match a family of them"
+                f"add_cors(allow_origins={allow_origins!r}, allow_credentials=True) would let"
+                " every website send requests with the user's cookies; list the trusted"
+                " origins, or pass re.compile(r'https://.*\\.example\\.com') to match a"
+                " family of them"
             )
         if isinstance(expose_headers, str) and expose_headers != "*":
             raise TypeError(
@@ -122,15 +124,14 @@ class CORSMiddleware:
         if origin is not None and self.is_allowed_origin(origin):
             extra = [("Access-Control-Allow-Origin", self._allow_origin(origin))]
             extra += self.simple_headers
-        if not extra and not self.varies:
-            return self.app(environ, start_response)
 
         def cors_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            # NOTE: the app's own Access-Control-* headers give way to the policy here.
-            names = {name.lower() for name, _ in extra}
-            headers = [(n, v) for n, v in headers if n.lower() not in names] + extra
+            # NOTE: the middleware owns every Access-Control-* response header, so a
+            # handler's own "Allow-Origin: *" with credentials cannot widen the policy for
+            # an origin it refuses (nor reach a cache that serves it to one).
+            headers = [pair for pair in headers if not _is_cors_header(pair[0])] + extra
             if self.varies:
                 add_vary(headers, "Origin")
             return start_response(status, headers, exc_info)
@@ -163,19 +164,31 @@ class CORSMiddleware:
         return []
 
 
-def _split_origins(allow_origins: Origins) -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
+def _is_cors_header(name: str) -> bool:
+    return name[:15].lower() == "access-control-"
+
+
+def _split_origins(
+    allow_origins: Origins,
+) -> tuple[bool, frozenset[str], tuple[re.Pattern[str], ...]]:
+    """Return (any origin, exact origins, patterns)."""
     if allow_origins == "*":
-        return frozenset(), ()
+        return True, frozenset(), ()
     if isinstance(allow_origins, re.Pattern):
-        return frozenset(), (allow_origins,)
+        return False, frozenset(), (allow_origins,)
     if isinstance(allow_origins, str):
         raise TypeError(
             f"allow_origins={allow_origins!r} is a single string; pass a list"
             f" (allow_origins=[{allow_origins!r}]) or '*'"
         )
+    entries = list(allow_origins)
+    if "*" in entries:
+        # NOTE: Starlette's spelling: a list holding "*" means any origin, whatever else
+        # it lists.
+        return True, frozenset(), ()
     exact: set[str] = set()
     patterns: list[re.Pattern[str]] = []
-    for origin in allow_origins:
+    for origin in entries:
         if isinstance(origin, re.Pattern):
             patterns.append(origin)
         elif not isinstance(origin, str):
@@ -193,7 +206,7 @@ def _split_origins(allow_origins: Origins) -> tuple[frozenset[str], tuple[re.Pat
             )
         else:
             exact.add(origin)
-    return frozenset(exact), tuple(patterns)
+    return False, frozenset(exact), tuple(patterns)
 
 
 def _names(value: str | Sequence[str], option: str) -> Sequence[str]:

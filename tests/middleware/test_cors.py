@@ -242,3 +242,91 @@ def test_bad_settings_fail_at_registration_with_the_fix(options, error, message)
     app = App()
     with pytest.raises(error, match=message):
         app.add_cors(**options)
+
+
+def handler_cors_client(**options):
+    app = App()
+
+    @app.get("/open")
+    def wide_open():
+        # A handler that tries to set its own, wider, policy.
+        headers = {
+            "Access-Control-Allow-Origin": "*",
+            "access-control-allow-credentials": "true",
+            "Access-Control-Expose-Headers": "X-Secret",
+            "X-Secret": "s",
+        }
+        return {"ok": True}, 200, headers
+
+    app.use(LintMiddleware)
+    app.add_cors(**options)
+    return app.test_client()
+
+
+def cors_headers(response) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, value in response.headers.items():
+        if name.lower().startswith("access-control-"):
+            found.setdefault(name.lower(), []).append(value)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("options", "origin", "expected"),
+    [
+        ({"allow_origins": [ORIGIN], "allow_credentials": True}, "https://evil.example", {}),
+        ({"allow_origins": [ORIGIN]}, None, {}),
+        (
+            {"allow_origins": [ORIGIN]},
+            ORIGIN,
+            {"access-control-allow-origin": [ORIGIN]},
+        ),
+        (
+            {"allow_origins": [ORIGIN], "allow_credentials": True},
+            ORIGIN,
+            {
+                "access-control-allow-origin": [ORIGIN],
+                "access-control-allow-credentials": ["true"],
+            },
+        ),
+        ({"allow_origins": "*"}, "https://evil.example", {"access-control-allow-origin": ["*"]}),
+        ({"allow_origins": "*"}, None, {}),
+    ],
+    ids=[
+        "refused-origin",
+        "no-origin",
+        "allowed-origin",
+        "allowed-origin-with-credentials",
+        "any-origin",
+        "any-origin-no-origin-header",
+    ],
+)
+def test_the_middleware_owns_the_cors_headers_whatever_the_handler_sets(
+    options, origin, expected
+) -> None:
+    client = handler_cors_client(**options)
+
+    response = client.get("/open", headers={"Origin": origin} if origin else {})
+
+    assert response.status_code == 200
+    assert cors_headers(response) == expected
+    assert response.headers["X-Secret"] == "s"
+
+
+@pytest.mark.parametrize("spelling", [["*"], ("*",), ["*", ORIGIN]], ids=["list", "tuple", "mixed"])
+def test_a_list_holding_star_means_any_origin_as_in_starlette(spelling) -> None:
+    client, seen = make_client(allow_origins=spelling, allow_methods=["GET", "POST"])
+
+    simple = client.get("/items", headers={"Origin": "https://anywhere.example"})
+    allowed = preflight(client, origin="https://anywhere.example")
+
+    assert simple.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Vary" not in simple.headers
+    assert allowed.status_code == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == "*"
+    assert seen == ["GET"]
+
+
+def test_a_list_holding_star_with_credentials_is_refused_like_the_string() -> None:
+    with pytest.raises(ValueError, match=r"add_cors\(allow_origins=\['\*'\], allow_credentials"):
+        App().add_cors(allow_origins=["*"], allow_credentials=True)
