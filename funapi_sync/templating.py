@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import copy
+import difflib
+import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import BaseLoader, Environment, TemplateNotFound
+from jinja2 import BaseLoader, Environment, TemplateNotFound, nodes
 from markupsafe import Markup
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Response
 
+from .exceptions import HTTPException
+
+logger = logging.getLogger("funapi_sync")
+
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
+#: Files under the directory checked when ``Templates`` is created (others load on use).
+TEMPLATE_SUFFIXES = frozenset(
+    {".html", ".htm", ".xhtml", ".xml", ".svg", ".txt", ".j2", ".jinja", ".jinja2"}
+)
+
+
+class TemplateResponseError(HTTPException):
+    """:meth:`Templates.response` could not find or was refused its template: a 500.
+
+    The reason is logged once, in one line, on ``funapi_sync``; the client gets the
+    fixed 500 body. ``name`` is the template name and ``str(exc)`` the reason.
+    """
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(500)
+        self.name = name
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class _DirectoryLoader(BaseLoader):
@@ -99,9 +125,44 @@ class Templates:
                 " it or pass the directory that holds your .html files"
             )
         self.directory = root
-        self.env = Environment(loader=_DirectoryLoader(root), autoescape=True)
+        self.loader = _DirectoryLoader(root)
+        self.env = Environment(loader=self.loader, autoescape=True)
         self.layout: str | None = None
+        self._check_directory()
         self._set_layout(layout)
+
+    def _check_directory(self) -> None:
+        # NOTE: every template is parsed now, so a syntax error or an include/extends/
+        # import of a missing file fails when the app is built, not on some request.
+        for name in self.names():
+            try:
+                source, filename, _ = self.loader.get_source(self.env, name)
+            except TemplateNotFound:
+                continue  # a symlink out of the directory: refused whenever it is used
+            tree = self.env.parse(source, name, filename)
+            for reference in _static_references(tree):
+                path = self.loader.path_of(reference)
+                if not path.is_file():
+                    raise TemplateNotFound(
+                        reference,
+                        f"template {reference!r} not found in {self.directory} (used by"
+                        f" {name!r}){self._did_you_mean(reference)}",
+                    )
+
+    def names(self) -> list[str]:
+        """The template names under the directory, such as ``"partials/item.html"``."""
+        found = []
+        for path in sorted(self.directory.rglob("*")):
+            relative = path.relative_to(self.directory)
+            if any(part.startswith(".") for part in relative.parts):
+                continue
+            if path.suffix in TEMPLATE_SUFFIXES and path.is_file():
+                found.append(relative.as_posix())
+        return found
+
+    def _did_you_mean(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        return f"; did you mean {close[0]!r}?" if close else ""
 
     def _set_layout(self, layout: str | bool | None) -> None:
         if layout is False or layout is None:
@@ -153,5 +214,29 @@ class Templates:
         ``name`` is positional-only, so a context variable may be called ``name``.
         The response has a ``Content-Length``; return it from a handler as it is.
         """
-        body = self.render(name, layout=layout, **context).encode("utf-8")
+        try:
+            page = self.render(name, layout=layout, **context)
+        except TemplateNotFound as exc:
+            # NOTE: a name computed at request time can only be checked here; one line
+            # says which and why, and the client gets a plain 500 (no traceback logged).
+            message = str(exc.message or exc.name)
+            if "not found" in message:
+                message += self._did_you_mean(str(exc.name))
+            if exc.name != name:
+                message = f"cannot render template {name!r}: {message}"
+            logger.error("%s", message)
+            raise TemplateResponseError(str(exc.name), message) from None
+        body = page.encode("utf-8")
         return Response(body, status=status, headers=headers, content_type=HTML_CONTENT_TYPE)
+
+
+def _static_references(tree: nodes.Template) -> Iterator[str]:
+    """The template names an AST extends, includes or imports by a literal string."""
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        if not isinstance(node, (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+            continue  # NOTE: find_all is typed as yielding any node; this narrows it
+        if isinstance(node, nodes.Include) and node.ignore_missing:
+            continue
+        target = node.template
+        if isinstance(target, nodes.Const) and isinstance(target.value, str):
+            yield target.value

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-from jinja2 import TemplateNotFound
+from jinja2 import TemplateNotFound, TemplateSyntaxError
 from markupsafe import Markup
 
 from funapi_sync import App, Templates
+from funapi_sync.templating import TemplateResponseError
 
 
 @pytest.fixture
@@ -107,15 +108,89 @@ def test_content_variable_with_a_layout_is_refused_with_the_fix(tdir: Path) -> N
 
 def test_missing_template_error_names_the_template_and_the_directory(tdir: Path) -> None:
     with pytest.raises(TemplateNotFound) as info:
-        Templates(tdir).response("nope.html")
+        Templates(tdir).render("nope.html")
     assert info.value.name == "nope.html"
     assert str(info.value) == f"template 'nope.html' not found in {tdir}"
+
+
+def test_response_for_a_missing_template_is_a_500_logged_in_one_line(tdir, caplog_funapi):
+    with pytest.raises(TemplateResponseError) as info:
+        Templates(tdir).response("pgae.html")
+    assert (info.value.status_code, info.value.name) == (500, "pgae.html")
+    message = f"template 'pgae.html' not found in {tdir}; did you mean 'page.html'?"
+    assert str(info.value) == message
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog_funapi.records] == [
+        ("ERROR", message, None)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "logged"),
+    [
+        ("pgae.html", "template 'pgae.html' not found in {tdir}; did you mean 'page.html'?"),
+        ("../secret.txt", "template name '../secret.txt' points outside the templates directory"),
+        ("dynamic.html", "cannot render template 'dynamic.html': template 'partials/gone.html'"),
+    ],
+    ids=["missing", "refused", "missing-dynamic-include"],
+)
+def test_a_handler_rendering_a_bad_template_name_is_a_500_with_one_log_line_per_request(
+    tdir, caplog_funapi, name, logged
+) -> None:
+    (tdir / "dynamic.html").write_text("{% include 'partials/' + which %}")
+    app = App()
+    templates = Templates(tdir)
+    ran: list[str] = []
+
+    @app.get("/page")
+    def page(*, background):
+        background.add_task(ran.append, "task")
+        return templates.response(name, which="gone.html")
+
+    client = app.test_client()
+    for _ in range(2):
+        response = client.get("/page")
+        assert response.status_code == 500
+        assert response.json == {"detail": "Internal Server Error"}
+
+    records = [r for r in caplog_funapi.records if r.levelname == "ERROR"]
+    assert len(records) == 2
+    assert all(r.getMessage().startswith(logged.format(tdir=tdir)) for r in records)
+    assert not [r for r in caplog_funapi.records if r.exc_info]
+    assert ran == []
+
+
+def test_a_syntax_error_in_any_template_fails_when_templates_are_created(tdir: Path) -> None:
+    (tdir / "partials" / "bad.html").write_text("{% for x in items %}<li>{{ x }}</li>")
+    with pytest.raises(TemplateSyntaxError) as info:
+        Templates(tdir)
+    assert info.value.name == "partials/bad.html"
+
+
+def test_a_static_include_of_a_missing_file_fails_when_templates_are_created(tdir: Path) -> None:
+    (tdir / "broken.html").write_text("{% extends 'bsae.html' %}")
+    with pytest.raises(TemplateNotFound) as info:
+        Templates(tdir)
+    assert str(info.value) == (
+        f"template 'bsae.html' not found in {tdir} (used by 'broken.html'); did you mean"
+        " 'base.html'?"
+    )
+
+
+def test_dynamic_and_optional_includes_are_left_to_render_time(tdir: Path) -> None:
+    (tdir / "optional.html").write_text("{% include 'maybe.html' ignore missing %}ok")
+    (tdir / "dynamic.html").write_text("{% include 'partials/' + which %}")
+    (tdir / "notes.md").write_text("{% not a template")  # not a template suffix: not parsed
+    templates = Templates(tdir)
+    assert templates.render("optional.html") == "ok"
+    assert templates.render("dynamic.html", which="item.html", item="a") == "<li>a</li>"
+    assert "notes.md" not in templates.names()
+    assert templates.names()[:2] == ["base.html", "dynamic.html"]
 
 
 def test_missing_include_names_the_partial(tdir: Path) -> None:
     (tdir / "broken.html").write_text("{% include 'partials/gone.html' %}")
     with pytest.raises(TemplateNotFound, match=r"'partials/gone.html' not found in"):
-        Templates(tdir).render("broken.html")
+        Templates(tdir)
 
 
 def test_missing_layout_fails_when_it_is_set_not_at_request_time(tdir: Path) -> None:
