@@ -929,3 +929,37 @@ def test_an_integer_with_5000_digits_gets_our_message_not_pythons_advice(send, s
 
     assert (response.status_code, response.json) == (status, body)
     assert b"set_int_max_str_digits" not in response.get_data()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/x-www-form-urlencoded"], ids=["json", "form"]
+)
+def test_the_dev_server_refuses_a_cut_short_body_too(content_type):
+    import socket
+    import threading
+
+    from werkzeug.serving import make_server
+
+    ran: list[Any] = []
+    server = make_server("127.0.0.1", 0, order_app(ran), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    body = b"qty=10" if "form" in content_type else b'{"qty": 10}'
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(
+                b"POST /orders HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                b"Content-Type: " + content_type.encode() + b"\r\n"
+                b"Content-Length: " + str(len(body) + 2).encode() + b"\r\n\r\n" + body
+            )
+            client.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := client.recv(65536):
+                received += chunk
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert received.startswith(b"HTTP/1.1 400 "), received
+    assert b"shorter than its Content-Length" in received
+    assert ran == []
