@@ -32,6 +32,43 @@ from harness import (  # noqa: E402
 )
 
 
+def row(figures: dict[str, object]) -> str:
+    """One Markdown table row: the common columns, then what is particular to the scenario."""
+    common = {
+        "scenario",
+        "requests",
+        "ok",
+        "rows",
+        "lost",
+        "missing",
+        "lost_silently",
+        "rss_kb_before",
+        "rss_kb_after",
+        "rss_growth_kb",
+        "rss_growth_percent",
+        "shutdown_seconds",
+        "fault_requests",
+        "fault_requests_ok",
+    }
+    lost = figures.get("lost", figures.get("missing", figures.get("lost_silently", "")))
+    rss = ""
+    if "rss_growth_kb" in figures:
+        rss = f"+{figures['rss_growth_kb']} KiB ({figures['rss_growth_percent']} %)"
+    shutdown = f"{figures['shutdown_seconds']} s" if "shutdown_seconds" in figures else ""
+    notes = ", ".join(f"{key}={value}" for key, value in figures.items() if key not in common)
+    cells = [
+        figures["scenario"],
+        figures.get("requests", figures.get("fault_requests", "")),
+        figures.get("ok", figures.get("fault_requests_ok", "")),
+        figures.get("rows", ""),
+        lost,
+        rss,
+        shutdown,
+        notes,
+    ]
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
 def main() -> None:
     results = []
     started = time.monotonic()
@@ -51,17 +88,10 @@ def main() -> None:
         f" gunicorn {gunicorn.__version__}, 2 workers, {time.monotonic() - started:.0f} s"
     )
     print()
-    print("| scenario | requests | 2xx | rows | lost | other figures |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| scenario | requests | 2xx | rows | lost | worker RSS growth | shutdown | notes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for figures in results:
-        lost = figures.get("lost", figures.get("missing", figures.get("lost_silently", "")))
-        shown = {"scenario", "requests", "ok", "rows", "lost", "missing", "lost_silently"}
-        others = ", ".join(f"{k}={v}" for k, v in figures.items() if k not in shown)
-        print(
-            f"| {figures['scenario']} | {figures.get('requests', figures.get('fault_requests'))}"
-            f" | {figures.get('ok', figures.get('fault_requests_ok'))}"
-            f" | {figures.get('rows', '')} | {lost} | {others} |"
-        )
+        print(row(figures))
     print()
     print(json.dumps(results, indent=1, default=str))
 

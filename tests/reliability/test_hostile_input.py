@@ -70,8 +70,8 @@ def test_hostile_request_gets_its_status_and_the_workers_stay_up(server, data, s
 
 
 def test_no_hostile_request_left_a_traceback_in_the_log(server):
-    # Runs after the matrix (module order): gunicorn logs refused requests at WARNING,
-    # the app refuses split headers in one ERROR line; neither is a traceback.
+    # The whole matrix once more on one server: gunicorn logs the requests it refuses at
+    # WARNING, the app a split header in one ERROR line; neither is a traceback.
     for case in CASES:
         send_raw(server.port, case[1])
     log = server.log()
