@@ -76,6 +76,7 @@ def main() -> None:
         lambda tmp: soak(tmp, "sync"),
         lambda tmp: soak(tmp, "gthread"),
         sigterm_mid_load,
+        lambda tmp: sigterm_mid_load(tmp, shutdown_timeout=0.2),
         sigkill_one_worker,
         max_requests_recycling,
         task_faults,

@@ -34,8 +34,9 @@ def test_soak_every_201_is_exactly_one_row(tmp_path, worker_class):
     assert figures["rss_growth_kb"] < 32 * 1024
 
 
-def test_sigterm_mid_load_every_accepted_task_ran_or_was_named_at_error(tmp_path):
-    figures = sigterm_mid_load(tmp_path)
+@pytest.mark.parametrize("shutdown_timeout", [20.0, 0.2], ids=["drains", "times-out"])
+def test_sigterm_mid_load_every_accepted_task_ran_or_was_named_at_error(tmp_path, shutdown_timeout):
+    figures = sigterm_mid_load(tmp_path, shutdown_timeout=shutdown_timeout)
     print(figures)
 
     assert figures["ok"] > 0
