@@ -963,3 +963,34 @@ def test_the_dev_server_refuses_a_cut_short_body_too(content_type):
     assert received.startswith(b"HTTP/1.1 400 "), received
     assert b"shorter than its Content-Length" in received
     assert ran == []
+
+
+def test_a_sized_body_whose_server_stream_fails_is_a_400_not_a_500(caplog_funapi):
+    class Failing(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            raise RuntimeError("the server's reader broke")
+
+    ran: list[Any] = []
+    request = as_gunicorn_passes("/orders", b'{"qty": 1}', "application/json")
+    request.environ["wsgi.input"] = Failing()
+
+    response = order_app(ran).test_client().open(request)
+
+    assert response.status_code == 400
+    assert response.json == {"detail": "Request body could not be read"}
+    assert ran == []
+    assert not [record for record in caplog_funapi.records if record.levelname == "ERROR"]
+
+
+def test_the_guarded_input_never_reads_past_its_content_length():
+    from funapi_sync.inputs import BodyInput
+
+    # The next pipelined request must stay where it is on a server that does not limit.
+    stream = io.BytesIO(b"qty=1GET / HTTP/1.1\r\n")
+    guarded = BodyInput(stream, 5)
+    assert guarded.read() == b"qty=1"
+    assert guarded.read(10) == b""
+    assert stream.read() == b"GET / HTTP/1.1\r\n"

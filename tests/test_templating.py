@@ -277,3 +277,13 @@ def test_handler_returns_the_response_and_its_background_tasks_still_run(tdir: P
     assert response.mimetype == "text/html"
     assert b"<p>&lt;i&gt;</p>" in response.data
     assert ran == ["<i>"]
+
+
+def test_names_skip_hidden_files_and_no_close_match_adds_no_hint(tdir: Path, caplog_funapi) -> None:
+    (tdir / ".cache").mkdir()
+    (tdir / ".cache" / "x.html").write_text("{% broken")  # hidden: neither parsed nor listed
+    templates = Templates(tdir)
+    assert ".cache/x.html" not in templates.names()
+    with pytest.raises(TemplateResponseError) as info:
+        templates.response("zzzzzzzz.txt")
+    assert str(info.value) == f"template 'zzzzzzzz.txt' not found in {tdir}"
