@@ -23,7 +23,7 @@ from .exceptions import HTTPException, ValidationError
 from .inputs import build_input
 from .lifecycle import Lifecycle
 from .middleware import ClosingIterable
-from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool
+from .pool import Batch, PoolView, check_settings, get_pool
 from .responses import (
     STATUS_LINES,
     dump_checked,
@@ -34,6 +34,7 @@ from .responses import (
 )
 from .router import RouteDecorators, Router, join_path
 from .routing import RouteTable
+from .settings import Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -45,17 +46,6 @@ logger = logging.getLogger("funapi_sync")
 #: The environ key of a list that collects the request's task batch (set by the test
 #: client; a list, because servers and middleware may hand the app a shallow copy).
 BATCHES_KEY = "funapi_sync.batches"
-
-_SETTINGS: dict[str, Any] = {
-    "debug": False,
-    "max_body_size": 1024 * 1024,
-    "background_workers": 4,
-    "background_queue_size": 1024,
-    "background_slow_warning": 30.0,
-    "background_shutdown_timeout": 25.0,
-    "openapi_url": "/openapi.json",
-    "docs_url": "/docs",
-}
 
 Parts = tuple[int, list[tuple[str, str]], bytes]
 
@@ -79,26 +69,13 @@ class App(RouteDecorators):
         description: str = "",
         **settings: Any,
     ) -> None:
-        unknown = set(settings) - set(_SETTINGS)
-        if unknown:
-            raise TypeError(
-                f"App() got unknown settings {sorted(unknown)}; known settings are"
-                f" {sorted(_SETTINGS)}"
-            )
+        #: The app's :class:`~funapi_sync.settings.Settings`, a read-only mapping.
+        self.settings = Settings.from_options(settings)
         self.title = title
         self.version = version
         self.description = description
-        self.settings = {**_SETTINGS, **settings}
-        self.debug = bool(self.settings["debug"])
-        max_body = self.settings["max_body_size"]
-        if not isinstance(max_body, int) or max_body < 0:
-            raise ValueError(f"max_body_size must be a non-negative int, got {max_body!r}")
-        pool_settings = PoolSettings(
-            workers=_positive_int(self.settings, "background_workers"),
-            queue_size=_positive_int(self.settings, "background_queue_size"),
-            slow_warning=float(self.settings["background_slow_warning"]),
-            shutdown_timeout=float(self.settings["background_shutdown_timeout"]),
-        )
+        max_body = self.settings.max_body_size
+        pool_settings = self.settings.pool
         check_settings(pool_settings)
         self._pool_settings = pool_settings
         #: The process-wide background pool, as this app sees it: ``stats()``, ``drain()``.
@@ -119,6 +96,11 @@ class App(RouteDecorators):
         self.wsgi_app: WSGIApplication = self._dispatch
         #: ``/openapi.json`` and ``/docs`` (routes added at startup), or None when turned off.
         self.openapi = openapi.setup(self)
+
+    @property
+    def debug(self) -> bool:
+        """``App(debug=True)``: 500 bodies carry the traceback (never in production)."""
+        return bool(self.settings.debug)
 
     # -- registration ---------------------------------------------------------------
 
@@ -374,7 +356,7 @@ class App(RouteDecorators):
         return self._server_error(exc)
 
     def _server_error(self, exc: BaseException) -> Parts:
-        if self.debug:
+        if self.settings.debug:
             return error_parts(
                 500, {"error": repr(exc), "traceback": traceback.format_exception(exc)}
             )
@@ -422,13 +404,6 @@ class App(RouteDecorators):
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(0)
-
-
-def _positive_int(settings: dict[str, Any], key: str) -> int:
-    value = settings[key]
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be a positive int, got {value!r}")
-    return value
 
 
 def _closer(scope: RequestScope, failure: BaseException | None) -> Callable[[], None]:
