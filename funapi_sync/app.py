@@ -37,11 +37,10 @@ _DOCS_ROUTE = RouteOptions(include_in_schema=False)
 class App(RouteDecorators):
     """A WSGI application for JSON APIs.
 
-    Setup (middleware, exception handlers, startup hooks) is frozen when the app starts
-    serving in a process: a later call is a ``RuntimeError`` naming the fix. Routes,
-    routers and registered names may still be added (the route table is rebuilt whole and
-    swapped, never changed under a matching thread; a name is only ever added), and so may
-    ``dependency_overrides`` and ``on_shutdown``; see ``docs/architecture.md``.
+    Setup (routes, routers, middleware, exception handlers, startup hooks) is frozen
+    when the app starts serving in a process: a later call is a ``RuntimeError`` naming
+    the fix. ``register()`` (a name is only ever added), ``dependency_overrides`` (for
+    tests) and ``on_shutdown`` stay open; see ``docs/architecture.md``.
 
     :param title: the API's name (OpenAPI ``info.title``).
     :param version: the API's version (OpenAPI ``info.version``).
@@ -122,12 +121,18 @@ class App(RouteDecorators):
     def _add_route(
         self, handler: Callable[..., Any], path: str, methods: list[str], options: RouteOptions
     ) -> None:
+        self._check_setup(
+            f"route({path!r})", "add routes before the first request (e.g. at import time)"
+        )
         self._mount([self._compile(handler, path, methods, options)])
 
     def include_router(self, router: Router, prefix: str = "") -> None:
         """Mount every route of ``router`` under ``prefix`` + ``router.prefix``."""
         if not isinstance(router, Router):
             raise TypeError(f"include_router() takes a Router, got {router!r}")
+        self._check_setup(
+            f"include_router({router.prefix!r})", "include routers before the first request"
+        )
         # NOTE: every route is compiled and checked before any is added, so a router with
         # one bad route mounts nothing rather than half of itself.
         self._mount([self._compile(*route) for route in router.mounted(prefix)])

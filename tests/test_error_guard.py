@@ -193,19 +193,35 @@ def test_setup_after_the_app_served_is_refused_with_the_fix(late, message):
         late(app)
 
 
-def test_routes_routers_and_names_added_after_serving_are_served():
+def test_routes_and_routers_added_after_serving_are_refused_with_the_fix():
     app = _served()
-    app.get("/late")(lambda: "late")
+    with pytest.raises(RuntimeError) as info:
+        app.get("/late")(lambda: "late")
+    assert str(info.value) == (
+        "route('/late') was called after the app started serving; add routes before the"
+        " first request (e.g. at import time)"
+    )
     router = Router("/r")
     router.get("/x")(lambda: "x")
-    app.include_router(router)
-    app.register("late_name", lambda: "value")
-    app.get("/uses", depends=["late_name"])(lambda *, late_name: late_name)
+    with pytest.raises(RuntimeError, match=r"include_router\('/r'\) was called after"):
+        app.include_router(router)
     client = app.test_client()
-    assert client.get("/late").json == "late"
-    assert client.get("/r/x").json == "x"
-    assert client.get("/uses").json == "value"
-    assert client.get("/").json == "ok"
+    assert client.get("/late").status_code == 404
+    assert client.get("/r/x").status_code == 404
+
+
+def test_names_overrides_and_shutdown_hooks_stay_open_after_serving():
+    app = _served()
+    app.register("late_name", lambda: "value")
+    app.dependency_overrides["late_name"] = lambda: "swapped"
+    app.on_shutdown(lambda: None)
+
+
+def test_setup_is_frozen_by_startup_before_the_first_request():
+    app = App()
+    app.lifecycle.ensure_started()  # what gunicorn's worker init and App.run() do
+    with pytest.raises(RuntimeError, match="after the app started serving"):
+        app.get("/x")(lambda: "x")
 
 
 def test_an_unknown_route_option_fails_at_decoration_naming_the_known_ones():
