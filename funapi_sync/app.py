@@ -138,13 +138,7 @@ class App(RouteDecorators):
         self._mount([self._compile(*route) for route in router.mounted(prefix)])
 
     def _mount(self, endpoints: list[Endpoint]) -> None:
-        for replaced in self.routes.add_all(endpoints):
-            logger.warning(
-                "not serving %s at %s: a route of the app answers GET there already;"
-                " pass App(openapi_url=...) or App(docs_url=...) to move it, or None",
-                replaced.name,
-                replaced.path,
-            )
+        _log_replaced(self.routes.add_all(endpoints))
 
     def register(self, name: str, factory: Callable[..., Any], *, scope: str = "request") -> None:
         """Make ``factory``'s result injectable as ``name`` (see ``depends=``).
@@ -289,3 +283,13 @@ class App(RouteDecorators):
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+def _log_replaced(replaced: list[Endpoint]) -> None:
+    for endpoint in replaced:
+        logger.warning(
+            "not serving %s at %s: a route of the app answers GET there already;"
+            " pass App(openapi_url=...) or App(docs_url=...) to move it, or None",
+            endpoint.name,
+            endpoint.path,
+        )
