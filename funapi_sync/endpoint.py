@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
     from .dependencies import Plan, Registry
     from .errors import ErrorResponder
+
+logger = logging.getLogger("funapi_sync")
 
 POSITIONAL_NAMES = ("input", "req", "task")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -222,7 +225,7 @@ class Endpoint:
             if not handed_over:
                 # NOTE: sending failed (or the handler raised a BaseException), so close()
                 # will never run our callback: clean up now, as Flask's wsgi_app does.
-                _close_now(scope, failure or sys.exc_info()[1], request)
+                _close_now(environ, background, scope, failure or sys.exc_info()[1], request)
 
     def _after_close(
         self,
@@ -309,8 +312,22 @@ def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Calla
 
 
 def _close_now(
-    scope: RequestScope | None, failure: BaseException | None, request: Request | None
+    environ: WSGIEnvironment,
+    background: BackgroundTasks | None,
+    scope: RequestScope | None,
+    failure: BaseException | None,
+    request: Request | None,
 ) -> None:
+    if background is not None and len(background):
+        # NOTE: nothing is dropped without a line saying so (the response never started,
+        # so its tasks are not run, as for any request that failed).
+        logger.error(
+            "not running the background tasks %s of %s %s: the response could not be sent (%r)",
+            [task.name for task in background.to_run(False)],
+            environ.get("REQUEST_METHOD"),
+            environ.get("PATH_INFO", "/"),
+            failure,
+        )
     try:
         if scope is not None:
             scope.close(failure)

@@ -138,12 +138,16 @@ def test_a_broken_repr_in_debug_mode_still_answers_500(caplog):
     assert FINALIZING in caplog.text
 
 
-def test_cleanup_runs_when_start_response_raises():
+def test_cleanup_runs_and_dropped_tasks_are_logged_when_start_response_raises(caplog):
     cleaned: list[str] = []
     app = _app_with_generator_dependency(cleaned)
 
+    def never_sent():
+        cleaned.append("task ran")
+
     @app.get("/", depends=["db"])
-    def index(*, db):
+    def index(*, db, background):
+        background.add_task(never_sent)
         return {"ok": True}
 
     def start_response(status, headers, exc_info=None):
@@ -156,9 +160,14 @@ def test_cleanup_runs_when_start_response_raises():
         "SERVER_PORT": "80",
         "wsgi.url_scheme": "http",
     }
-    with pytest.raises(OSError, match="client went away"):
+    with (
+        caplog.at_level(logging.ERROR, logger="funapi_sync"),
+        pytest.raises(OSError, match="client went away"),
+    ):
         app(environ, start_response)
     assert cleaned == ["db closed"]
+    assert "not running the background tasks ['" in caplog.text
+    assert "never_sent" in caplog.text
 
 
 # -- the freeze ---------------------------------------------------------------------------
