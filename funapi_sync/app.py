@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from . import openapi
+from . import logconfig, openapi
 from .background import BackgroundTask, BackgroundTasks
 from .concurrency import TASK
 from .dependencies import DependencyOverrides, Registry, RequestScope
@@ -45,6 +45,8 @@ logger = logging.getLogger("funapi_sync")
 #: The environ key of a list that collects the request's task batch (set by the test
 #: client; a list, because servers and middleware may hand the app a shallow copy).
 BATCHES_KEY = "funapi_sync.batches"
+#: The environ key of the request id that ``add_request_logger()`` sets.
+REQUEST_ID_KEY = "funapi_sync.request_id"
 
 _SETTINGS: dict[str, Any] = {
     "debug": False,
@@ -119,6 +121,9 @@ class App(RouteDecorators):
         self.wsgi_app: WSGIApplication = self._dispatch
         #: ``/openapi.json`` and ``/docs`` (routes added at startup), or None when turned off.
         self.openapi = openapi.setup(self)
+        # NOTE: plain `gunicorn module:app` runs no hook of ours before the first request;
+        # this is the first code of ours to run in its worker (see logconfig).
+        logconfig.install_under_gunicorn()
 
     # -- registration ---------------------------------------------------------------
 
@@ -313,6 +318,8 @@ class App(RouteDecorators):
         if not tasks and after is None:
             return _send(environ, start_response, result)
         label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+        if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
+            label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
         return _send(
             environ, start_response, result, lambda: self._after_close(environ, tasks, after, label)
         )
@@ -398,12 +405,17 @@ class App(RouteDecorators):
         :param options: passed to :func:`werkzeug.serving.run_simple`, e.g.
             ``use_reloader=True``; ``threaded`` defaults to True.
         """
-        from werkzeug.serving import run_simple
+        from werkzeug.serving import is_running_from_reloader, run_simple
 
         from .lifecycle import shutdown_process
 
         options.setdefault("threaded", True)
-        self.lifecycle.ensure_started()
+        logconfig.install()
+        # NOTE: with the reloader this process only watches files and restarts a child
+        # that serves; the hooks belong to the child, which runs this method again.
+        serves = not options.get("use_reloader") or is_running_from_reloader()
+        if serves:
+            self.lifecycle.ensure_started()
         if threading.current_thread() is threading.main_thread():
             # NOTE: SIGTERM would end the process without unwinding; turn it into the
             # same clean exit as Ctrl-C so queued background tasks are drained.
@@ -411,7 +423,8 @@ class App(RouteDecorators):
         try:
             run_simple(host, port, self, **options)
         finally:
-            shutdown_process()
+            if serves:
+                shutdown_process()
 
     def test_client(self, **kwargs: Any) -> TestClient:
         """A werkzeug test ``Client`` whose calls return after the request's tasks ran."""
