@@ -425,6 +425,8 @@ def test_dev_serves_prints_the_urls_and_runs_the_hooks_in_its_process(tmp_path):
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
         assert hook_events(hook_log) == [("startup", process.pid), ("shutdown", process.pid)]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- the dev server's output:\n{out.read_text()}") from None
     finally:
         stop_group(process)
 
@@ -473,6 +475,8 @@ def test_dev_reload_runs_the_hooks_only_in_each_serving_child_never_in_the_watch
         ]
         # The banner is printed once, by the process the user started.
         assert out.read_text().count(" * funapi_sync app 'Hooks API'") == 1
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- the dev server's output:\n{out.read_text()}") from None
     finally:
         stop_group(watcher)
 
