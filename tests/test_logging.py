@@ -292,3 +292,16 @@ def test_gunicorn_start_sends_app_lines_to_gunicorns_error_log(tmp_path):
             connection.close()
         server.wait_for_log(gunicorn_line("INFO", "index served"))
         assert server.stop() == 0
+
+
+def test_the_gunicorn_conf_module_defines_no_setting_but_its_hooks():
+    # gunicorn reads every module-level name of a config module that names a setting;
+    # `logconfig` is one, so importing funapi_sync.logconfig under that name broke -c.
+    from gunicorn.config import Config
+
+    from funapi_sync.server import gunicorn_conf
+
+    settings = Config().settings
+    names = {name for name in vars(gunicorn_conf) if name in settings}
+    assert "post_worker_init" in names
+    assert all(callable(getattr(gunicorn_conf, name)) for name in names), names

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from funapi_sync import lifecycle, logconfig
+from funapi_sync import lifecycle
+from funapi_sync import logconfig as _logconfig  # NOTE: `logconfig` is a gunicorn setting
 
 
 def post_worker_init(worker: Any) -> None:
@@ -25,7 +26,7 @@ def post_worker_init(worker: Any) -> None:
     First, unless the program configured logging, log records reach gunicorn's error log
     at its ``--log-level`` (see :mod:`funapi_sync.logconfig`), so a failing hook is seen.
     """
-    logconfig.install_under_gunicorn()
+    _logconfig.install_under_gunicorn()
     lifecycle.start_all()
 
 
