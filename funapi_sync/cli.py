@@ -292,8 +292,9 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     backend = app.settings.get("background_backend", "thread")
     run_worker = getattr(backend, "run_worker", None)
     if not callable(run_worker):
+        kind = backend if isinstance(backend, str) else type(backend).__name__
         _fail(
-            f"worker needs a durable background backend, but {args.app} uses {backend!r};"
+            f"worker needs a durable background backend, but {args.app} uses {kind!r};"
             " create the app with App(background_backend=RQBackend(...)) (see"
             " docs/job-queues.md)"
         )

@@ -121,13 +121,9 @@ def _import_error(module_name: str, exc: BaseException) -> AppImportError:
     frames = traceback.extract_tb(exc.__traceback__)
     # Drop importlib's own frames: the user needs the lines of their code.
     user = [f for f in frames if "importlib" not in f.filename and f.filename != __file__]
-    details = "".join(
-        [
-            "Traceback (most recent call last):\n",
-            *traceback.format_list(user or frames),
-            *traceback.format_exception_only(exc),
-        ]
-    )
+    # A SyntaxError has no frame of the user's: its own text shows the file and line.
+    header = ["Traceback (most recent call last):\n", *traceback.format_list(user)] if user else []
+    details = "".join([*header, *traceback.format_exception_only(exc)])
     return AppImportError(
         f"importing {module_name!r} raised {type(exc).__name__}: {exc}", details.rstrip()
     )

@@ -241,6 +241,19 @@ def test_an_exception_at_import_names_the_module_and_the_line(tmp_path):
     )
 
 
+def test_a_syntax_error_shows_the_file_and_line_not_the_import_machinery(tmp_path):
+    write(tmp_path, "broken_syntax.py", "VALUE = (\n")
+
+    result = run_cli(MODULE, "routes", "broken_syntax", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert 'broken_syntax.py", line 1' in result.stderr
+    assert "importlib" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "funapi-sync: error: importing 'broken_syntax' raised SyntaxError:"
+    )
+
+
 # -- discovery that works -------------------------------------------------------------
 
 GOOD_TARGETS = {
@@ -596,21 +609,59 @@ def test_run_help_is_gunicorns(tmp_path):
 WORKER_APP = """
     import json
     import os
+    from collections.abc import Mapping
 
     from funapi_sync import App
 
+    try:  # a real (non-durable) backend to extend, where App has background_backend=
+        from funapi_sync.backends import RecordBackend as BackendBase
+    except ImportError:
+        BackendBase = object
 
-    class Backend:
+
+    class Backend(BackendBase):
+        # A backend with the worker seam: run_worker(app, *, burst, queues) -> status.
+
         def run_worker(self, app, *, burst, queues):
             print(json.dumps({"title": app.title, "burst": burst, "queues": queues}))
             return int(os.environ.get("WORKER_STATUS", "0"))
 
 
+    class WithBackend(Mapping):
+        # app.settings plus the contract's key, for an App without background_backend=.
+        def __init__(self, settings):
+            self._settings = settings
+
+        def __getitem__(self, name):
+            if name == "background_backend":
+                return BACKEND
+            return self._settings[name]
+
+        def __iter__(self):
+            return iter([*self._settings, "background_backend"])
+
+        def __len__(self):
+            return len(self._settings) + 1
+
+        def __getattr__(self, name):
+            return getattr(self._settings, name)
+
+
+    class DurableApp(App):
+        @property
+        def settings(self):
+            return WithBackend(self._settings)
+
+        @settings.setter
+        def settings(self, value):
+            self._settings = value
+
+
+    BACKEND = Backend()
     try:
-        app = App(title="Durable", background_backend=Backend())
-    except TypeError:  # before App(background_backend=...) exists
-        app = App(title="Durable")
-        app.settings["background_backend"] = Backend()
+        app = App(title="Durable", background_backend=BACKEND)
+    except (TypeError, ValueError):  # an App without durable backends yet
+        app = DurableApp(title="Durable")
 """
 
 
@@ -649,11 +700,14 @@ def test_worker_without_a_durable_backend_is_one_line_and_exit_status_2(tmp_path
     result = run_cli(MODULE, "worker", "plain", cwd=tmp_path)
 
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
         "funapi-sync: error: worker needs a durable background backend, but plain uses"
-        " 'thread'; create the app with App(background_backend=RQBackend(...)) (see"
-        " docs/job-queues.md)"
-    ]
+    )
+    assert lines[0].endswith(
+        "; create the app with App(background_backend=RQBackend(...)) (see docs/job-queues.md)"
+    )
 
 
 # -- packaging ------------------------------------------------------------------------
