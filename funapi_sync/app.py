@@ -420,6 +420,11 @@ class App(RouteDecorators):
             # NOTE: SIGTERM would end the process without unwinding; turn it into the
             # same clean exit as Ctrl-C so queued background tasks are drained.
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            if not serves:
+                # NOTE: Ctrl-C reaches the serving child too. Interrupted, the watcher
+                # would kill the child 0.25 s later (subprocess.call), cutting its drain
+                # and shutdown hooks short; it waits for the child to exit instead.
+                signal.signal(signal.SIGINT, _wait_for_child)
         try:
             run_simple(host, port, self, **options)
         finally:
@@ -435,6 +440,10 @@ class App(RouteDecorators):
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+def _wait_for_child(signum: int, frame: Any) -> None:
+    pass
 
 
 def _positive_int(settings: dict[str, Any], key: str) -> int:

@@ -54,6 +54,7 @@ HOOKS_APP = """
 
     @app.on_shutdown
     def stopped():
+        time.sleep(float(os.environ.get("SHUTDOWN_SECONDS", "0")))  # a slow cleanup
         record("shutdown")
 
 
@@ -455,7 +456,7 @@ def test_dev_reload_runs_the_hooks_only_in_each_serving_child_never_in_the_watch
         watcher = subprocess.Popen(
             [*MODULE, "dev", "hooks_app:app", "--port", str(port), "--reload"],
             cwd=tmp_path,
-            env=environment(HOOK_LOG=str(hook_log)),
+            env=environment(HOOK_LOG=str(hook_log), SHUTDOWN_SECONDS="1"),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -479,7 +480,9 @@ def test_dev_reload_runs_the_hooks_only_in_each_serving_child_never_in_the_watch
         assert second != watcher.pid
         wait_until(lambda: len(hook_events(hook_log)) >= 3, "the second startup")
 
-        os.kill(second, signal.SIGINT)  # Ctrl-C in the serving child ends both processes
+        # Ctrl-C in the terminal: SIGINT to both processes. The watcher waits for the
+        # child's slow shutdown hook (1 s) instead of killing it.
+        os.killpg(watcher.pid, signal.SIGINT)
         assert watcher.wait(20) == 0
         assert hook_events(hook_log) == [
             ("startup", first),
