@@ -272,7 +272,13 @@ GUNICORN_START_SCRIPT = """
 
 
     if __name__ == "__main__":
-        gunicorn.start(app, port=0, workers=1, control_socket_disable=True)
+        from gunicorn.config import Config
+
+        # Parallel test servers must not share gunicorn's control socket (gunicorn 25.1+).
+        options = {}
+        if "control_socket_disable" in Config().settings:
+            options["control_socket_disable"] = True
+        gunicorn.start(app, port=0, workers=1, **options)
 """
 
 
