@@ -226,12 +226,21 @@ def _routes(args: argparse.Namespace, rest: list[str]) -> int:
         print(f"{app.title!r} has no routes")
     else:
         print(format_table(_COLUMNS, rows))
-    openapi_url = app.settings.get("openapi_url")
-    if openapi_url:
-        docs_url = app.settings.get("docs_url")
-        extra = f" and GET {docs_url} (Swagger UI)" if docs_url else ""
-        print(f"\nplus GET {openapi_url} (OpenAPI){extra}, added when the app starts")
+    builtin = _builtin_routes(app)
+    if builtin:
+        print(f"\nplus the built-in {' and '.join(builtin)}")
     return 0
+
+
+def _builtin_routes(app: App) -> list[str]:
+    """The docs routes the app serves unless a route of its own took their path."""
+    paths = {getattr(endpoint, "path", None) for endpoint in app.routes.defaults}
+    names = []
+    for key, what in (("openapi_url", "OpenAPI"), ("docs_url", "Swagger UI")):
+        url = app.settings.get(key)
+        if url and url in paths:
+            names.append(f"GET {url} ({what})")
+    return names
 
 
 def _route_row(endpoint: Endpoint) -> tuple[str, ...]:

@@ -383,7 +383,7 @@ def test_routes_prints_a_table_of_methods_paths_handlers_schemas_and_dependencie
         "GET         /users        routes_app.list_users   -     Page   [User]    db",
         "POST        /users        routes_app.create_user  User  -      User      user=current_user()",  # noqa: E501
         "",
-        "plus GET /openapi.json (OpenAPI) and GET /docs (Swagger UI), added when the app starts",
+        "plus the built-in GET /openapi.json (OpenAPI) and GET /docs (Swagger UI)",
     ]
     # fmt: on
 
@@ -394,6 +394,29 @@ def test_routes_of_an_app_without_openapi_say_nothing_about_it(tmp_path):
     result = run_cli(MODULE, "routes", "bare", cwd=tmp_path)
 
     assert result.stdout == "'FunApi Application' has no routes\n"
+
+
+def test_routes_list_a_route_of_the_app_that_replaced_the_docs_page(tmp_path):
+    write(
+        tmp_path,
+        "own_docs.py",
+        """
+        from funapi_sync import App
+
+        app = App()
+
+
+        @app.get("/docs")
+        def docs():
+            return {"docs": "ours"}
+        """,
+    )
+
+    result = run_cli(MODULE, "routes", "own_docs", cwd=tmp_path)
+
+    lines = result.stdout.splitlines()
+    assert lines[2].split() == ["GET", "/docs", "own_docs.docs", "-", "-", "-", "-"]
+    assert lines[-1] == "plus the built-in GET /openapi.json (OpenAPI)"
 
 
 def test_unknown_options_of_routes_are_a_usage_error(tmp_path):
