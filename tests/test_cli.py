@@ -22,6 +22,7 @@ import pytest
 from server import ROOT, _version, run_server
 
 from funapi_sync import cli
+from funapi_sync.discovery import AppImportError, NoAppError, load_app
 
 MODULE = [sys.executable, "-m", "funapi_sync"]
 SCRIPT = shutil.which("funapi-sync")
@@ -325,6 +326,54 @@ def test_a_file_path_works_from_another_directory(good_targets, tmp_path_factory
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("'pkg.sub.web' has no routes")
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Import targets in this process; forget the modules and sys.path entries after."""
+    before = set(sys.modules)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+    def load(directory: Path, target: str):
+        monkeypatch.chdir(directory)
+        return load_app(target)
+
+    yield load
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize(("target", "title"), GOOD_TARGETS.values(), ids=GOOD_TARGETS.keys())
+def test_load_app_finds_each_target_in_process(good_targets, in_process, target, title):
+    assert in_process(good_targets, target).title == title
+
+
+@pytest.mark.parametrize(("target", "message"), BAD_TARGETS.values(), ids=BAD_TARGETS.keys())
+def test_load_app_raises_no_app_error_in_process(targets, in_process, target, message):
+    with pytest.raises(NoAppError) as info:
+        in_process(targets, target)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_load_app_reports_an_import_error_inside_the_module_in_process(tmp_path, in_process):
+    write(tmp_path, "inner_dep.py", "import not_installed_either\n")
+
+    with pytest.raises(AppImportError) as info:
+        in_process(tmp_path, "inner_dep")
+
+    assert str(info.value) == (
+        "importing 'inner_dep' raised ModuleNotFoundError: No module named 'not_installed_either'"
+    )
+    assert 'inner_dep.py", line 1, in <module>' in info.value.details
+
+
+def test_main_exits_2_with_one_line_for_a_bad_target(targets, in_process, capsys):
+    in_process(targets, "targets:create_app")  # puts targets/ on the path, as main would
+    with pytest.raises(SystemExit) as info:
+        cli.main(["routes", "targets:missing"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 # -- routes ---------------------------------------------------------------------------
@@ -718,6 +767,16 @@ def test_worker_defaults_to_no_burst_and_the_backends_queues(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"title": "Durable", "burst": False, "queues": None}
+
+
+def test_worker_in_process_returns_the_backends_status(tmp_path, in_process, capsys, monkeypatch):
+    write(tmp_path, "durable_in.py", WORKER_APP)
+    monkeypatch.setenv("WORKER_STATUS", "5")
+    in_process(tmp_path, "durable_in")
+
+    assert cli.main(["worker", "durable_in", "--queue", "q"]) == 5
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"title": "Durable", "burst": False, "queues": ["q"]}
 
 
 def test_worker_without_a_durable_backend_is_one_line_and_exit_status_2(tmp_path):
