@@ -159,9 +159,20 @@ BAD_TARGETS = {
     "file missing": ("nowhere/app.py", "no such file: 'nowhere/app.py'"),
     "no app in module": ("empty_module", "module 'empty_module' has no App"),
     "several apps": ("two_apps", "several App instances (admin, api)"),
+    "attribute missing beside apps": ("two_apps:web", "its App instances: admin, api"),
+    "no module named": (":app", "':app' names no module"),
+    "a path that is not .py": ("./notes.txt", "'./notes.txt' is not a .py file"),
+    "an unparsable expression": ("targets:create_app(", "cannot parse 'create_app('"),
+    "an expression that is no call": ("targets:a.b", "cannot use 'a.b'"),
+    "**kwargs": ("targets:create_app(**{})", "may not use **kwargs"),
+    "calling what is not callable": ("targets:settings()", "which is not callable"),
+    "a module, not an App": ("targets:os", "is the module 'os', not a funapi_sync App"),
+    "a default name that is no App": ("app_int", "'app_int:app' is int 42, not a funapi_sync"),
 }
 
 TARGETS_MODULE = """
+    import os
+
     from funapi_sync import App
 
     settings = {"debug": True}
@@ -186,6 +197,8 @@ def targets(tmp_path: Path) -> Path:
     write(tmp_path, "targets.py", TARGETS_MODULE)
     write(tmp_path, "empty_module.py", "VALUE = 1\n")
     write(tmp_path, "two_apps.py", "from funapi_sync import App\napi = App()\nadmin = App()\n")
+    write(tmp_path, "app_int.py", "app = 42\n")
+    write(tmp_path, "notes.txt", "not python\n")
     return tmp_path
 
 
@@ -366,6 +379,32 @@ def test_load_app_reports_an_import_error_inside_the_module_in_process(tmp_path,
         "importing 'inner_dep' raised ModuleNotFoundError: No module named 'not_installed_either'"
     )
     assert 'inner_dep.py", line 1, in <module>' in info.value.details
+
+
+def test_load_app_reports_an_exception_at_import_in_process(tmp_path, in_process):
+    write(tmp_path, "crashes_in.py", "raise KeyError('DATABASE_URL')\n")
+
+    with pytest.raises(AppImportError, match="importing 'crashes_in' raised KeyError"):
+        in_process(tmp_path, "crashes_in")
+
+
+def test_python_m_funapi_sync_runs_main(targets, in_process, monkeypatch, capsys):
+    import runpy
+
+    in_process(targets, "targets:create_app")
+    monkeypatch.setattr(sys, "argv", ["funapi_sync", "routes", "targets:create_app('m')"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("funapi_sync", run_name="__main__")
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("'made m' has no routes\n")
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("", "127.0.0.1"), ("::1", "[::1]")],
+)
+def test_the_dev_banner_shows_a_url_a_browser_can_open(host, shown):
+    assert cli._url_host(host) == shown
 
 
 def test_main_exits_2_with_one_line_for_a_bad_target(targets, in_process, capsys):
