@@ -16,14 +16,14 @@ from werkzeug.wrappers import Request, Response
 
 from . import openapi
 from .background import BackgroundTask, BackgroundTasks
+from .closing import ClosingIterable
 from .concurrency import TASK
 from .dependencies import DependencyOverrides, Registry, RequestScope
 from .endpoint import Endpoint
 from .exceptions import HTTPException, ValidationError
 from .inputs import build_input
 from .lifecycle import Lifecycle
-from .middleware import ClosingIterable
-from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool
+from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool, report_tasks
 from .responses import (
     STATUS_LINES,
     dump_checked,
@@ -53,11 +53,17 @@ _SETTINGS: dict[str, Any] = {
     "background_queue_size": 1024,
     "background_slow_warning": 30.0,
     "background_shutdown_timeout": 25.0,
+    "background_submit_timeout": 10.0,
     "openapi_url": "/openapi.json",
     "docs_url": "/docs",
 }
 
 Parts = tuple[int, list[tuple[str, str]], bytes]
+
+_NEVER_CLOSED = (
+    "never ran: the response was garbage-collected without close() (a middleware that"
+    " does not forward close(), or a client that never closed the response)"
+)
 
 
 class App(RouteDecorators):
@@ -69,6 +75,7 @@ class App(RouteDecorators):
     :param settings: ``debug``, ``max_body_size`` (bytes, default 1 MiB),
         ``background_workers`` (4), ``background_queue_size`` (1024),
         ``background_slow_warning`` (30.0 s), ``background_shutdown_timeout`` (25.0 s),
+        ``background_submit_timeout`` (10.0 s),
         ``openapi_url`` and ``docs_url``.
     """
 
@@ -98,6 +105,7 @@ class App(RouteDecorators):
             queue_size=_positive_int(self.settings, "background_queue_size"),
             slow_warning=float(self.settings["background_slow_warning"]),
             shutdown_timeout=float(self.settings["background_shutdown_timeout"]),
+            submit_timeout=float(self.settings["background_submit_timeout"]),
         )
         check_settings(pool_settings)
         self._pool_settings = pool_settings
@@ -314,7 +322,11 @@ class App(RouteDecorators):
             return _send(environ, start_response, result)
         label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
         return _send(
-            environ, start_response, result, lambda: self._after_close(environ, tasks, after, label)
+            environ,
+            start_response,
+            result,
+            lambda: self._after_close(environ, tasks, after, label),
+            (lambda: report_tasks(tasks, label, _NEVER_CLOSED)) if tasks else None,
         )
 
     def _after_close(
@@ -331,11 +343,12 @@ class App(RouteDecorators):
             if after is not None:
                 after()
             return
-        batch = Batch(list(tasks), label, after)
+        settings = self._pool_settings
+        batch = Batch(list(tasks), label, after, slow_warning=settings.slow_warning)
         sink = environ.get(BATCHES_KEY)
         if sink is not None:
             sink.append(batch)
-        get_pool(self._pool_settings).submit(batch)
+        get_pool(settings).submit(batch, settings.submit_timeout)
 
     def _render(self, rv: Any, endpoint: Endpoint | None) -> Parts | Response:
         if isinstance(rv, Response):
@@ -453,6 +466,7 @@ def _send(
     start_response: StartResponse,
     result: Parts | Response,
     on_close: Callable[[], Any] | None = None,
+    unclosed: Callable[[], Any] | None = None,
 ) -> Iterable[bytes]:
     if isinstance(result, Response):
         iterable: Iterable[bytes] = result(environ, start_response)
@@ -462,4 +476,4 @@ def _send(
         iterable = [body] if body and environ["REQUEST_METHOD"] != "HEAD" else []
     if on_close is None:
         return iterable
-    return ClosingIterable(iterable, on_close)
+    return ClosingIterable(iterable, on_close, unclosed=unclosed)

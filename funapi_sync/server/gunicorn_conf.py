@@ -16,11 +16,18 @@ from __future__ import annotations
 from typing import Any
 
 from funapi_sync import lifecycle
+from funapi_sync.server import worker as worker_wiring
 
 
 def post_worker_init(worker: Any) -> None:
     """Run every app's startup hooks in this worker before it accepts a request."""
+    worker_wiring.attach(worker)
     lifecycle.start_all()
+
+
+def worker_abort(worker: Any) -> None:
+    """Name every queued and running background task at ERROR: SIGKILL comes next."""
+    worker_wiring.on_abort(worker)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
