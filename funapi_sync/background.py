@@ -74,9 +74,9 @@ class BackgroundTasks:
             raise TypeError(
                 f"add_task() got {task_name(fn)}, an async callable; background tasks run"
                 " on the pool's threads, where its coroutine would never be awaited and"
-                " its body would never run. Make the task a plain def (a sync client"
-                " such as httpx.Client instead of AsyncClient), or wrap it:"
-                " add_task(asyncio.run, coroutine_function(...))"
+                " its body would never run. Make the task a plain def (with a sync"
+                " client, e.g. httpx.Client rather than AsyncClient), or add a plain def"
+                " that calls asyncio.run(...) on it"
             )
         self._tasks.append(BackgroundTask(fn, args, kwargs, contextvars.copy_context(), always))
 
