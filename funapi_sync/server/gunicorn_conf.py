@@ -5,10 +5,12 @@
     gunicorn -c python:funapi_sync.server.gunicorn_conf examples.signup:app
 
 Each worker runs the apps' startup hooks after fork (a failing hook fails the worker's
-boot), and at exit drains the background pool before running the shutdown hooks. Plain
-``gunicorn module:app`` still runs and drains tasks (at interpreter exit); this module
-adds startup before the first request is accepted and a drain inside gunicorn's own
-exit path.
+boot), and at exit drains the background pool before running the shutdown hooks; on a
+worker timeout (``worker_abort``) it names every queued and running task at ERROR before
+the arbiter's SIGKILL. Plain ``gunicorn module:app`` still runs and drains tasks (at
+interpreter exit) and wires the heartbeat and, for a sync worker, the abort naming on its
+first request; this module adds startup before the first request is accepted, a drain
+inside gunicorn's own exit path, and abort naming for every worker class.
 """
 
 from __future__ import annotations
