@@ -175,18 +175,39 @@ class TaskPool:
         when the wait is interrupted, e.g. by gunicorn's ``SystemExit`` on a worker
         timeout) each of its tasks is named at ERROR.
         """
-        if self._closed or self._aborted:
+        if self._aborted:
             self._run_unqueued(batch)
             return
+        if self._slots.acquire(blocking=False):
+            with self._lock:
+                # NOTE: put under the lock that shutdown() holds while it closes and
+                # queues its sentinels, so no batch can land behind them.
+                if not self._closed:
+                    self._pending[batch] = None
+                    self._submitted += 1
+                    self._tasks_submitted += len(batch.tasks)
+                    self._queue.put(batch)
+                    return
+            self._slots.release()
+            self._run_unqueued(batch)
+            return
+        self._submit_when_free(batch, self.settings.submit_timeout if timeout is None else timeout)
+
+    def _submit_when_free(self, batch: Batch, timeout: float) -> None:
         with self._lock:
+            # Noted first: drain() waits for it, and abort() names it while it waits.
             self._pending[batch] = None
             self._submitted += 1
             self._tasks_submitted += len(batch.tasks)
-        if not self._slots.acquire(blocking=False) and not self._wait_for_slot(
-            batch, self.settings.submit_timeout if timeout is None else timeout
-        ):
+        if not self._wait_for_slot(batch, timeout):
             return
-        self._queue.put(batch)
+        with self._lock:
+            if not self._closed:
+                self._queue.put(batch)
+                return
+        self._slots.release()
+        report(batch, "was not queued: the pool shut down while close() waited")
+        self._finish_unqueued(batch)
 
     def _wait_for_slot(self, batch: Batch, timeout: float) -> bool:
         heartbeat = _heartbeat
@@ -382,13 +403,14 @@ class TaskPool:
         if timeout is None:
             timeout = self.settings.shutdown_timeout
         drained = not self._aborted and self.drain(timeout)
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            for _ in range(self.settings.workers):
+                self._queue.put(None)  # one sentinel per thread: the idle ones leave
         if not drained:
             what = f"did not finish within the {timeout:.1f} s shutdown timeout"
             for batch in self.unfinished():
                 report(batch, what)
-        for _ in range(self.settings.workers):
-            self._queue.put(None)  # one sentinel per thread: the idle ones leave
         self._executor.shutdown(wait=False)
         return drained
 
