@@ -246,8 +246,11 @@ class TaskPool:
         # NOTE: a response closed after shutdown (interpreter exit) or after an abort.
         if self._aborted:
             report(batch, "was not run: the worker was aborted")
-            if batch.after is not None:
-                batch.after()
+            try:
+                if batch.after is not None:
+                    batch.after()
+            finally:
+                batch.finished = True
             return
         logger.warning("the background pool is shut down; running %s's tasks inline", batch.label)
         self._run(batch)

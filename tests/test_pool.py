@@ -490,7 +490,9 @@ def test_app_run_with_a_hung_task_exits_after_the_shutdown_timeout_on_sigterm(tm
     try:
         port = wait_for(log_path, r"Running on http://127\.0\.0\.1:(\d+)", process)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/hang", timeout=10) as response:
-            assert response.status == 200
+            # NOTE: read it all: a client closing with unread data resets the connection,
+            # and werkzeug's dev server then skips close() (reported, but no task runs).
+            assert (response.status, response.read()) == (200, b"{}")
         wait_for(log_path, r"hanging", process)
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
