@@ -23,7 +23,7 @@ from .endpoint import Endpoint
 from .exceptions import HTTPException, ValidationError
 from .inputs import build_input
 from .lifecycle import Lifecycle
-from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool, report_tasks
+from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool, report_never_closed
 from .responses import (
     STATUS_LINES,
     dump_checked,
@@ -59,11 +59,6 @@ _SETTINGS: dict[str, Any] = {
 }
 
 Parts = tuple[int, list[tuple[str, str]], bytes]
-
-_NEVER_CLOSED = (
-    "never ran: the response was garbage-collected without close() (a middleware that"
-    " does not forward close(), or a client that never closed the response)"
-)
 
 
 class App(RouteDecorators):
@@ -326,7 +321,7 @@ class App(RouteDecorators):
             start_response,
             result,
             lambda: self._after_close(environ, tasks, after, label),
-            (lambda: report_tasks(tasks, label, _NEVER_CLOSED)) if tasks else None,
+            (lambda: report_never_closed(tasks, label)) if tasks else None,
         )
 
     def _after_close(

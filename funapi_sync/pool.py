@@ -107,11 +107,17 @@ def report(batch: Batch, what: str) -> int:
     return len(lines)
 
 
-def report_tasks(tasks: list[BackgroundTask], label: str, what: str) -> int:
-    """Name each of ``tasks`` (of request ``label``) at ERROR as never started."""
+def report_never_closed(tasks: list[BackgroundTask], label: str) -> None:
+    """Name each of ``tasks`` of request ``label`` at ERROR: its response was never closed."""
     for task in tasks:
-        logger.error("background task %s of %s %s (%s)", task.name, label, what, NOT_STARTED)
-    return len(tasks)
+        logger.error(
+            "background task %s of %s never ran: the response was garbage-collected without"
+            " close() (a middleware that does not forward close(), or a client that never"
+            " closed the response) (%s)",
+            task.name,
+            label,
+            NOT_STARTED,
+        )
 
 
 class Heartbeat(NamedTuple):
