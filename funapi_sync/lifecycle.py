@@ -40,6 +40,9 @@ class Lifecycle:
         self._next_hook = 0
         self._lock = threading.Lock()
         _lifecycles.add(self)
+        # NOTE: an app imported by a gunicorn worker is made on its main thread, the one
+        # place a signal handler can be set (the gthread worker's requests run elsewhere).
+        _attach_server()
 
     def add_startup(self, hook: Hook) -> None:
         """Append a startup hook; refuse once this process has started serving."""
