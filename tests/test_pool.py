@@ -75,6 +75,16 @@ def in_child(body: Callable[[], str], timeout: float = 10.0) -> str:
     return report
 
 
+def test_process_wide_state_has_one_at_fork_reset():
+    # STYLE: the pool, the fan-out executor and the lifecycle reset in one place.
+    package = ROOT / "funapi_sync"
+    calls = {
+        str(path.relative_to(package)): path.read_text().count("os.register_at_fork(")
+        for path in package.rglob("*.py")
+    }
+    assert {name: count for name, count in calls.items() if count} == {"_process.py": 1}
+
+
 @needs_fork
 def test_a_plain_executor_used_before_fork_never_runs_tasks_in_the_child():
     executor = ThreadPoolExecutor(max_workers=2)
