@@ -360,6 +360,27 @@ def test_a_close_blocked_on_a_full_queue_keeps_the_worker_alive_and_loses_nothin
     assert "ERROR" not in log
 
 
+def test_a_close_blocked_past_its_bound_gives_up_naming_the_tasks_and_serves_on(tmp_path, bg_log):
+    with serve(
+        tmp_path, bg_log, BG_WORKERS="1", BG_QUEUE_SIZE="1", BG_SUBMIT_TIMEOUT="0.5"
+    ) as server:
+        worker = server.worker_pids[0]
+        accepted = {"t0", "t1", "t2"}
+        assert request(server, "/sleep/t0?seconds=3")[0] == 200  # the one pool thread
+        assert request(server, "/sleep/t1?seconds=0")[0] == 200  # the one queue slot
+        assert request(server, "/sleep/t2?seconds=0")[0] == 200  # close() gives up
+        server.wait_for_log(r"background task \S+ of GET /sleep/t2 was not queued")
+        status, body, _ = request(server, "/pid")
+        assert (status, body) == (200, f'{{"pid":{worker}}}'.encode())
+        wait_for_events(bg_log, lambda rows: len(named(rows, "slept")) == 2)
+        assert server.stop() == 0
+    log = server.log()
+    assert named_at_error(log) == {"t2": "never started"}
+    assert "the queue stayed full for 0.5 s" in log
+    assert slept(bg_log) == {"t0", "t1"}
+    assert slept(bg_log) | set(named_at_error(log)) == accepted
+
+
 @pytest.mark.parametrize("conf", [(), CONF], ids=["plain", "gunicorn_conf"])
 def test_max_requests_recycling_with_a_hung_task_is_bounded_by_the_shutdown_timeout(
     tmp_path, bg_log, conf
