@@ -224,7 +224,7 @@ class TaskPool:
                 if remaining <= 0:
                     report(
                         batch,
-                        f"was not queued: the queue stayed full for {timeout:.1f} s"
+                        f"was not queued: the queue stayed full for {timeout:g} s"
                         f" (background_queue_size={self.settings.queue_size},"
                         f" background_submit_timeout={timeout})",
                     )

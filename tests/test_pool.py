@@ -9,6 +9,8 @@ pool at import time, so funapi_sync's pool must be replaced in the child.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
 import select
@@ -29,7 +31,8 @@ import pytest
 from server import ROOT
 from werkzeug.test import EnvironBuilder
 
-from funapi_sync import App
+from funapi_sync import App, BackgroundTasks
+from funapi_sync.pool import Batch, PoolSettings, TaskPool, set_heartbeat
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
 
@@ -534,3 +537,185 @@ def wait_for(log_path: Path, pattern: str, process: subprocess.Popen, timeout: f
             break
         time.sleep(0.02)
     raise AssertionError(f"{pattern!r} not in the log:\n{log_path.read_text()}")
+
+
+# -- a private pool, in this process: the same code paths, measured in place -------------
+
+
+@pytest.fixture
+def private_pool():
+    """Make TaskPools of their own (never the process's); shut each down afterwards."""
+    made: list[TaskPool] = []
+    gates: list[threading.Event] = []
+
+    def make(**settings: float) -> tuple[TaskPool, threading.Event]:
+        pool = TaskPool(PoolSettings(**{"workers": 1, "queue_size": 1, **settings}))
+        gate = threading.Event()
+        made.append(pool)
+        gates.append(gate)
+        return pool, gate
+
+    yield make
+    for gate in gates:
+        gate.set()
+    for pool in made:
+        pool.shutdown(timeout=10)
+
+
+def noop() -> None:
+    """A task that does nothing."""
+
+
+def batch_of(label: str, *fns: Callable[[], object], after=None) -> Batch:
+    tasks = BackgroundTasks()
+    for fn in fns:
+        tasks.add_task(fn)
+    return Batch(tasks.to_run(False), label, after)
+
+
+def hold_the_thread(pool: TaskPool, gate: threading.Event) -> Batch:
+    holding = threading.Event()
+
+    def held() -> None:
+        holding.set()
+        assert gate.wait(30)
+
+    batch = batch_of("GET /hold", held)
+    pool.submit(batch)
+    assert holding.wait(5)
+    return batch
+
+
+def pool_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "funapi_sync.background" and r.levelno == logging.ERROR
+    ]
+
+
+def test_private_pool_stats_count_a_blocked_batch_as_queued_and_the_bound_gives_up(
+    private_pool, caplog
+):
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    pool, gate = private_pool(submit_timeout=0.05)
+    ran: list[str] = []
+    hold_the_thread(pool, gate)
+    pool.submit(batch_of("GET /queued", functools.partial(ran.append, "queued")))
+    assert pool.stats()["queued"] == 1
+    late = batch_of("GET /late", functools.partial(ran.append, "late"))
+    pool.submit(late)  # the queue is full: gives up after 0.05 s
+    assert late.finished
+    assert late.reported
+    assert pool_errors(caplog) == [
+        "background task partial(list.append) of GET /late was not queued: the queue stayed full"
+        " for 0.05 s (background_queue_size=1, background_submit_timeout=0.05) (never started)"
+    ]
+    gate.set()
+    assert pool.drain(5)
+    assert ran == ["queued"]
+    assert pool.stats() | {"workers": 0, "queue_size": 0} == {
+        "queued": 0,
+        "running": 0,
+        "completed": 2,
+        "failed": 0,
+        "workers": 0,
+        "queue_size": 0,
+    }
+
+
+def test_private_pool_heartbeat_that_raises_interrupts_the_wait_and_names_the_batch(
+    private_pool, caplog
+):
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    pool, gate = private_pool(submit_timeout=30)
+    hold_the_thread(pool, gate)
+    pool.submit(batch_of("GET /queued", noop))
+    beats: list[float] = []
+
+    def beat() -> None:
+        beats.append(time.monotonic())
+        if len(beats) == 2:
+            raise KeyboardInterrupt  # what a signal handler raising in the wait looks like
+
+    set_heartbeat(beat, 0.01)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pool.submit(batch_of("GET /late", noop))
+    finally:
+        set_heartbeat(None)
+    assert len(beats) == 2
+    assert pool_errors(caplog) == [
+        "background task test_pool.noop of GET /late was not queued: close() was"
+        " interrupted by KeyboardInterrupt (never started)"
+    ]
+    gate.set()
+    assert pool.drain(5)
+
+
+def test_private_pool_abort_then_shutdown_names_each_task_once(private_pool, caplog):
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    pool, gate = private_pool(queue_size=4)
+    cleaned: list[str] = []
+    hold_the_thread(pool, gate)
+    pool.submit(batch_of("GET /a", noop, noop, after=lambda: cleaned.append("a")))
+    assert pool.abort("the test aborted it") == 3
+    assert pool.abort("again") == 0
+    after_abort = batch_of("GET /b", noop, after=lambda: cleaned.append("b"))
+    pool.submit(after_abort)
+    assert after_abort.finished
+    gate.set()
+    assert pool.shutdown(timeout=5) is False  # no drain after an abort
+    assert pool_errors(caplog) == [
+        "background task test_pool.hold_the_thread.<locals>.held of GET /hold did not finish:"
+        " the test aborted it (still running)",
+        "background task test_pool.noop of GET /a did not finish: the test aborted it"
+        " (never started)",
+        "background task test_pool.noop of GET /a did not finish: the test aborted it"
+        " (never started)",
+        "background task test_pool.noop of GET /b was not run: the worker was aborted"
+        " (never started)",
+    ]
+    assert cleaned[-1] == "b"  # dependency cleanup still runs for a batch not run
+
+
+def test_private_pool_shutdown_timeout_names_running_and_queued_then_runs_late_ones_inline(
+    private_pool, caplog
+):
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    pool, gate = private_pool(queue_size=4)
+    hold_the_thread(pool, gate)
+    pool.submit(batch_of("GET /queued", noop))
+    assert pool.still_running() == 1
+    assert pool.shutdown(timeout=0.05) is False
+    assert pool_errors(caplog) == [
+        "background task test_pool.hold_the_thread.<locals>.held of GET /hold did not finish"
+        " within the 0.1 s shutdown timeout (still running)",
+        "background task test_pool.noop of GET /queued did not finish within the 0.1 s"
+        " shutdown timeout (never started)",
+    ]
+    gate.set()
+    ran: list[str] = []
+    late = batch_of("GET /late", functools.partial(ran.append, "inline"))
+    pool.submit(late)  # after shutdown: run here, with a WARNING
+    assert ran == ["inline"]
+    assert late.finished
+    assert "the background pool is shut down; running GET /late's tasks inline" in caplog.text
+
+
+def test_private_pool_a_failing_cleanup_is_logged_and_the_thread_serves_on(private_pool, caplog):
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    pool, _ = private_pool()
+
+    def broken_cleanup() -> None:
+        raise SystemExit("cleanup tried to leave")
+
+    pool.submit(batch_of("GET /a", noop, after=broken_cleanup))
+    ran: list[str] = []
+    second = batch_of("GET /b", functools.partial(ran.append, "b"))
+    pool.submit(second)
+    assert pool.wait(second, timeout=5)
+    assert ran == ["b"]
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == "cleanup after the tasks of GET /a failed"
+    assert isinstance(record.exc_info[1], SystemExit)
