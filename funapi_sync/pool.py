@@ -1,4 +1,7 @@
-"""The pool: one per-process ThreadPoolExecutor whose threads run request batches."""
+"""The pool: one per-process ThreadPoolExecutor whose threads run request batches.
+
+How a batch runs, and how an unfinished task is named, is :mod:`funapi_sync.batch`.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from . import _process
-
-if TYPE_CHECKING:
-    from .background import BackgroundTask
+from .batch import Batch as Batch
+from .batch import report
+from .batch import report_never_closed as report_never_closed
 
 logger = logging.getLogger("funapi_sync.background")
-
-#: The states a task not yet finished can be in, as named in ERROR lines.
-RUNNING, NOT_STARTED = "still running", "never started"
 
 
 class PoolSettings(NamedTuple):
@@ -42,82 +42,6 @@ POOL_WIDE = {
     "queue_size": "background_queue_size",
     "shutdown_timeout": "background_shutdown_timeout",
 }
-
-
-class Batch:
-    """One request's tasks, run in order on one pool thread, then its ``after`` callback.
-
-    :param slow_warning: seconds after which a task of this batch is logged as slow
-        (its app's ``background_slow_warning``).
-    """
-
-    __slots__ = (
-        "after",
-        "cancelled",
-        "current",
-        "done",
-        "failed",
-        "finished",
-        "label",
-        "reported",
-        "slow_warning",
-        "tasks",
-    )
-
-    def __init__(
-        self,
-        tasks: list[BackgroundTask],
-        label: str,
-        after: Callable[[], Any] | None,
-        *,
-        slow_warning: float = 30.0,
-    ) -> None:
-        self.tasks = tasks
-        self.label = label
-        self.after = after
-        self.slow_warning = slow_warning
-        #: Index of the task running now, or -1 between tasks.
-        self.current = -1
-        #: How many tasks have finished (returned or raised).
-        self.done = 0
-        self.failed = 0
-        #: Set once its unfinished tasks were named at ERROR: run none of them any more.
-        self.cancelled = False
-        self.reported = False
-        self.finished = False
-
-    def unfinished(self) -> list[tuple[str, str]]:
-        """``(task name, state)`` of each task that has not finished."""
-        current = self.current
-        return [
-            (self.tasks[index].name, RUNNING if index == current else NOT_STARTED)
-            for index in range(self.done, len(self.tasks))
-        ]
-
-
-def report(batch: Batch, what: str) -> int:
-    """Name each unfinished task of ``batch`` at ERROR (once); return how many."""
-    if batch.reported:
-        return 0
-    batch.reported = True
-    batch.cancelled = True
-    lines = batch.unfinished()
-    for name, state in lines:
-        logger.error("background task %s of %s %s (%s)", name, batch.label, what, state)
-    return len(lines)
-
-
-def report_never_closed(tasks: list[BackgroundTask], label: str) -> None:
-    """Name each of ``tasks`` of request ``label`` at ERROR: its response was never closed."""
-    for task in tasks:
-        logger.error(
-            "background task %s of %s never ran: the response was garbage-collected without"
-            " close() (a middleware that does not forward close(), or a client that never"
-            " closed the response) (%s)",
-            task.name,
-            label,
-            NOT_STARTED,
-        )
 
 
 class Heartbeat(NamedTuple):
@@ -259,7 +183,7 @@ class TaskPool:
                 batch.finished = True
             return
         logger.warning("the background pool is shut down; running %s's tasks inline", batch.label)
-        self._run(batch)
+        batch.run()
         batch.finished = True
 
     # -- the pool threads -------------------------------------------------------------
@@ -275,7 +199,7 @@ class TaskPool:
                 self._pending.pop(batch, None)
                 self._running[batch] = None
             try:
-                self._run(batch)
+                batch.run()
             finally:
                 with self._lock:
                     del self._running[batch]
@@ -290,58 +214,6 @@ class TaskPool:
         batch.finished = True
         if self._waiters:
             self._changed.notify_all()
-
-    def _run(self, batch: Batch) -> None:
-        slow = batch.slow_warning
-        for index, task in enumerate(batch.tasks):
-            if batch.cancelled:
-                break
-            batch.current = index
-            started = time.monotonic()
-            try:
-                task.run()
-            except Exception:
-                batch.failed += 1
-                logger.warning(
-                    "background task %s of %s failed", task.name, batch.label, exc_info=True
-                )
-            except (KeyboardInterrupt, SystemExit) as exc:
-                # NOTE: a task that tries to end the process only ends its request's
-                # batch: a pool thread is shared, and these never come from a signal
-                # here (Python delivers signals to the main thread only).
-                batch.failed += 1
-                batch.current = -1
-                batch.done = index + 1
-                logger.error(
-                    "background task %s of %s raised %s; the request's remaining tasks are skipped",
-                    task.name,
-                    batch.label,
-                    type(exc).__name__,
-                    exc_info=True,
-                )
-                report(batch, f"was skipped: an earlier task raised {type(exc).__name__}")
-                break
-            except BaseException:
-                batch.failed += 1
-                logger.warning(
-                    "background task %s of %s failed", task.name, batch.label, exc_info=True
-                )
-            batch.done = index + 1
-            batch.current = -1
-            elapsed = time.monotonic() - started
-            if elapsed > slow:
-                logger.warning(
-                    "background task %s of %s was slow: %.1f s (background_slow_warning=%s)",
-                    task.name,
-                    batch.label,
-                    elapsed,
-                    slow,
-                )
-        if batch.after is not None:
-            try:
-                batch.after()
-            except BaseException:
-                logger.exception("cleanup after the tasks of %s failed", batch.label)
 
     # -- introspection ----------------------------------------------------------------
 
