@@ -49,7 +49,8 @@ class App(RouteDecorators):
     :param settings: see :class:`~funapi_sync.settings.Settings`: ``debug``,
         ``max_body_size`` (bytes, default 1 MiB), ``background_workers`` (4),
         ``background_queue_size`` (1024), ``background_slow_warning`` (30.0 s),
-        ``background_shutdown_timeout`` (25.0 s), ``openapi_url`` and ``docs_url``.
+        ``background_shutdown_timeout`` (25.0 s), ``background_submit_timeout`` (10.0 s),
+        ``openapi_url`` and ``docs_url``.
     """
 
     def __init__(
