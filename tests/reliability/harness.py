@@ -35,7 +35,7 @@ SOAK_REQUESTS = int(os.environ.get("FUNAPI_SOAK_REQUESTS", "1000"))
 CLIENTS = 8
 _BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 _BACKGROUND_ERROR = re.compile(r"^ERROR funapi_sync\.background .*$", re.MULTILINE)
-_ORDER_ID = re.compile(r"POST /orders/(\d{6}-[0-9a-f]{8})")
+_ORDER_ID = re.compile(r"POST /(?:orders|faults/[a-z-]+)/(\d{6}-[0-9a-f]{8})")
 
 
 def named_at_error(log: str) -> set[str]:
@@ -330,7 +330,12 @@ def max_requests_recycling(tmp_path: Path, requests: int | None = None) -> dict[
 
 
 def task_faults(tmp_path: Path, per_kind: int = 20) -> dict[str, Any]:
-    """Tasks raising Exception, BaseException and SystemExit: contained, next task runs."""
+    """Faulty tasks are contained, and the workers keep serving.
+
+    A task raising an ``Exception`` or a ``BaseException`` subclass is logged at WARNING
+    and the request's next task runs; one raising ``SystemExit`` (trying to stop) ends its
+    request's batch, and the skipped task is named at ERROR.
+    """
     db = tmp_path / "orders.sqlite3"
     kinds = ("runtime-error", "base-exception", "system-exit")
     with serve(tmp_path, worker_class="gthread") as server:
@@ -358,6 +363,7 @@ def task_faults(tmp_path: Path, per_kind: int = 20) -> dict[str, Any]:
         "fault_requests_ok": sum(reply.status == 201 for reply in statuses),
         "next_task_ran": {kind: len(rows(db, kind)) for kind in kinds},
         "failures_logged": log.count("WARNING funapi_sync.background"),
+        "skipped_named_at_error": len(named_at_error(log)),
         "orders_after_faults_ok": len(after.ok()),
         "orders_after_faults_rows": len(rows(db)),
         "same_workers": same_workers,
