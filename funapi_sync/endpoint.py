@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import marshmallow
 from marshmallow import fields
 
+from . import _route_checks
 from .dependencies import Depends
 from .routing import to_rule
 from .schema import as_schema
@@ -28,11 +29,13 @@ class Endpoint:
         "_plan_version",
         "arity",
         "body_lists",
+        "body_media_type",
         "body_schema",
         "depends",
         "description",
         "handler",
         "include_in_schema",
+        "media_type",
         "methods",
         "name",
         "needs_input",
@@ -67,6 +70,8 @@ class Endpoint:
         summary: str | None = None,
         responses: Mapping[int, Any] | None = None,
         include_in_schema: bool = True,
+        media_type: str | None = None,
+        body_media_type: str | None = None,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"a route handler must be callable, got {handler!r}")
@@ -97,6 +102,9 @@ class Endpoint:
         )
         self.path_schema = _optional_schema(path_schema, f"{where}: path_schema=")
         self.response_schema = _optional_schema(response_schema, f"{where}: response_schema=")
+        self.media_type, self.body_media_type = _check_route(
+            self, handler, media_type, body_media_type, where
+        )
         self.tags = list(tags) if tags else []
         doc = inspect.getdoc(handler) or ""
         self.summary = summary or (doc.splitlines()[0] if doc else None)
@@ -115,6 +123,9 @@ class Endpoint:
                 continue
             if has_default:
                 continue
+            hint = _route_checks.keyword_hint(keyword, self.rule, where)
+            if hint is not None:
+                raise TypeError(hint)
             raise TypeError(
                 f"{where} declares keyword-only parameter {keyword!r}, which is neither"
                 f" 'background' nor listed in depends=; add depends=[{keyword!r}] or"
@@ -137,6 +148,21 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
+
+
+def _check_route(
+    endpoint: Endpoint,
+    handler: Callable[..., Any],
+    media_type: str | None,
+    body_media_type: str | None,
+    where: str,
+) -> tuple[str | None, str | None]:
+    """Run the registration checks of ``_route_checks``; return the media types."""
+    _route_checks.check_positional_names(handler, endpoint.rule, where)
+    _route_checks.check_path_schema(endpoint.path_schema, endpoint.rule, where)
+    _route_checks.check_media_type(media_type, endpoint.response_schema, where)
+    body_type = _route_checks.body_media_type(endpoint.body_schema, body_media_type, where)
+    return media_type, body_type
 
 
 def _normalise_methods(methods: Iterable[str], name: str, path: str) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from ._route_checks import refuse_unknown_options
 from .endpoint import _inspect_handler, _normalise_depends
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,12 +34,16 @@ class RouteDecorators:
         summary: str | None = None,
         responses: Mapping[int, Any] | None = None,
         include_in_schema: bool = True,
+        media_type: str | None = None,
+        body_media_type: str | None = None,
+        **unknown: Any,
     ) -> Callable[[F], F]:
         """Register the decorated function for ``methods`` on ``path``.
 
         Every check that can fail (signature, schemas, dependency names, duplicates) fails
         here, at decoration time, with a message that names the route and the fix.
         """
+        refuse_unknown_options(path, unknown)
         if isinstance(methods, str):
             raise TypeError(f"route({path!r}) methods= must be a list such as ['GET'], not a str")
         options = {
@@ -52,6 +57,8 @@ class RouteDecorators:
             "summary": summary,
             "responses": responses,
             "include_in_schema": include_in_schema,
+            "media_type": media_type,
+            "body_media_type": body_media_type,
         }
         method_list = list(methods)
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.routing import BaseConverter, Map, MapAdapter, Rule, ValidationError
 
+from ._route_checks import rule_shape
+
 if TYPE_CHECKING:
     from .endpoint import Endpoint
 
@@ -53,6 +55,7 @@ class RouteTable:
         self._rules: list[Rule] = []
         self._static: dict[str, dict[str, Endpoint]] = {}
         self._seen: dict[tuple[str, str], Endpoint] = {}
+        self._shapes: dict[tuple[str, str], Endpoint] = {}
         self.endpoints: list[Endpoint] = []
 
     def add(self, endpoint: Endpoint) -> None:
@@ -62,7 +65,9 @@ class RouteTable:
     def add_all(self, endpoints: list[Endpoint]) -> None:
         """Add every endpoint, or none when one is refused (``include_router``)."""
         seen = dict(self._seen)
+        shapes = dict(self._shapes)
         for endpoint in endpoints:
+            _check_shape(endpoint, shapes)
             # NOTE: trailing slashes are optional, so '/items' and '/items/' are one path.
             seen_key = _static_key(endpoint.rule)
             for method in endpoint.methods:
@@ -90,6 +95,7 @@ class RouteTable:
             self.endpoints.append(endpoint)
             self._rules.append(rule)
         self._seen = seen
+        self._shapes = shapes
         self._adapter = None
         self._tree = None
 
@@ -114,6 +120,22 @@ class RouteTable:
             adapter = self._adapter = self._map.bind("localhost")
         found, values = adapter.match(path, method)
         return found, values  # type: ignore[return-value]
+
+
+def _check_shape(endpoint: Endpoint, shapes: dict[tuple[str, str], Endpoint]) -> None:
+    """Refuse a rule that differs from one already added only in its parameter names."""
+    shape = rule_shape(endpoint.rule)
+    for method in endpoint.methods:
+        other = shapes.get((shape, method))
+        if other is not None and other.rule.rstrip("/") != endpoint.rule.rstrip("/"):
+            raise ValueError(
+                f"{endpoint.name}() at {method} {endpoint.path} matches the same URLs as"
+                f" {other.name}() already registered for {method} {other.path} (only the"
+                " parameter names differ), so it could never be reached; give both one"
+                " path, or tell them apart with a converter such as <int:...> or a static"
+                " segment"
+            )
+        shapes[(shape, method)] = endpoint
 
 
 _WHOLE_PART = re.compile(r"^<(?:[A-Za-z_][A-Za-z0-9_]*(?:\(.*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>$")
