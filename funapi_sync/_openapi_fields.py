@@ -54,6 +54,7 @@ def configure(plugin: MarshmallowPlugin) -> None:
     }
     converter.add_attribute_function(_filled)
     converter.add_attribute_function(_decimal)
+    converter.add_attribute_function(_naive_default)
     converter.attribute_functions = [_guarded(func) for func in converter.attribute_functions]
 
 
@@ -108,6 +109,25 @@ def _decimal(_converter: Any, field: marshmallow.fields.Field[Any], **_: Any) ->
     if low is not None and decimal.Decimal(str(low)) > decimal.Decimal(example):
         example = format(decimal.Decimal(str(low)), "f")
     return {"pattern": rf"^{sign}\d+(\.\d+)?$", "example": example}
+
+
+def _naive_default(
+    _converter: Any, field: marshmallow.fields.Field[Any], ret: dict[str, Any], **_: Any
+) -> dict[str, Any]:
+    """Move a naive datetime default out of ``default``, which must be RFC 3339.
+
+    NOTE: it mutates ``ret``: apispec merges what attribute functions return, so this
+    is the only way to take a key out of what an earlier one put in.
+    """
+    load_default = field.load_default
+    if (
+        ret.get("format") == "date-time"
+        and isinstance(load_default, datetime.datetime)
+        and load_default.tzinfo is None
+        and "default" in ret
+    ):
+        return {"x-default": ret.pop("default")}
+    return {}
 
 
 def jsonable(value: Any, key: str | None = None) -> Any:

@@ -148,6 +148,15 @@ def check_media_type(media_type: str | None, response_schema: Any, where: str) -
         )
 
 
+def check_response_schema(schema: marshmallow.Schema | None, where: str) -> None:
+    """Refuse a ``File`` field in a response schema: a JSON body cannot carry a file."""
+    if schema is not None and has_file_fields(schema):
+        raise TypeError(
+            f"{where}: response_schema= has a File field, but a response body is JSON; send"
+            " a file as a werkzeug Response (werkzeug.utils.send_file) with media_type= set"
+        )
+
+
 def is_json(media_type: str) -> bool:
     base = media_type.partition(";")[0].strip().lower()
     return base == JSON or base.endswith("+json")

@@ -161,6 +161,7 @@ def _check_route(
     _route_checks.check_positional_names(handler, endpoint.rule, where)
     _route_checks.check_path_schema(endpoint.path_schema, endpoint.rule, where)
     _route_checks.check_media_type(media_type, endpoint.response_schema, where)
+    _route_checks.check_response_schema(endpoint.response_schema, where)
     body_type = _route_checks.body_media_type(endpoint.body_schema, body_media_type, where)
     return media_type, body_type
 
