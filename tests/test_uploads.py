@@ -147,7 +147,7 @@ def test_a_background_task_processes_the_saved_file_by_path(app, tmp_path):
         background.add_task(digest, path)
         return {"saved": path.name}
 
-    data = b"y" * 300_000  # big enough for werkzeug to spool it to a temporary file
+    data = b"y" * 300_000
     response = app.test_client().post("/uploads", data={"file": (io.BytesIO(data), "y.bin")})
     assert response.status_code == 202
     # The test client returns after the request's tasks ran.
