@@ -285,15 +285,26 @@ class App(RouteDecorators):
             if endpoint.arity > 1 or plan.needs_request:
                 request = self.request_class(environ)
             input_ = None
+            if plan.guards:
+                # NOTE: credentials are checked before the body is read (FastAPI's order:
+                # a 401 whatever the body, and no anonymous upload parsed). The scope is
+                # made first so that a failing guard's siblings are still cleaned up.
+                scope = RequestScope(
+                    self.registry, {"input": None, "req": request, "background": background}
+                )
+                scope.make(plan.guards)
             if endpoint.needs_input or plan.needs_input:
                 input_, request = build_input(
                     environ, endpoint, path_values, request, self.request_class
                 )
             kwargs: dict[str, Any] = {}
             if plan.steps:
-                scope = RequestScope(
-                    self.registry, {"input": input_, "req": request, "background": background}
-                )
+                if scope is None:
+                    scope = RequestScope(
+                        self.registry, {"input": input_, "req": request, "background": background}
+                    )
+                else:
+                    scope.values["input"] = input_
                 kwargs = scope.resolve(plan)
             elif background is not None:
                 kwargs = {"background": background}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import secrets
 
 import pytest
@@ -300,3 +301,96 @@ def test_an_overridden_scheme_stays_documented_and_the_override_answers(app):
     app.dependency_overrides[bearer] = lambda: "test-token"
     assert app.test_client().get("/me").json == {"token": "test-token"}
     assert document(app)["paths"]["/me"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+# -- credentials come before the body ---------------------------------------------------
+
+
+def test_missing_credentials_are_a_401_before_the_body_is_read(app, client):
+    from marshmallow import fields
+
+    from funapi_sync import File, Schema
+
+    Upload = Schema.define("Upload", file=File(required=True), name=fields.String(required=True))
+    bearer = HTTPBearer()
+    checked = []
+
+    def current_user(token=Depends(bearer)):
+        checked.append(token)
+        if not secrets.compare_digest(token, "good"):
+            raise HTTPException(401, "Invalid token", {"WWW-Authenticate": "Bearer"})
+        return "admin"
+
+    @app.post("/uploads", body=Upload, depends={"user": Depends(current_user)})
+    def upload(input, *, user):
+        return {"user": user, "name": input.body["name"]}
+
+    # An invalid body (no file, no name): still a 401 without credentials or with bad ones.
+    assert client.post("/uploads", json={"bad": 1}).status_code == 401
+    assert (
+        client.post(
+            "/uploads", json={"bad": 1}, headers={"Authorization": "Bearer bad"}
+        ).status_code
+        == 401
+    )
+    # With good credentials the body is read and validated.
+    good = {"Authorization": "Bearer good"}
+    assert client.post("/uploads", json={"bad": 1}, headers=good).status_code == 422
+    response = client.post(
+        "/uploads", data={"file": (io.BytesIO(b"x"), "x.txt"), "name": "n"}, headers=good
+    )
+    assert response.json == {"user": "admin", "name": "n"}
+    assert checked == ["bad", "good", "good"]
+
+
+def test_a_guard_that_needs_the_input_runs_after_the_body(app, client):
+    from marshmallow import fields
+
+    from funapi_sync import Schema
+
+    Body = Schema.define("Body", owner=fields.String(required=True))
+
+    bearer = HTTPBearer()
+
+    def owner_only(input, token=Depends(bearer)):
+        if input.body["owner"] != token:
+            raise HTTPException(403, "Not yours")
+
+    @app.post("/things", body=Body, depends={"check": Depends(owner_only)})
+    def things(input):
+        return input.body
+
+    # owner_only needs the validated body, so a bad body is the 422 it cannot check.
+    assert client.post("/things", json={}, headers={"Authorization": "Bearer a"}).status_code == 422
+    assert (
+        client.post(
+            "/things", json={"owner": "b"}, headers={"Authorization": "Bearer a"}
+        ).status_code
+        == 403
+    )
+    # The scheme alone is a guard still: no credentials is a 401 before the body.
+    assert client.post("/things", json={}).status_code == 401
+
+
+def test_a_failing_guard_still_cleans_up_what_it_made(app, client):
+    events = []
+
+    def session():
+        events.append("open")
+        try:
+            yield "session"
+        finally:
+            events.append("close")
+
+    bearer = HTTPBearer()
+
+    def current_user(db=Depends(session), token=Depends(bearer)):
+        raise HTTPException(401, "Unknown token", {"WWW-Authenticate": "Bearer"})
+
+    @app.get("/me", depends={"user": Depends(current_user)})
+    def me(*, user):
+        return {}
+
+    response = client.get("/me", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 401
+    assert events == ["open", "close"]
