@@ -42,6 +42,13 @@ class RouteDecorators:
 
         Every check that can fail (signature, schemas, dependency names, duplicates) fails
         here, at decoration time, with a message that names the route and the fix.
+
+        :param media_type: what a success response carries when it is not JSON (e.g.
+            ``"text/html"``), for the OpenAPI document; the handler returns the
+            ``Response`` itself.
+        :param body_media_type: how the body is documented: ``"application/json"``
+            (default), ``"application/x-www-form-urlencoded"`` or ``"multipart/form-data"``
+            (always, for a body with a ``File`` field).
         """
         refuse_unknown_options(path, unknown)
         if isinstance(methods, str):

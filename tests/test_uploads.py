@@ -162,3 +162,10 @@ def test_a_file_field_in_a_response_schema_is_refused_at_decoration(app):
         @app.post("/uploads", body=Upload, response_schema=Upload)
         def upload(input):
             return input.body
+
+
+def test_file_is_part_of_the_package_surface():
+    import funapi_sync
+
+    assert "File" in funapi_sync.__all__
+    assert funapi_sync.File is File
