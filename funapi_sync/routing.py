@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, MapAdapter, Rule, ValidationError
 
 from ._route_checks import rule_shape
@@ -118,7 +119,10 @@ class RouteTable:
         adapter = self._adapter
         if adapter is None:
             adapter = self._adapter = self._map.bind("localhost")
-        found, values = adapter.match(path, method)
+        try:
+            found, values = adapter.match(path, method)
+        except MethodNotAllowed as exc:
+            raise _confirmed(adapter, path, exc) from None
         return found, values  # type: ignore[return-value]
 
 
@@ -136,6 +140,25 @@ def _check_shape(endpoint: Endpoint, shapes: dict[tuple[str, str], Endpoint]) ->
                 " segment"
             )
         shapes[(shape, method)] = endpoint
+
+
+def _confirmed(adapter: MapAdapter, path: str, exc: MethodNotAllowed) -> Exception:
+    """Keep a 405 only for the methods whose rule really matches ``path``, else a 404.
+
+    NOTE: werkzeug's matcher counts a rule's methods as allowed before its converters
+    have accepted the value, so ``DELETE /p/11`` beside ``GET /p/<int(max=10):i>`` was a
+    405 naming GET, though ``GET /p/11`` is a 404.
+    """
+    allowed = []
+    for method in exc.valid_methods or ():
+        try:
+            adapter.match(path, method)
+        except (NotFound, MethodNotAllowed):
+            continue
+        allowed.append(method)
+    if not allowed:
+        return NotFound()
+    return MethodNotAllowed(valid_methods=allowed)
 
 
 _WHOLE_PART = re.compile(r"^<(?:[A-Za-z_][A-Za-z0-9_]*(?:\(.*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>$")

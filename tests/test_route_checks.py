@@ -198,3 +198,26 @@ def test_the_checks_keep_the_app_usable():
         return {"id": input.path["item_id"]}
 
     assert app.test_client().get("/items/2").json == {"id": 2}
+
+
+def test_a_value_the_converter_refuses_is_a_404_for_every_method(app):
+    @app.get("/p/<int(max=10):i>")
+    def read(input):
+        return {}
+
+    @app.delete("/p/<int(max=10):i>")
+    def remove(input):
+        return None, 204
+
+    @app.put("/q/<int(max=10):i>")
+    def put(input):
+        return {}
+
+    client = app.test_client()
+    # werkzeug alone answers DELETE /p/11 with a 405 naming GET, though GET /p/11 is a 404.
+    assert client.delete("/p/11").status_code == 404
+    assert client.get("/p/11").status_code == 404
+    wrong_method = client.post("/p/3")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["Allow"] == "DELETE, GET, HEAD, OPTIONS"
+    assert client.get("/q/11").status_code == 404
