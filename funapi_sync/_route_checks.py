@@ -2,14 +2,14 @@
 
 Each catches a habit from FastAPI or a path that can never match, at decoration time,
 with the fix in the message (STYLE rule 4). They are called from ``Endpoint`` (one call
-each), from ``route()`` (unknown options) and from the route table (duplicate shapes).
+each), from ``RouteOptions`` (unknown options) and from the route table (duplicate shapes).
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import marshmallow
@@ -52,14 +52,12 @@ def rule_shape(rule: str) -> str:
     return RULE_VARIABLE.sub(erase, rule.rstrip("/") or "/")
 
 
-def refuse_unknown_options(path: str, unknown: Mapping[str, Any]) -> None:
-    """Refuse route options we do not have, pointing FastAPI's names to ours."""
-    if not unknown:
-        return
-    name = next(iter(unknown))
-    ours = _FASTAPI_OPTIONS.get(name)
-    hint = f"; funapi_sync calls it {ours}" if ours else ""
-    raise TypeError(f"route({path!r}) got an unexpected option {name}={unknown[name]!r}{hint}")
+def fastapi_hint(unknown: list[str]) -> str:
+    """Point FastAPI's option names to ours: ``"; say response_schema= for response_model="``."""
+    hints = [
+        f"{_FASTAPI_OPTIONS[name]} for {name}=" for name in unknown if name in _FASTAPI_OPTIONS
+    ]
+    return f" (funapi_sync says {', '.join(hints)})" if hints else ""
 
 
 def check_positional_names(handler: Callable[..., Any], rule: str, where: str) -> None:

@@ -102,17 +102,19 @@ def test_a_keyword_only_parameter_named_like_a_path_parameter_points_to_input_pa
     ],
 )
 def test_fastapi_option_names_are_pointed_to_ours(app, option, ours):
-    message = f"route('/users') got an unexpected option {option}=None; funapi_sync calls it {ours}"
+    message = (
+        f"route('/users') got unknown route options ['{option}']"
+        f" (funapi_sync says {ours} for {option}=); known options are ["
+    )
     with pytest.raises(TypeError, match=re.escape(message)):
         app.get("/users", **{option: None})
     with pytest.raises(TypeError, match=re.escape(message)):
         Router().route("/users", ["GET"], **{option: None})
 
 
-def test_an_unknown_option_is_named(app):
-    with pytest.raises(
-        TypeError, match=r"route\('/users'\) got an unexpected option colour='red'$"
-    ):
+def test_an_unknown_option_is_named_without_a_hint(app):
+    message = "route('/users') got unknown route options ['colour']; known options are ["
+    with pytest.raises(TypeError, match=re.escape(message)):
         app.get("/users", colour="red")
 
 
