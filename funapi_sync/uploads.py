@@ -82,10 +82,15 @@ class File(fields.Field[FileStorage]):
 def _size(upload: FileStorage) -> int:
     """The upload's size in bytes, measured without reading it into memory."""
     stream = upload.stream
-    position = stream.tell()
-    stream.seek(0, os.SEEK_END)
-    size = stream.tell()
-    stream.seek(position)
+    try:
+        position = stream.tell()
+        stream.seek(0, os.SEEK_END)
+        size = stream.tell()
+        stream.seek(position)
+    except (AttributeError, OSError, ValueError):
+        # NOTE: werkzeug's parser always gives a seekable file; a FileStorage made by
+        # hand may not, and then its declared length is all there is.
+        return upload.content_length
     return size
 
 

@@ -169,3 +169,20 @@ def test_file_is_part_of_the_package_surface():
 
     assert "File" in funapi_sync.__all__
     assert funapi_sync.File is File
+
+
+def test_a_hand_made_upload_on_an_unseekable_stream_is_sized_by_its_length():
+    class Pipe(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def seekable(self):
+            return False
+
+        def tell(self):
+            raise OSError("unseekable")
+
+    upload = FileStorage(stream=Pipe(), filename="p.bin", content_length=500)
+    Big = Schema.define("Big", file=File(max_size=100))
+    errors = Big().validate({"file": upload})
+    assert errors == {"file": ["File is larger than the 100-byte limit."]}
