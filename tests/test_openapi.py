@@ -411,6 +411,7 @@ def test_every_example_app_has_a_valid_document(monkeypatch):
     apps = example_apps()
     names = [name for name, _ in apps]
     assert "examples.signup:app" in names
+    assert "examples.store:app" in names
     if Path(ROOT / "examples" / "dependencies.py").exists():
         assert "examples.dependencies:app" in names
     for name, example in apps:
