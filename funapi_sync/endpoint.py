@@ -13,11 +13,11 @@ from marshmallow import fields
 
 from . import _route_checks
 from .background import BackgroundTask, BackgroundTasks
+from .closing import ClosingIterable
 from .concurrency import TASK
 from .dependencies import Depends, RequestScope
 from .inputs import build_input
-from .middleware import ClosingIterable
-from .pool import Batch, PoolSettings, get_pool
+from .pool import Batch, PoolSettings, get_pool, report_never_closed
 from .responses import Parts, render, status_line
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
@@ -38,6 +38,8 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 #: The environ key of a list that collects the request's task batch (set by the test
 #: client; a list, because servers and middleware may hand the app a shallow copy).
 BATCHES_KEY = "funapi_sync.batches"
+#: The environ key of the request id that ``add_request_logger()`` sets.
+REQUEST_ID_KEY = "funapi_sync.request_id"
 
 
 class Runtime(NamedTuple):
@@ -235,8 +237,8 @@ class Endpoint:
                 if request is None:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, exc)
-            on_close = self._after_close(environ, background, scope, failure, request)
-            iterable = send(environ, start_response, result, on_close)
+            on_close, unclosed = self._after_close(environ, background, scope, failure, request)
+            iterable = send(environ, start_response, result, on_close, unclosed)
             handed_over = True
             return iterable
         finally:
@@ -252,8 +254,9 @@ class Endpoint:
         scope: RequestScope | None,
         failure: BaseException | None,
         request: Request | None,
-    ) -> Callable[[], None] | None:
-        """Build the one callback the response's ``close()`` runs, or None for no work.
+    ) -> tuple[Callable[[], None] | None, Callable[[], None] | None]:
+        """Build the one callback the response's ``close()`` runs (None for no work), and
+        the report for a response garbage-collected without ``close()`` (None: no tasks).
 
         It hands the tasks to the pool (a request that failed keeps only its
         ``add_task_always`` tasks), and the pool runs the scope's cleanup after them.
@@ -265,10 +268,15 @@ class Endpoint:
             # tasks (which may still read an upload) and the cleanups, or they leak.
             after = _then(after, request.close)
         if not tasks:
-            return after
+            return after, None
         label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+        if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
+            label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
         settings = self.runtime.pool_settings
-        return lambda: hand_over(environ, settings, tasks, after, label)
+        return (
+            lambda: hand_over(environ, settings, tasks, after, label),
+            lambda: report_never_closed(tasks, label),
+        )
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
@@ -287,11 +295,11 @@ def hand_over(
     the body is sent; gunicorn's sync worker holds the client socket until it returns, so
     it only enqueues.
     """
-    batch = Batch(list(tasks), label, after)
+    batch = Batch(list(tasks), label, after, slow_warning=settings.slow_warning)
     sink = environ.get(BATCHES_KEY)
     if sink is not None:
         sink.append(batch)
-    get_pool(settings).submit(batch)
+    get_pool(settings).submit(batch, settings.submit_timeout)
 
 
 def send(
@@ -299,8 +307,12 @@ def send(
     start_response: StartResponse,
     result: Parts | Response,
     on_close: Callable[[], Any] | None = None,
+    unclosed: Callable[[], Any] | None = None,
 ) -> Iterable[bytes]:
-    """Start the response and return its body, wrapped so ``close()`` runs ``on_close``."""
+    """Start the response and return its body, wrapped so ``close()`` runs ``on_close``.
+
+    :param unclosed: run instead if the body is garbage-collected without ``close()``.
+    """
     if isinstance(result, tuple):
         status, headers, body = result
         start_response(status_line(status), headers)
@@ -309,7 +321,7 @@ def send(
         iterable = result(environ, start_response)
     if on_close is None:
         return iterable
-    return ClosingIterable(iterable, on_close)
+    return ClosingIterable(iterable, on_close, unclosed=unclosed)
 
 
 def _closer(scope: RequestScope, failure: BaseException | None) -> Callable[[], None]:
