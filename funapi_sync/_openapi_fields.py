@@ -136,7 +136,8 @@ def jsonable(value: Any, key: str | None = None) -> Any:
     Numeric keywords get numbers (a ``Decimal`` bound becomes an int or float); every
     other value goes through the responses' JSON rules, so a default or an enum choice
     is documented as the response would send it (``Decimal`` as a string, dates in ISO
-    8601, enums by value). A numeric keyword that cannot be a number is dropped.
+    8601, enums by value). A numeric keyword that cannot be a number, and an infinite or
+    NaN float anywhere, is dropped.
     """
     if isinstance(value, Mapping):
         result: dict[str, Any] = {}
@@ -149,11 +150,12 @@ def jsonable(value: Any, key: str | None = None) -> Any:
     if key in _NUMERIC_KEYWORDS or key in _COUNT_KEYWORDS:
         return _number(value)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(item) for item in value]
+        return [item for item in map(jsonable, value) if item is not _DROP]
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        # NOTE: JSON has no inf or NaN; a default or choice of one is left out.
+        return value if math.isfinite(value) else _DROP
     try:
         return jsonable(json_default(value))
     except TypeError:

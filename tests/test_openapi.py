@@ -537,6 +537,13 @@ FIELDS = {
     "bad-default": fields.Integer(load_default="not a number"),
     "metadata": fields.Decimal(metadata={"description": "Price", "example": D("3.50")}),
     "file": File(),
+    "filled-list": fields.List(fields.String(), validate=Schema.filled),
+    "filled-dict": fields.Dict(validate=Schema.filled),
+    "filled-nested": fields.Nested(Inner, validate=Schema.filled),
+    "filled-integer": fields.Integer(validate=Schema.filled),
+    "float-infinite-default": fields.Float(load_default=float("inf"), allow_nan=True),
+    "raw-range": fields.Raw(validate=validate.Range(min=D("1.5"), max=datetime.timedelta(1))),
+    "string-number-bound": fields.String(validate=validate.Length(min=D("2"))),
 }
 
 

@@ -394,3 +394,30 @@ def test_a_failing_guard_still_cleans_up_what_it_made(app, client):
     response = client.get("/me", headers={"Authorization": "Bearer x"})
     assert response.status_code == 401
     assert events == ["open", "close"]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "headers"),
+    [
+        (HTTPBasic(auto_error=False), {}),
+        (HTTPBasic(auto_error=False), {"Authorization": "Bearer x"}),
+        (HTTPBasic(auto_error=False), {"Authorization": "Basic !!"}),
+        (HTTPBasic(auto_error=False), {"Authorization": "Basic bm9jb2xvbg=="}),
+        (APIKeyHeader(name="X-Key", auto_error=False), {}),
+        (APIKeyQuery(name="key", auto_error=False), {}),
+        (APIKeyCookie(name="key", auto_error=False), {}),
+    ],
+)
+def test_every_scheme_returns_none_for_bad_credentials_with_auto_error_false(
+    app, client, scheme, headers
+):
+    @app.get("/maybe", depends={"credentials": scheme})
+    def maybe(*, credentials):
+        return {"credentials": credentials}
+
+    assert client.get("/maybe", headers=headers).json == {"credentials": None}
+
+
+def test_a_scheme_name_must_be_a_non_empty_str():
+    with pytest.raises(TypeError, match=r"HTTPBearer\(scheme_name=...\) must be a non-empty str"):
+        HTTPBearer(scheme_name="")
