@@ -140,7 +140,7 @@ def test_generator_cleanup_runs_after_the_tasks_in_order(app, client):
         yield "conn"
         events.append("cleanup")
 
-    app.register("db", connect)
+    app.register("db", connect, cleanup="after_tasks")
 
     @app.post("/", depends=["db"])
     def create(*, db, background):
@@ -158,14 +158,14 @@ def test_generator_cleanup_runs_after_the_tasks_in_order(app, client):
     assert events == ["connect", "handler", "task start with conn", "task end", "cleanup"]
 
 
-def test_cleanup_without_tasks_runs_when_the_response_is_closed(app):
+def test_after_response_cleanup_runs_when_the_response_is_closed(app):
     events: list[str] = []
 
     def connect():
         yield "conn"
         events.append("cleanup")
 
-    app.register("db", connect)
+    app.register("db", connect, cleanup="after_response")
 
     @app.get("/", depends=["db"])
     def index(*, db):
@@ -230,9 +230,9 @@ def test_cleanups_run_in_reverse_order_of_creation_and_a_failure_does_not_stop_t
 
         return factory
 
-    app.register("first", make("first"))
-    app.register("second", make("second", fail=True))
-    app.register("third", make("third"))
+    app.register("first", make("first"), cleanup="after_response")
+    app.register("second", make("second", fail=True), cleanup="after_response")
+    app.register("third", make("third"), cleanup="after_response")
 
     @app.get("/", depends=["first", "second", "third"])
     def index(*, first, second, third):
@@ -277,7 +277,8 @@ def test_handler_exception_reaches_the_generator_and_drops_plain_tasks(app, clie
     response = client.post("/")
     assert response.status_code == 500
     assert response.json == {"detail": "Internal Server Error"}
-    assert events == ["always task", ("rollback", "ZeroDivisionError")]
+    # The default cleanup runs before the response, so the rollback comes first.
+    assert events == [("rollback", "ZeroDivisionError"), "always task"]
     # The generator re-raising the request's own exception is not a cleanup failure.
     assert "cleanup of dependency" not in caplog_funapi.text
 
@@ -810,7 +811,7 @@ def test_cleanup_does_not_run_twice_when_close_is_called_twice(app):
         yield "r"
         closed.append(1)
 
-    app.register("r", resource)
+    app.register("r", resource, cleanup="after_response")
 
     @app.get("/", depends=["r"])
     def index(*, r):
