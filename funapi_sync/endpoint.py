@@ -12,6 +12,7 @@ import marshmallow
 from marshmallow import fields
 
 from .background import BackgroundTask, BackgroundTasks
+from .closing import ClosingIterable
 from .concurrency import TASK
 from .dependencies import (
     AFTER_RESPONSE,
@@ -23,8 +24,7 @@ from .dependencies import (
 )
 from .inline import InlineIterable, run_inline
 from .inputs import build_input
-from .middleware import ClosingIterable
-from .pool import Batch, PoolSettings, get_pool
+from .pool import Batch, PoolSettings, get_pool, report_never_closed
 from .responses import Parts, render, status_line
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
@@ -48,6 +48,8 @@ BATCHES_KEY = "funapi_sync.batches"
 #: The environ key that makes a request run its tasks inline and raise their failures
 #: (set by ``app.test_client(raise_task_errors=True)``).
 INLINE_KEY = "funapi_sync.inline"
+#: The environ key of the request id that ``add_request_logger()`` sets.
+REQUEST_ID_KEY = "funapi_sync.request_id"
 
 
 class Mode:
@@ -247,9 +249,9 @@ class Endpoint:
                 if request is None:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, failure)
-            on_close = self._after_close(environ, background, scope, failure, request)
+            on_close, unclosed = self._after_close(environ, background, scope, failure, request)
             inline = on_close is not None and (runtime.mode.testing or INLINE_KEY in environ)
-            iterable = send(environ, start_response, result, on_close, inline)
+            iterable = send(environ, start_response, result, on_close, unclosed, inline)
             handed_over = True
             return iterable
         finally:
@@ -265,8 +267,9 @@ class Endpoint:
         scope: RequestScope | None,
         failure: BaseException | None,
         request: Request | None,
-    ) -> Callable[[], None] | None:
-        """Build the one callback the response's ``close()`` runs, or None for no work.
+    ) -> tuple[Callable[[], None] | None, Callable[[], None] | None]:
+        """Build the one callback the response's ``close()`` runs (None for no work), and
+        the report for a response garbage-collected without ``close()`` (None: no tasks).
 
         It runs the ``after_response`` cleanups, then hands the tasks to the pool (a
         request that failed keeps only its ``add_task_always`` tasks); the pool runs the
@@ -284,17 +287,20 @@ class Endpoint:
             # NOTE: werkzeug spools uploads to temporary files; close them after the
             # tasks (which may still read an upload) and the cleanups, or they leak.
             after = _then(after, request.close)
-        label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
-        if tasks and (self.runtime.mode.testing or INLINE_KEY in environ):
-            return lambda: run_inline(tasks, label, first, after)
         if not tasks:
             if first is None or after is None:
-                return first or after
-            return _then(first, after)
+                return first or after, None
+            return _then(first, after), None
+        label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+        if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
+            label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
+        unclosed = _never_closed(tasks, label)
+        if self.runtime.mode.testing or INLINE_KEY in environ:
+            return (lambda: run_inline(tasks, label, first, after)), unclosed
         settings = self.runtime.pool_settings
         if first is None:
-            return lambda: hand_over(environ, settings, tasks, after, label)
-        return _then(first, lambda: hand_over(environ, settings, tasks, after, label))
+            return (lambda: hand_over(environ, settings, tasks, after, label)), unclosed
+        return _then(first, lambda: hand_over(environ, settings, tasks, after, label)), unclosed
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
@@ -313,11 +319,11 @@ def hand_over(
     the body is sent; gunicorn's sync worker holds the client socket until it returns, so
     it only enqueues.
     """
-    batch = Batch(list(tasks), label, after)
+    batch = Batch(list(tasks), label, after, slow_warning=settings.slow_warning)
     sink = environ.get(BATCHES_KEY)
     if sink is not None:
         sink.append(batch)
-    get_pool(settings).submit(batch)
+    get_pool(settings).submit(batch, settings.submit_timeout)
 
 
 def send(
@@ -325,10 +331,12 @@ def send(
     start_response: StartResponse,
     result: Parts | Response,
     on_close: Callable[[], Any] | None = None,
+    unclosed: Callable[[], Any] | None = None,
     inline: bool = False,
 ) -> Iterable[bytes]:
     """Start the response and return its body, wrapped so ``close()`` runs ``on_close``.
 
+    :param unclosed: run instead if the body is garbage-collected without ``close()``.
     :param inline: run ``on_close`` as soon as the body is read to the end too, and let
         its exceptions raise (``app.testing``).
     """
@@ -341,8 +349,12 @@ def send(
     if on_close is None:
         return iterable
     if inline:
-        return InlineIterable(iterable, on_close)
-    return ClosingIterable(iterable, on_close)
+        return InlineIterable(iterable, on_close, unclosed=unclosed)
+    return ClosingIterable(iterable, on_close, unclosed=unclosed)
+
+
+def _never_closed(tasks: list[BackgroundTask], label: str) -> Callable[[], None]:
+    return lambda: report_never_closed(tasks, label)
 
 
 def _phase_closer(

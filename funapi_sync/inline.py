@@ -10,6 +10,7 @@ for ``r.json`` or ``r.data``; ``buffered=True`` reads it (and closes) inside the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -28,11 +29,17 @@ class InlineIterable:
     so a failing task fails the test.
     """
 
-    __slots__ = ("_iterable", "_on_close")
+    __slots__ = ("_iterable", "_on_close", "_unclosed")
 
-    def __init__(self, iterable: Iterable[bytes], on_close: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        iterable: Iterable[bytes],
+        on_close: Callable[[], Any],
+        unclosed: Callable[[], Any] | None = None,
+    ) -> None:
         self._iterable = iterable
         self._on_close: Callable[[], Any] | None = on_close
+        self._unclosed = unclosed
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._iterable
@@ -40,6 +47,7 @@ class InlineIterable:
 
     def close(self) -> None:
         on_close, self._on_close = self._on_close, None
+        self._unclosed = None
         if on_close is None:
             return
         inner_close = getattr(self._iterable, "close", None)
@@ -48,6 +56,14 @@ class InlineIterable:
                 inner_close()
         finally:
             on_close()
+
+    def __del__(self) -> None:
+        # NOTE: neither read to the end nor closed: the tasks can never run now.
+        unclosed = self._unclosed
+        if unclosed is not None and self._on_close is not None:
+            self._unclosed = None
+            with contextlib.suppress(Exception):
+                unclosed()
 
 
 def run_inline(
