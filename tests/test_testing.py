@@ -155,3 +155,50 @@ def test_testing_is_off_by_default_and_can_be_set_after_construction():
     assert app.testing is False
     app.testing = True
     assert app.testing is True
+
+
+def test_testing_reports_a_response_neither_read_nor_closed(caplog):
+    import gc
+
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    events: list[object] = []
+    app = make_app(events)
+    app.testing = True
+    app.use(_DropBody)  # reads nothing, closes nothing: the tasks can never run
+    Client(app).post("/")
+    gc.collect()
+    assert events == []
+    errors = [r.getMessage() for r in caplog.records if r.name == "funapi_sync.background"]
+    assert len(errors) == 1
+    assert "of POST / never ran: the response was garbage-collected without close()" in errors[0]
+
+
+class _DropBody:
+    """A broken middleware: answers with its own body and drops the app's iterable."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        self.app(environ, start_response)
+        return [b"{}"]
+
+
+def test_testing_runs_after_response_cleanups_before_the_tasks():
+    app = App()
+    events: list[str] = []
+
+    def late():
+        yield "late"
+        events.append("after_response cleanup")
+
+    app.register("late", late, cleanup="after_response")
+
+    @app.post("/", depends=["late"])
+    def create(*, late, background):
+        background.add_task(events.append, "task")
+        return {}, 201
+
+    app.testing = True
+    Client(app).post("/").get_data()
+    assert events == ["after_response cleanup", "task"]
