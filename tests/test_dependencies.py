@@ -1150,3 +1150,35 @@ def test_a_sibling_named_like_the_dependency_itself_falls_back_to_the_registered
         return {"user": user}
 
     assert client.get("/").json == {"user": "checked registered user"}
+
+
+def test_depends_repr_names_a_cleanup_other_than_the_default():
+    def session():
+        yield "s"
+
+    assert repr(Depends(session)).endswith("session)")
+    assert repr(Depends(session, cleanup="after_tasks")).endswith("session, cleanup='after_tasks')")
+
+
+def test_without_tasks_after_response_then_after_tasks_run_at_close(app):
+    events: list[str] = []
+
+    def make(name, cleanup):
+        def factory():
+            yield name
+            events.append(name)
+
+        app.register(name, factory, cleanup=cleanup)
+
+    make("late", "after_response")
+    make("latest", "after_tasks")
+
+    @app.get("/", depends=["late", "latest"])
+    def index(*, late, latest):
+        return {}
+
+    iterable = app(EnvironBuilder(path="/").get_environ(), lambda *a: None)
+    b"".join(iterable)
+    assert events == []
+    iterable.close()
+    assert events == ["late", "latest"]

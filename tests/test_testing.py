@@ -202,3 +202,46 @@ def test_testing_runs_after_response_cleanups_before_the_tasks():
     app.testing = True
     Client(app).post("/").get_data()
     assert events == ["after_response cleanup", "task"]
+
+
+def test_testing_raises_the_first_failure_and_logs_the_later_ones(caplog):
+    app = App()
+
+    def broken(number):
+        raise TaskFailed(f"task {number} broke")
+
+    @app.post("/")
+    def create(*, background):
+        background.add_task(broken, 1)
+        background.add_task(broken, 2)
+        return {}, 201
+
+    app.testing = True
+    with pytest.raises(TaskFailed, match="task 1 broke"):
+        Client(app).post("/", buffered=True)
+    warnings = [r for r in caplog.records if r.name == "funapi_sync.background"]
+    assert [r.levelno for r in warnings] == [logging.WARNING]
+    assert "task 2 broke" in caplog.text
+
+
+def test_testing_closes_a_streamed_body_before_running_the_tasks():
+    from werkzeug.wrappers import Response
+
+    app = App()
+    events: list[str] = []
+
+    def body():
+        try:
+            yield b"chunk"
+        finally:
+            events.append("body closed")
+
+    @app.get("/stream")
+    def stream(*, background):
+        background.add_task(events.append, "task")
+        return Response(body())
+
+    app.testing = True
+    with Client(app).get("/stream") as response:
+        assert response.status_code == 200
+    assert events == ["body closed", "task"]
