@@ -15,6 +15,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
 from . import openapi
+from .backends import resolve as resolve_backend
 from .background import BackgroundTask, BackgroundTasks
 from .concurrency import TASK
 from .dependencies import DependencyOverrides, Registry, RequestScope
@@ -23,7 +24,7 @@ from .exceptions import HTTPException, ValidationError
 from .inputs import build_input
 from .lifecycle import Lifecycle
 from .middleware import ClosingIterable
-from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool
+from .pool import Batch, PoolSettings, check_settings
 from .responses import (
     STATUS_LINES,
     dump_checked,
@@ -53,6 +54,7 @@ _SETTINGS: dict[str, Any] = {
     "background_queue_size": 1024,
     "background_slow_warning": 30.0,
     "background_shutdown_timeout": 25.0,
+    "background_backend": "thread",
     "openapi_url": "/openapi.json",
     "docs_url": "/docs",
 }
@@ -69,6 +71,8 @@ class App(RouteDecorators):
     :param settings: ``debug``, ``max_body_size`` (bytes, default 1 MiB),
         ``background_workers`` (4), ``background_queue_size`` (1024),
         ``background_slow_warning`` (30.0 s), ``background_shutdown_timeout`` (25.0 s),
+        ``background_backend`` (``"thread"``, ``"inline"``, ``"record"`` or a backend
+        object such as ``funapi_sync.backends.rq.RQBackend(...)``; see docs/job-queues.md),
         ``openapi_url`` and ``docs_url``.
     """
 
@@ -101,8 +105,11 @@ class App(RouteDecorators):
         )
         check_settings(pool_settings)
         self._pool_settings = pool_settings
-        #: The process-wide background pool, as this app sees it: ``stats()``, ``drain()``.
-        self.background = PoolView(pool_settings)
+        #: Where this app's background tasks go (``stats()``, ``drain()``); the backend
+        #: object is also ``settings["background_backend"]``.
+        self.background = resolve_backend(self.settings["background_backend"], pool_settings)
+        self.settings["background_backend"] = self.background
+        self._task_check = self.background.check
         self.registry = Registry()
         self.routes = RouteTable()
         self.lifecycle = Lifecycle(self.registry)
@@ -279,7 +286,7 @@ class App(RouteDecorators):
         try:
             plan = endpoint.current_plan()
             if plan.needs_background:
-                background = BackgroundTasks()
+                background = BackgroundTasks(check=self._task_check)
             # PERF: the werkzeug Request is built only for a handler or dependency that
             # takes `req` (or a body that needs werkzeug's form parser).
             if endpoint.arity > 1 or plan.needs_request:
@@ -335,7 +342,7 @@ class App(RouteDecorators):
         sink = environ.get(BATCHES_KEY)
         if sink is not None:
             sink.append(batch)
-        get_pool(self._pool_settings).submit(batch)
+        self.background.submit(batch)
 
     def _render(self, rv: Any, endpoint: Endpoint | None) -> Parts | Response:
         if isinstance(rv, Response):

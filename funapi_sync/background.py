@@ -43,12 +43,18 @@ class BackgroundTasks:
 
     A handler gets one by declaring the keyword-only parameter ``background``; a dependency
     taking ``background`` shares the same list.
+
+    :param check: ``check(fn, args, kwargs)`` raises TypeError for a task the app's
+        background backend cannot run (a durable backend refuses lambdas, for one).
     """
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("_check", "_tasks")
 
-    def __init__(self) -> None:
+    def __init__(
+        self, check: Callable[[Any, tuple[Any, ...], dict[str, Any]], None] | None = None
+    ) -> None:
         self._tasks: list[BackgroundTask] = []
+        self._check = check
 
     def add_task(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Run ``fn(*args, **kwargs)`` after the response, unless the handler raised.
@@ -67,6 +73,8 @@ class BackgroundTasks:
                 f"add_task() needs a callable as its first argument, got {type(fn).__name__}"
                 f" {fn!r}; pass the function itself, e.g. add_task(send_email, address)"
             )
+        if self._check is not None:
+            self._check(fn, args, kwargs)
         self._tasks.append(BackgroundTask(fn, args, kwargs, contextvars.copy_context(), always))
 
     def __len__(self) -> int:

@@ -1,0 +1,456 @@
+"""RQBackend: hand a request's background tasks to RQ on Redis, one job per request.
+
+Install with ``pip install 'funapi_sync[rq]'``. See docs/job-queues.md for when to use it,
+how to run the workers, and what changes compared with the in-process pool.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import inspect
+import logging
+import pickle
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+try:
+    import redis
+    from rq import Queue, Retry, Worker, get_current_job
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "funapi_sync.backends.rq needs rq and redis: pip install 'funapi_sync[rq]'"
+    ) from exc
+
+from ..background import task_name
+from ..pool import Batch, PoolSettings, get_pool
+from . import finish
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..background import BackgroundTask
+
+logger = logging.getLogger("funapi_sync.background")
+
+#: One carried ContextVar: ``"module:attribute"`` of the variable, and its value.
+CarriedVar = tuple[str, Any]
+#: One task as the job carries it: the callable, its arguments, the carried context.
+CarriedTask = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], list[CarriedVar]]
+
+#: The Redis key prefix of a job's progress (the indexes of its tasks that succeeded).
+PROGRESS_KEY = "funapi_sync:done:"
+#: How long a failed job's progress is kept, so ``rq requeue`` resumes it (30 days).
+PROGRESS_TTL = 30 * 24 * 3600
+
+
+class RQBackend:
+    """Hand each request's tasks to RQ as **one job** that runs them in order on a worker.
+
+    :param redis: a Redis URL (``"redis://localhost:6379/0"``) or a ``redis.Redis``.
+    :param queue: the RQ queue's name.
+    :param retry: an ``rq.Retry``; a retried job resumes at the task that failed.
+    :param job_timeout: seconds for the whole request's job (RQ's default: 180).
+    :param fallback: when Redis cannot be reached in ``close()``: ``"thread"`` runs the
+        tasks in this process's pool, ``"error"`` drops them; both log each at ERROR.
+    :param timeout: socket and connect timeout (seconds) of a connection made from a URL;
+        it bounds ``close()`` (about twice this at worst, with the one reconnect) so a
+        slow Redis cannot hold a gunicorn worker past its heartbeat. A ``redis.Redis``
+        passed in keeps its own timeouts.
+
+    NOTE: one job per request, not one per task: one round trip in ``close()`` whatever
+    the number of tasks, the request's order kept on any number of workers, and one
+    retry story: the job reruns from the task that failed, never the ones that succeeded.
+    """
+
+    def __init__(
+        self,
+        redis: str | redis.Redis,
+        queue: str = "default",
+        retry: Retry | None = None,
+        job_timeout: int | None = None,
+        fallback: Literal["thread", "error"] = "thread",
+        *,
+        timeout: float = 2.0,
+    ) -> None:
+        if fallback not in ("thread", "error"):
+            raise ValueError(f"RQBackend(fallback={fallback!r}): use 'thread' or 'error'")
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"RQBackend(retry={retry!r}) takes an rq.Retry, e.g. Retry(max=3)")
+        if isinstance(redis, str):
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry as RedisRetry
+
+            self.connection = _redis_module.Redis.from_url(
+                redis,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=RedisRetry(NoBackoff(), 1),
+            )
+        elif isinstance(redis, _redis_module.Redis):
+            self.connection = redis
+            kwargs = redis.connection_pool.connection_kwargs
+            if kwargs.get("socket_timeout") is None:
+                logger.warning(
+                    "RQBackend got a redis.Redis without socket_timeout: a slow Redis can"
+                    " hold a server thread in close() indefinitely; pass socket_timeout="
+                    " (and socket_connect_timeout=) to redis.Redis, or pass a URL"
+                )
+        else:
+            raise TypeError(
+                f"RQBackend() takes a Redis URL or a redis.Redis, got {type(redis).__name__}"
+            )
+        self.queue_name = queue
+        self.retry = retry
+        self.job_timeout = job_timeout
+        self.fallback = fallback
+        self.queue = Queue(queue, connection=self.connection, default_timeout=job_timeout)
+        self.settings = PoolSettings()
+        self._lock = threading.Lock()
+        self._counts = {"enqueued": 0, "fallback": 0, "not_enqueued": 0}
+
+    def __repr__(self) -> str:
+        return f"RQBackend(queue={self.queue_name!r}, fallback={self.fallback!r})"
+
+    # -- the app side -----------------------------------------------------------------
+
+    def check(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse at ``add_task`` what an rq worker could not run (see :func:`check_portable`)."""
+        check_portable(fn, args, kwargs)
+
+    def bind(self, settings: PoolSettings) -> None:
+        # The fallback pool is the app's, sized by its background_* settings.
+        self.settings = settings
+
+    def submit(self, batch: Batch) -> None:
+        """Enqueue ``batch`` as one job (one round trip), then run its cleanup here.
+
+        NOTE: dependencies are not carried to the worker, so the batch's cleanup runs
+        right after the enqueue; a value a task needs must be passed as an argument.
+        """
+        tasks = [_carried(task) for task in batch.tasks]
+        try:
+            self.queue.enqueue_many(
+                [
+                    Queue.prepare_data(
+                        run_request,
+                        args=(batch.label, tasks),
+                        timeout=self.job_timeout,
+                        retry=self.retry,
+                        description=f"{batch.label}: {', '.join(t.name for t in batch.tasks)}",
+                    )
+                ]
+            )
+        except Exception as exc:
+            self._fall_back(batch, exc)
+            return
+        with self._lock:
+            self._counts["enqueued"] += len(batch.tasks)
+        finish(batch)
+
+    def _fall_back(self, batch: Batch, exc: Exception) -> None:
+        names = ", ".join(task.name for task in batch.tasks)
+        if self.fallback == "thread":
+            logger.error(
+                "could not enqueue the tasks of %s on RQ queue %r (%s: %s); running them in"
+                " this process instead (fallback='thread'): %s",
+                batch.label,
+                self.queue_name,
+                type(exc).__name__,
+                exc,
+                names,
+            )
+            with self._lock:
+                self._counts["fallback"] += len(batch.tasks)
+            get_pool(self.settings).submit(batch)
+            return
+        for task in batch.tasks:
+            logger.error(
+                "background task %s of %s was not enqueued on RQ queue %r (%s: %s) and will"
+                " not run (fallback='error')",
+                task.name,
+                batch.label,
+                self.queue_name,
+                type(exc).__name__,
+                exc,
+            )
+        with self._lock:
+            self._counts["not_enqueued"] += len(batch.tasks)
+        finish(batch)
+
+    # -- introspection ----------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Jobs on the queue (all processes) plus this process's hand-off counts.
+
+        ``queued``, ``running``, ``scheduled`` (retries waiting for their interval) and
+        ``failed`` count *jobs* (one per request) in Redis; ``completed`` counts tasks
+        that finished and ``enqueued``, ``fallback`` and ``not_enqueued`` count tasks this
+        process handed over, ran in-process, or dropped. Raises redis errors when Redis
+        cannot be reached.
+        """
+        queue = self.queue
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.llen(queue.key)
+            pipe.zcard(queue.started_job_registry.key)
+            pipe.zcard(queue.scheduled_job_registry.key)
+            pipe.zcard(queue.failed_job_registry.key)
+            pipe.zcard(queue.finished_job_registry.key)
+            queued, running, scheduled, failed, finished = pipe.execute()
+        with self._lock:
+            counts = dict(self._counts)
+        return {
+            "queued": int(queued),
+            "running": int(running),
+            "scheduled": int(scheduled),
+            "failed": int(failed),
+            "completed": int(finished),
+            **counts,
+        }
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until the queue has no queued, running, scheduled or deferred job.
+
+        Workers do the running: this only watches Redis (every 50 ms), plus the
+        in-process pool that ``fallback="thread"`` uses. False on timeout.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        queue = self.queue
+        keys = (
+            queue.started_job_registry.key,
+            queue.scheduled_job_registry.key,
+            queue.deferred_job_registry.key,
+        )
+        while True:
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.llen(queue.key)
+                for key in keys:
+                    pipe.zcard(key)
+                if not any(pipe.execute()):
+                    break
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        from .. import pool as pool_module
+
+        current = pool_module.current_pool()
+        if current is None:
+            return True
+        return current.drain(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    # -- the worker side --------------------------------------------------------------
+
+    def run_worker(self, app: App, *, burst: bool = False, queues: list[str] | None = None) -> int:
+        """Run the app's startup hooks, an rq ``Worker`` on this backend's queues, then shutdown.
+
+        This is ``funapi-sync worker APP``. The worker forks a work-horse per job (RQ's
+        default), which inherits what the startup hooks set up.
+
+        :param burst: stop once the queues are empty (``rq worker --burst``).
+        :param queues: queue names (default: this backend's queue).
+        :returns: the exit status, 0.
+        """
+        from ..lifecycle import shutdown_process
+
+        app.lifecycle.ensure_started()
+        try:
+            worker = Worker(queues or [self.queue_name], connection=self.connection)
+            worker.work(burst=burst)
+        finally:
+            shutdown_process()
+        return 0
+
+
+_redis_module = redis
+
+
+# -- what can run elsewhere ---------------------------------------------------------
+
+
+def check_portable(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raise TypeError unless ``fn(*args, **kwargs)`` can be pickled and run by a worker.
+
+    The worker imports the callable by ``module`` and ``qualname``, so a lambda, a nested
+    function or closure, a function of ``__main__``, or a method of an object that cannot
+    be pickled is refused; so are arguments that ``pickle`` cannot serialise.
+
+    PERF: the arguments are checked with one ``pickle.dumps`` (about 2 µs for a few
+    strings and ints); RQ pickles them again in ``close()``.
+    """
+    target = fn
+    while hasattr(target, "func") and hasattr(target, "keywords"):  # functools.partial
+        target = target.func
+    name = task_name(fn)
+    if inspect.isfunction(target) or inspect.isbuiltin(target):
+        problem = _function_problem(target)
+        if problem is not None:
+            raise TypeError(
+                f"add_task({name}): {problem}, and the durable background backend runs"
+                " tasks in another process, which imports each task by module and name;"
+                " define it as a module-level function in an importable module and pass"
+                " it the values it needs (ids, not connections)"
+            )
+    try:
+        pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        what = "a method of an object" if inspect.ismethod(target) else "its arguments"
+        raise TypeError(
+            f"add_task({name}): {what} cannot be serialised for the durable background"
+            f" backend ({type(exc).__name__}: {exc}); pass plain values such as ids and"
+            " strings, not connections, sessions, locks or open files, and make each task"
+            " a module-level function"
+        ) from exc
+
+
+def _function_problem(fn: Any) -> str | None:
+    qualname = getattr(fn, "__qualname__", "")
+    module = getattr(fn, "__module__", None)
+    if qualname == "<lambda>" or qualname.endswith(".<lambda>"):
+        return "a lambda has no importable name"
+    if "<locals>" in qualname:
+        return "a function defined inside another function (a closure) has no importable name"
+    if module in (None, "__main__"):
+        return f"{qualname} is defined in __main__, which a worker cannot import"
+    owner: Any = sys.modules.get(module)
+    if owner is None:
+        return f"its module {module!r} is not importable"
+    for part in qualname.split("."):
+        owner = getattr(owner, part, None)
+    if owner is not fn:
+        return (
+            f"{module}.{qualname} does not name this function"
+            " (a decorator without functools.wraps?)"
+        )
+    return None
+
+
+# -- context carried to the worker ---------------------------------------------------
+
+_var_refs: dict[contextvars.ContextVar[Any], str | None] = {}
+_var_refs_lock = threading.Lock()
+
+
+def _var_ref(var: contextvars.ContextVar[Any]) -> str | None:
+    """``"module:attribute"`` of a module-level ContextVar, or None when it has none."""
+    try:
+        return _var_refs[var]
+    except KeyError:
+        pass
+    with _var_refs_lock:
+        if var not in _var_refs:
+            # PERF: one scan of the loaded modules indexes every module-level ContextVar;
+            # it runs again only for a variable it has never seen.
+            for module_name, module in list(sys.modules.items()):
+                namespace = getattr(module, "__dict__", None)
+                if not namespace:
+                    continue
+                for attr, value in list(namespace.items()):
+                    if isinstance(value, contextvars.ContextVar) and value not in _var_refs:
+                        _var_refs[value] = f"{module_name}:{attr}"
+            _var_refs.setdefault(var, None)
+        return _var_refs[var]
+
+
+def _carried(task: BackgroundTask) -> CarriedTask:
+    carried: list[CarriedVar] = []
+    for var, value in task.context.items():
+        ref = _var_ref(var)
+        if ref is None:
+            logger.debug("ContextVar %s is not module-level; not carried to the worker", var.name)
+            continue
+        try:
+            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            logger.debug("ContextVar %s holds a value that cannot be pickled; not carried", ref)
+            continue
+        carried.append((ref, value))
+    return task.fn, task.args, task.kwargs, carried
+
+
+def _restore(carried: list[CarriedVar]) -> contextvars.Context:
+    context = contextvars.Context()
+    for ref, value in carried:
+        module_name, _, attr = ref.partition(":")
+        try:
+            var = getattr(importlib.import_module(module_name), attr)
+        except Exception:
+            logger.warning("ContextVar %s cannot be imported on the worker; not restored", ref)
+            continue
+        context.run(var.set, value)
+    return context
+
+
+# -- the job ------------------------------------------------------------------------
+
+
+class _Task:
+    """A carried task run like an in-process one: in its context, named in logs."""
+
+    __slots__ = ("args", "context", "fn", "kwargs")
+
+    def __init__(self, carried: CarriedTask) -> None:
+        self.fn, self.args, self.kwargs, context = carried
+        self.context = _restore(context)
+
+    @property
+    def name(self) -> str:
+        return task_name(self.fn)
+
+    def run(self) -> Any:
+        return self.context.run(self.fn, *self.args, **self.kwargs)
+
+
+def run_request(label: str, tasks: list[CarriedTask]) -> int:
+    """The job: run one request's tasks in order, in the context each was added in.
+
+    Each task that succeeds is recorded in Redis, so a retry (``Retry``) or an
+    ``rq requeue`` resumes at the first task that has not succeeded and never reruns
+    one that did. A failing task is logged at WARNING; while RQ will retry the job, the
+    job stops there (so later tasks keep their order behind it); on its last attempt the
+    later tasks still run, as in-process, and the job then fails with the first error.
+
+    :returns: the number of tasks run in this attempt.
+    """
+    job = get_current_job()
+    done: set[int] = set()
+    progress_key = None
+    if job is not None:
+        progress_key = PROGRESS_KEY + job.id
+        done = {int(index) for index in job.connection.smembers(progress_key)}
+    last_attempt = job is None or not job.should_retry
+    first_error: BaseException | None = None
+    ran = 0
+    for index, carried in enumerate(tasks):
+        if index in done:
+            continue
+        task = _Task(carried)
+        ran += 1
+        try:
+            task.run()
+        except Exception as exc:
+            logger.warning(
+                "background task %s of %s failed%s",
+                task.name,
+                label,
+                "" if last_attempt else "; the job will be retried from this task",
+                exc_info=True,
+            )
+            if not last_attempt:
+                raise
+            first_error = first_error or exc
+            continue
+        if job is not None and progress_key is not None:
+            with job.connection.pipeline() as pipe:
+                pipe.sadd(progress_key, index)
+                pipe.expire(progress_key, PROGRESS_TTL)
+                pipe.execute()
+    if first_error is not None:
+        raise first_error
+    if job is not None and progress_key is not None:
+        job.connection.delete(progress_key)
+    return ran
+
+
+__all__ = ["RQBackend", "check_portable", "run_request"]
