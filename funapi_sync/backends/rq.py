@@ -182,12 +182,21 @@ class RQBackend:
 
     # -- introspection ----------------------------------------------------------------
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """This process's tasks ``enqueued``, run in-process (``fallback``), ``not_enqueued``.
+
+        Unlike :meth:`stats`, this asks Redis nothing, so it works while Redis is down.
+        """
+        with self._lock:
+            return dict(self._counts)
+
     def stats(self) -> dict[str, int]:
         """Jobs on the queue (all processes) plus this process's hand-off counts.
 
         ``queued``, ``running``, ``scheduled`` (retries waiting for their interval) and
-        ``failed`` count *jobs* (one per request) in Redis; ``completed`` counts tasks
-        that finished and ``enqueued``, ``fallback`` and ``not_enqueued`` count tasks this
+        ``failed`` count *jobs* (one per request) in Redis; ``completed`` counts jobs
+        that finished; ``enqueued``, ``fallback`` and ``not_enqueued`` count tasks this
         process handed over, ran in-process, or dropped. Raises redis errors when Redis
         cannot be reached.
         """
@@ -199,15 +208,13 @@ class RQBackend:
             pipe.zcard(queue.failed_job_registry.key)
             pipe.zcard(queue.finished_job_registry.key)
             queued, running, scheduled, failed, finished = pipe.execute()
-        with self._lock:
-            counts = dict(self._counts)
         return {
             "queued": int(queued),
             "running": int(running),
             "scheduled": int(scheduled),
             "failed": int(failed),
             "completed": int(finished),
-            **counts,
+            **self.counts,
         }
 
     def drain(self, timeout: float | None = None) -> bool:
@@ -283,7 +290,7 @@ def check_portable(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
     while hasattr(target, "func") and hasattr(target, "keywords"):  # functools.partial
         target = target.func
     name = task_name(fn)
-    if inspect.isfunction(target) or inspect.isbuiltin(target):
+    if inspect.isfunction(target):
         problem = _function_problem(target)
         if problem is not None:
             raise TypeError(

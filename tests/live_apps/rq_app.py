@@ -64,9 +64,8 @@ def stopped() -> None:
 def record(request: int, task: int) -> None:
     """One row per run: (request number, task number, pid, the request id it saw)."""
     lock = "unset" if request_lock.get() is None else "set"
-    execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?)", request, task, os.getpid(), request_id.get(), lock
-    )
+    pid = os.getpid()
+    execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?)", request, task, pid, request_id.get(), lock)
 
 
 def flaky(request: int, task: int, failures: int) -> None:
