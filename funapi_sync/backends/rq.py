@@ -130,8 +130,8 @@ class RQBackend:
         NOTE: dependencies are not carried to the worker, so the batch's cleanup runs
         right after the enqueue; a value a task needs must be passed as an argument.
         """
-        tasks = [_carried(task) for task in batch.tasks]
         try:
+            tasks = [_carried(task) for task in batch.tasks]
             self.queue.enqueue_many(
                 [
                     Queue.prepare_data(
