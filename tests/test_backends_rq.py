@@ -460,3 +460,28 @@ def test_bad_rq_backend_arguments_fail_when_built() -> None:
         RQBackend(unreachable_url(), retry=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"takes a Redis URL or a redis.Redis, got int"):
         RQBackend(6379)  # type: ignore[arg-type]
+
+
+def test_dependency_cleanup_runs_in_the_web_process_right_after_the_enqueue(
+    redis_url: str,
+) -> None:
+    app = App(background_backend=RQBackend(redis_url))
+    events: list[str] = []
+    queue = Queue("default", connection=redis.Redis.from_url(redis_url))
+
+    def session():
+        events.append("opened")
+        yield "session"
+        events.append(f"closed with {queue.count} job(s) queued")
+
+    app.register("session", session)
+
+    @app.get("/", depends=["session"])
+    def handler(*, background, session):
+        background.add_task(module_level, 1)
+        return {}
+
+    assert app.test_client().get("/").status_code == 200
+    assert events[0] == "opened"
+    assert events[1].startswith("closed with ")
+    assert queue.count == 1
