@@ -18,7 +18,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 try:
-    import redis
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry as RedisRetry
     from rq import Queue, Retry, Worker, get_current_job
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
@@ -67,7 +69,7 @@ class RQBackend:
 
     def __init__(
         self,
-        redis: str | redis.Redis,
+        redis: str | Redis,
         queue: str = "default",
         retry: Retry | None = None,
         job_timeout: int | None = None,
@@ -80,16 +82,13 @@ class RQBackend:
         if retry is not None and not isinstance(retry, Retry):
             raise TypeError(f"RQBackend(retry={retry!r}) takes an rq.Retry, e.g. Retry(max=3)")
         if isinstance(redis, str):
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry as RedisRetry
-
-            self.connection = _redis_module.Redis.from_url(
+            self.connection = Redis.from_url(
                 redis,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry=RedisRetry(NoBackoff(), 1),
             )
-        elif isinstance(redis, _redis_module.Redis):
+        elif isinstance(redis, Redis):
             self.connection = redis
             kwargs = redis.connection_pool.connection_kwargs
             if kwargs.get("socket_timeout") is None:
@@ -268,9 +267,6 @@ class RQBackend:
         finally:
             shutdown_process()
         return 0
-
-
-_redis_module = redis
 
 
 # -- what can run elsewhere ---------------------------------------------------------
