@@ -91,6 +91,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.server
+@pytest.mark.timeout(180)
 def test_200_requests_under_gunicorn_run_each_task_once_in_order_on_a_later_worker(
     rq_app: ModuleType, tmp_path: Path
 ) -> None:
