@@ -31,7 +31,7 @@ from rq import Queue, Retry
 from server import ROOT, run_gunicorn
 
 from funapi_sync import App, BackgroundTasks
-from funapi_sync.backends.rq import RQBackend, check_portable
+from funapi_sync.backends.rq import RQBackend
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -245,7 +245,7 @@ def test_redis_down_with_fallback_error_logs_each_task_as_not_enqueued(
 
     @app.get("/")
     def handler(*, background):
-        background.add_task(check_portable, 1, 2, 3)
+        background.add_task(module_level, 1)
         background.add_task(remember, "never")
         return {}
 
@@ -255,7 +255,7 @@ def test_redis_down_with_fallback_error_logs_each_task_as_not_enqueued(
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(messages) == 2
     assert messages[0].startswith(
-        "background task funapi_sync.backends.rq.check_portable of GET / was not enqueued"
+        "background task test_backends_rq.module_level of GET / was not enqueued"
     )
     assert messages[1].startswith(
         "background task test_backends_rq.remember of GET / was not enqueued"
@@ -276,7 +276,7 @@ def test_a_redis_that_never_answers_holds_close_no_longer_than_the_timeout(
 
         @app.get("/")
         def handler(*, background):
-            background.add_task(check_portable, 1, 2, 3)
+            background.add_task(module_level, 1)
             return {}
 
         started = time.monotonic()
