@@ -486,3 +486,45 @@ def test_dependency_cleanup_runs_in_the_web_process_right_after_the_enqueue(
     assert events[0] == "opened"
     assert events[1].startswith("closed with ")
     assert queue.count == 1
+
+
+def test_an_in_process_simple_worker_resumes_a_retried_job_at_the_failed_task(
+    rq_app: ModuleType, redis_url: str
+) -> None:
+    """The same job run by rq's SimpleWorker in this process (no fork): retry and progress."""
+    from rq import SimpleWorker
+
+    connection = redis.Redis.from_url(redis_url)
+    app = App(background_backend=RQBackend(redis_url, retry=Retry(max=2)))
+
+    @app.get("/")
+    def handler(*, background):
+        background.add_task(rq_app.record, 9, 0)
+        background.add_task(rq_app.flaky, 9, 1, 1)
+        return {}
+
+    assert app.test_client().get("/").status_code == 200
+    [job_id] = Queue("default", connection=connection).job_ids
+    assert SimpleWorker(["default"], connection=connection).work(burst=True)
+    assert [(request, task) for request, task, _ in rows(rq_app)] == [(9, 0), (9, 1), (9, 1)]
+    job = Queue("default", connection=connection).fetch_job(job_id)
+    assert job is not None
+    assert job.get_status() == "finished"
+    assert job.return_value() == 1  # the second attempt ran only the task that had failed
+    assert connection.exists(f"funapi_sync:done:{job_id}") == 0
+
+
+def test_run_request_outside_a_worker_runs_every_task_and_raises_the_first_failure(
+    rq_app: ModuleType,
+) -> None:
+    from funapi_sync.backends.rq import run_request
+
+    tasks = [
+        (rq_app.flaky, (4, 0, 5), {}, []),
+        (rq_app.record, (4, 1), {}, [("rq_app:request_id", "req-4"), ("nowhere:var", 1)]),
+    ]
+    with pytest.raises(RuntimeError, match="attempt 1 of task 0 fails on purpose"):
+        run_request("GET /x", tasks)  # type: ignore[arg-type]
+    assert rows(rq_app, "SELECT request, task, request_id FROM runs ORDER BY rowid") == [
+        (4, 0, "-"), (4, 1, "req-4")
+    ]  # fmt: skip
