@@ -505,7 +505,13 @@ def test_an_in_process_simple_worker_resumes_a_retried_job_at_the_failed_task(
 
     assert app.test_client().get("/").status_code == 200
     [job_id] = Queue("default", connection=connection).job_ids
-    assert SimpleWorker(["default"], connection=connection).work(burst=True)
+    # NOTE: rq's worker installs its own SIGINT/SIGTERM handlers; give pytest its own back.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert SimpleWorker(["default"], connection=connection).work(burst=True)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert [(request, task) for request, task, _ in rows(rq_app)] == [(9, 0), (9, 1), (9, 1)]
     job = Queue("default", connection=connection).fetch_job(job_id)
     assert job is not None
