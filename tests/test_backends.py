@@ -157,6 +157,11 @@ def test_an_object_that_is_not_a_backend_fails_when_the_app_is_built() -> None:
         App(background_backend=object())
 
 
+def test_a_backend_class_instead_of_an_instance_names_the_fix() -> None:
+    with pytest.raises(TypeError, match=r"RecordBackend is a class; pass an instance, e\.g\."):
+        App(background_backend=RecordBackend)
+
+
 def test_a_custom_backend_object_gets_the_batches() -> None:
     class Collect:
         check = None

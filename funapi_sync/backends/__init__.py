@@ -131,6 +131,11 @@ def resolve(backend: Any, settings: PoolSettings) -> Backend:
                 " funapi_sync.backends.rq.RQBackend('redis://localhost:6379/0')"
             )
         resolved: Backend = factory(settings)
+    elif isinstance(backend, type):
+        raise TypeError(
+            f"background_backend={backend.__name__} is a class; pass an instance, e.g."
+            f" background_backend={backend.__name__}(...)"
+        )
     elif isinstance(backend, Backend):
         resolved = backend
     else:
