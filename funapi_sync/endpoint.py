@@ -38,6 +38,8 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 #: The environ key of a list that collects the request's task batch (set by the test
 #: client; a list, because servers and middleware may hand the app a shallow copy).
 BATCHES_KEY = "funapi_sync.batches"
+#: The environ key of the request id that ``add_request_logger()`` sets.
+REQUEST_ID_KEY = "funapi_sync.request_id"
 
 
 class Runtime(NamedTuple):
@@ -252,6 +254,8 @@ class Endpoint:
         if not tasks:
             return after
         label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+        if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
+            label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
         backend = self.runtime.backend
         return lambda: hand_over(environ, backend, tasks, after, label)
 

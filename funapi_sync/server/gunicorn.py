@@ -8,6 +8,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from .. import logconfig
 from . import gunicorn_conf
 
 
@@ -83,4 +84,7 @@ def start(
         options["workers"] = 1
     if threads is not None:
         options["threads"] = threads
+    # Unless the program configured logging: records go to gunicorn's error log once
+    # gunicorn has set it up, and to stderr before that.
+    logconfig.install()
     _Application(app, options).run()

@@ -8,7 +8,8 @@ Each worker runs the apps' startup hooks after fork (a failing hook fails the wo
 boot), and at exit drains the background pool before running the shutdown hooks. Plain
 ``gunicorn module:app`` still runs and drains tasks (at interpreter exit); this module
 adds startup before the first request is accepted and a drain inside gunicorn's own
-exit path.
+exit path. Both send the framework's and the app's log records to gunicorn's error log
+when the program configured no logging itself.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from funapi_sync import lifecycle
+from funapi_sync import logconfig as _logconfig  # NOTE: `logconfig` is a gunicorn setting
 
 
 def post_worker_init(worker: Any) -> None:
-    """Run every app's startup hooks in this worker before it accepts a request."""
+    """Run every app's startup hooks in this worker before it accepts a request.
+
+    First, unless the program configured logging, log records reach gunicorn's error log
+    at its ``--log-level`` (see :mod:`funapi_sync.logconfig`), so a failing hook is seen.
+    """
+    _logconfig.install_under_gunicorn()
     lifecycle.start_all()
 
 
