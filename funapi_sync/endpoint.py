@@ -12,11 +12,11 @@ import marshmallow
 from marshmallow import fields
 
 from .background import BackgroundTask, BackgroundTasks
+from .closing import ClosingIterable
 from .concurrency import TASK
 from .dependencies import Depends, RequestScope
 from .inputs import build_input
-from .middleware import ClosingIterable
-from .pool import Batch, PoolSettings
+from .pool import Batch, PoolSettings, report_never_closed
 from .responses import Parts, render, status_line
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
@@ -222,8 +222,8 @@ class Endpoint:
                 if request is None:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, exc)
-            on_close = self._after_close(environ, background, scope, failure, request)
-            iterable = send(environ, start_response, result, on_close)
+            on_close, unclosed = self._after_close(environ, background, scope, failure, request)
+            iterable = send(environ, start_response, result, on_close, unclosed)
             handed_over = True
             return iterable
         finally:
@@ -239,8 +239,9 @@ class Endpoint:
         scope: RequestScope | None,
         failure: BaseException | None,
         request: Request | None,
-    ) -> Callable[[], None] | None:
-        """Build the one callback the response's ``close()`` runs, or None for no work.
+    ) -> tuple[Callable[[], None] | None, Callable[[], None] | None]:
+        """Build the one callback the response's ``close()`` runs (None for no work), and
+        the report for a response garbage-collected without ``close()`` (None: no tasks).
 
         It hands the tasks to the pool (a request that failed keeps only its
         ``add_task_always`` tasks), and the pool runs the scope's cleanup after them.
@@ -252,12 +253,15 @@ class Endpoint:
             # tasks (which may still read an upload) and the cleanups, or they leak.
             after = _then(after, request.close)
         if not tasks:
-            return after
+            return after, None
         label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
         if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
             label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
-        backend = self.runtime.backend
-        return lambda: hand_over(environ, backend, tasks, after, label)
+        settings, backend = self.runtime.pool_settings, self.runtime.backend
+        return (
+            lambda: hand_over(environ, settings, backend, tasks, after, label),
+            lambda: report_never_closed(tasks, label),
+        )
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
@@ -265,18 +269,19 @@ class Endpoint:
 
 def hand_over(
     environ: WSGIEnvironment,
+    settings: PoolSettings,
     backend: Backend,
     tasks: list[BackgroundTask] | tuple[()],
     after: Callable[[], None] | None,
     label: str,
 ) -> None:
-    """Submit the request's batch to the backend: its tasks in order, then ``after``.
+    """Submit the request's batch to the app's backend: its tasks in order, then ``after``.
 
     NOTE: this runs in the response iterable's close(), which PEP 3333 servers call once
     the body is sent; gunicorn's sync worker holds the client socket until it returns, so
     it only enqueues.
     """
-    batch = Batch(list(tasks), label, after)
+    batch = Batch(list(tasks), label, after, slow_warning=settings.slow_warning)
     sink = environ.get(BATCHES_KEY)
     if sink is not None:
         sink.append(batch)
@@ -288,8 +293,12 @@ def send(
     start_response: StartResponse,
     result: Parts | Response,
     on_close: Callable[[], Any] | None = None,
+    unclosed: Callable[[], Any] | None = None,
 ) -> Iterable[bytes]:
-    """Start the response and return its body, wrapped so ``close()`` runs ``on_close``."""
+    """Start the response and return its body, wrapped so ``close()`` runs ``on_close``.
+
+    :param unclosed: run instead if the body is garbage-collected without ``close()``.
+    """
     if isinstance(result, tuple):
         status, headers, body = result
         start_response(status_line(status), headers)
@@ -298,7 +307,7 @@ def send(
         iterable = result(environ, start_response)
     if on_close is None:
         return iterable
-    return ClosingIterable(iterable, on_close)
+    return ClosingIterable(iterable, on_close, unclosed=unclosed)
 
 
 def _closer(scope: RequestScope, failure: BaseException | None) -> Callable[[], None]:

@@ -57,6 +57,7 @@ class Settings(Mapping[str, Any]):
     background_queue_size: int = setting(1024, _positive_int)
     background_slow_warning: float = setting(30.0, _seconds)
     background_shutdown_timeout: float = setting(25.0, _seconds)
+    background_submit_timeout: float = setting(10.0, _seconds)
     #: ``"thread"``, ``"inline"``, ``"record"`` or a backend object; once the app is made,
     #: the backend object itself (``App`` resolves the name, see funapi_sync.backends).
     #: NOTE: ``setting()`` returns a ``dataclasses.field``, as for the fields above; ruff
@@ -94,6 +95,7 @@ class Settings(Mapping[str, Any]):
             queue_size=self.background_queue_size,
             slow_warning=float(self.background_slow_warning),
             shutdown_timeout=float(self.background_shutdown_timeout),
+            submit_timeout=float(self.background_submit_timeout),
         )
 
     def with_backend(self, backend: Backend) -> Settings:

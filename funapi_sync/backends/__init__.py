@@ -10,14 +10,10 @@ iterable's ``close()``; ``app.background`` is the backend (``stats()``, ``drain(
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..pool import Batch, PoolSettings, PoolView, get_pool
-
-if TYPE_CHECKING:
-    from ..background import BackgroundTask
 
 logger = logging.getLogger("funapi_sync.background")
 
@@ -51,31 +47,30 @@ class ThreadBackend(PoolView):
         self.settings = settings
 
     def submit(self, batch: Batch) -> None:
-        get_pool(self.settings).submit(batch)
+        get_pool(self.settings).submit(batch, self.settings.submit_timeout)
 
 
 class InlineBackend:
     """Run a request's tasks in the thread that closes its response (tests, scripts).
 
-    The failure policy is the pool's: a failing task is logged at WARNING and the next
-    one still runs; the batch's cleanup runs after the tasks.
+    The failure policy is the pool's (:meth:`~funapi_sync.batch.Batch.run`): a failing
+    task is logged at WARNING and the next one still runs; the cleanup runs after the tasks.
     """
 
     check: TaskCheck | None = None
 
     def __init__(self) -> None:
-        self.slow_warning = PoolSettings().slow_warning
         self._completed = 0
         self._failed = 0
 
     def bind(self, settings: PoolSettings) -> None:
-        self.slow_warning = settings.slow_warning
+        pass
 
     def submit(self, batch: Batch) -> None:
-        failed = run_tasks(batch, self.slow_warning)
-        self._failed += failed
-        self._completed += len(batch.tasks) - failed
-        finish(batch)
+        batch.run()
+        batch.finished = True
+        self._failed += batch.failed
+        self._completed += batch.done - batch.failed
 
     def stats(self) -> dict[str, int]:
         """``completed`` and ``failed`` count this backend's tasks; nothing is ever queued."""
@@ -153,38 +148,6 @@ _NAMED: dict[str, Callable[[PoolSettings], Backend]] = {
     "inline": lambda settings: InlineBackend(),
     "record": lambda settings: RecordBackend(),
 }
-
-
-def run_tasks(batch: Batch, slow_warning: float) -> int:
-    """Run ``batch``'s tasks in order here, then its cleanup; return how many failed."""
-    failed = 0
-    for index, task in enumerate(batch.tasks):
-        batch.current = index
-        if not run_task(task, batch.label, slow_warning):
-            failed += 1
-    batch.current = len(batch.tasks)
-    return failed
-
-
-def run_task(task: BackgroundTask, label: str, slow_warning: float) -> bool:
-    """Run one task; log a failure at WARNING (and return False) rather than raise."""
-    started = time.monotonic()
-    try:
-        task.run()
-    except Exception:
-        logger.warning("background task %s of %s failed", task.name, label, exc_info=True)
-        return False
-    finally:
-        elapsed = time.monotonic() - started
-        if elapsed > slow_warning:
-            logger.warning(
-                "background task %s of %s was slow: %.1f s (background_slow_warning=%s)",
-                task.name,
-                label,
-                elapsed,
-                slow_warning,
-            )
-    return True
 
 
 def finish(batch: Batch) -> None:

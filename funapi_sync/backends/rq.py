@@ -152,7 +152,7 @@ class RQBackend:
             )
             with self._lock:
                 self._counts["fallback"] += len(batch.tasks)
-            get_pool(self.settings).submit(batch)
+            get_pool(self.settings).submit(batch, self.settings.submit_timeout)
             return
         for task in batch.tasks:
             logger.error(

@@ -31,6 +31,7 @@ class _Application(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
         _chain_hook(self.cfg, "post_worker_init", gunicorn_conf.post_worker_init)
         _chain_hook(self.cfg, "worker_exit", gunicorn_conf.worker_exit)
+        _chain_hook(self.cfg, "worker_abort", gunicorn_conf.worker_abort)
 
     def load(self) -> Callable[..., Any]:
         return self._app
