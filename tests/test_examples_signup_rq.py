@@ -47,13 +47,9 @@ def test_signup_answers_201_and_a_worker_later_sends_the_emails(signup_rq) -> No
     assert client.get("/outbox").json == []
     assert Queue("signup", connection=redis.Redis.from_url(signup_rq.REDIS_URL)).count == 1
 
-    source = (
-        "import sys\n"
-        "from examples.signup_rq import app\n"
-        "sys.exit(app.settings['background_backend'].run_worker(app, burst=True))\n"
-    )
+    # The documented command: funapi-sync worker APP (startup hooks, then an rq worker).
     done = subprocess.run(
-        [sys.executable, "-c", source],
+        [sys.executable, "-m", "funapi_sync", "worker", "examples.signup_rq:app", "--burst"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
