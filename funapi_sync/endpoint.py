@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import marshmallow
 from marshmallow import fields
 
+from . import _route_checks
 from .background import BackgroundTask, BackgroundTasks
 from .closing import ClosingIterable
 from .concurrency import TASK
@@ -70,11 +71,13 @@ class Endpoint:
         "_wants_request",
         "arity",
         "body_lists",
+        "body_media_type",
         "body_schema",
         "depends",
         "description",
         "handler",
         "include_in_schema",
+        "media_type",
         "methods",
         "name",
         "needs_input",
@@ -133,6 +136,7 @@ class Endpoint:
         self.response_schema = _optional_schema(
             options.response_schema, f"{where}: response_schema="
         )
+        self.media_type, self.body_media_type = _check_route(self, handler, options, where)
         self.tags = list(options.tags) if options.tags else []
         doc = inspect.getdoc(handler) or ""
         self.summary = options.summary or (doc.splitlines()[0] if doc else None)
@@ -152,6 +156,9 @@ class Endpoint:
                 continue
             if has_default:
                 continue
+            hint = _route_checks.keyword_hint(keyword, self.rule, where)
+            if hint is not None:
+                raise TypeError(hint)
             raise TypeError(
                 f"{where} declares keyword-only parameter {keyword!r}, which is neither"
                 f" 'background' nor listed in depends=; add depends=[{keyword!r}] or"
@@ -202,16 +209,27 @@ class Endpoint:
                 if self._wants_request:
                     request = runtime.request_class(environ)
                 input_ = None
+                if plan.guards:
+                    # NOTE: credentials are checked before the body is read (FastAPI's
+                    # order: a 401 whatever the body, and no anonymous upload parsed).
+                    # The scope is made first so a failing guard's siblings are cleaned up.
+                    scope = RequestScope(
+                        runtime.registry, {"input": None, "req": request, "background": background}
+                    )
+                    scope.make(plan.guards)
                 if self._wants_input:
                     input_, request = build_input(
                         environ, self, path_values, request, runtime.request_class
                     )
                 kwargs: dict[str, Any] = {}
                 if plan.steps:
-                    scope = RequestScope(
-                        runtime.registry,
-                        {"input": input_, "req": request, "background": background},
-                    )
+                    if scope is None:
+                        scope = RequestScope(
+                            runtime.registry,
+                            {"input": input_, "req": request, "background": background},
+                        )
+                    else:
+                        scope.values["input"] = input_
                     kwargs = scope.resolve(plan)
                 elif background is not None:
                     kwargs = {"background": background}
@@ -350,6 +368,18 @@ def _close_now(
     finally:
         if request is not None and request.__dict__.get("files"):
             request.close()
+
+
+def _check_route(
+    endpoint: Endpoint, handler: Callable[..., Any], options: RouteOptions, where: str
+) -> tuple[str | None, str | None]:
+    """Run the registration checks of ``_route_checks``; return the media types."""
+    _route_checks.check_positional_names(handler, endpoint.rule, where)
+    _route_checks.check_path_schema(endpoint.path_schema, endpoint.rule, where)
+    _route_checks.check_media_type(options.media_type, endpoint.response_schema, where)
+    _route_checks.check_response_schema(endpoint.response_schema, where)
+    body_type = _route_checks.body_media_type(endpoint.body_schema, options.body_media_type, where)
+    return options.media_type, body_type
 
 
 def _normalise_methods(methods: Iterable[str], name: str, path: str) -> tuple[str, ...]:
