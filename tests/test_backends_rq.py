@@ -463,28 +463,35 @@ def test_bad_rq_backend_arguments_fail_when_built() -> None:
         RQBackend(6379)  # type: ignore[arg-type]
 
 
-def test_dependency_cleanup_runs_in_the_web_process_right_after_the_enqueue(
+def test_before_response_cleanups_precede_the_enqueue_and_after_tasks_ones_follow_it(
     redis_url: str,
 ) -> None:
     app = App(background_backend=RQBackend(redis_url))
     events: list[str] = []
     queue = Queue("default", connection=redis.Redis.from_url(redis_url))
 
-    def session():
-        events.append("opened")
-        yield "session"
-        events.append(f"closed with {queue.count} job(s) queued")
+    def resource(name: str):
+        def factory():
+            yield name
+            events.append(f"{name} closed with {queue.count} job(s) queued")
 
-    app.register("session", session)
+        return factory
 
-    @app.get("/", depends=["session"])
-    def handler(*, background, session):
+    app.register("transaction", resource("transaction"))  # cleanup="before_response"
+    app.register("session", resource("session"), cleanup="after_tasks")
+
+    @app.get("/", depends=["transaction", "session"])
+    def handler(*, background, transaction, session):
         background.add_task(module_level, 1)
         return {}
 
     assert app.test_client().get("/").status_code == 200
-    assert events[0] == "opened"
-    assert events[1].startswith("closed with ")
+    # The commit happens before the job exists (a worker never sees an uncommitted row);
+    # an after_tasks value is not carried to the worker, so it is closed after the enqueue.
+    assert events == [
+        "transaction closed with 0 job(s) queued",
+        "session closed with 1 job(s) queued",
+    ]
     assert queue.count == 1
 
 
@@ -534,3 +541,32 @@ def test_run_request_outside_a_worker_runs_every_task_and_raises_the_first_failu
     assert rows(rq_app, "SELECT request, task, request_id FROM runs ORDER BY rowid") == [
         (4, 0, "-"), (4, 1, "req-4")
     ]  # fmt: skip
+
+
+def test_testing_mode_runs_the_tasks_inline_and_still_refuses_what_a_worker_cannot_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from werkzeug.test import Client
+
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    app = App(background_backend=RQBackend(unreachable_url()))
+    app.testing = True
+    _ran.clear()
+
+    @app.get("/")
+    def handler(*, background):
+        background.add_task(remember, "inline")
+        return {}
+
+    @app.get("/lambda")
+    def with_lambda(*, background):
+        background.add_task(lambda: None)
+        return {}
+
+    assert Client(app).get("/").json == {}  # the body read to its end: the tasks ran
+    assert _ran == ["inline"]  # run here: Redis was never asked (it is not even there)
+    assert app.background.counts == {"enqueued": 0, "fallback": 0, "not_enqueued": 0}
+    assert caplog.records == []
+    response = Client(app).get("/lambda")
+    assert response.status_code == 500
+    response.close()
