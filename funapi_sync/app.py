@@ -21,6 +21,7 @@ from .dependencies import DependencyOverrides, Registry, RequestScope
 from .endpoint import Endpoint
 from .exceptions import HTTPException, ValidationError
 from .inputs import build_input
+from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
 from .middleware import ClosingIterable
 from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool
@@ -109,9 +110,10 @@ class App(RouteDecorators):
         self._exception_handlers: dict[type[BaseException], Callable[..., Any]] = {}
         # NOTE: max_content_length on a per-app Request class makes werkzeug refuse an
         # oversized Content-Length before reading and stop a chunked body while reading.
+        # PERF: built on LazyRequest, so a `req` the handler never reads costs nothing.
         self.request_class: type[Request] = type(
             "Request",
-            (Request,),
+            (LazyRequest,),
             {"max_content_length": max_body, "max_form_memory_size": max_body},
         )
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with
