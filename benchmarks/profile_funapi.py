@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.apps.funapi_app import create_app  # noqa: E402
+from benchmarks.apps import funapi_app, funapi_seed_app  # noqa: E402
 from benchmarks.scenarios import TIMED, Scenario, base_environ, call, fresh_environ  # noqa: E402
 from funapi_sync import App  # noqa: E402
 
@@ -27,7 +27,7 @@ from funapi_sync import App  # noqa: E402
 STAGES = (
     ("App.__call__ (everything)", "funapi_sync/app.py", "__call__"),
     ("route match", "funapi_sync/routing.py", "match"),
-    ("werkzeug Request()", "werkzeug/wrappers/request.py", "__init__"),
+    ("werkzeug Request() (runs on first read of req)", "werkzeug/wrappers/request.py", "__init__"),
     ("build_input", "funapi_sync/inputs.py", "build_input"),
     ("  request.args", "werkzeug/sansio/request.py", "args"),
     ("  read_body", "funapi_sync/inputs.py", "read_body"),
@@ -38,7 +38,7 @@ STAGES = (
     ("    body schema load (marshmallow)", "funapi_sync/inputs.py", "_load"),
     ("  Input()", "funapi_sync/inputs.py", "__init__"),
     ("BackgroundTasks + add_task", "funapi_sync/background.py", "_add"),
-    ("handler", "benchmarks/apps/funapi_app.py", ""),
+    ("handler", "_app.py", ""),  # funapi_app.py or funapi_seed_app.py
     ("_render (payload to JSON parts)", "funapi_sync/app.py", "_render"),
     ("  encode_json", "funapi_sync/responses.py", "encode_json"),
     ("_send (start_response, body list)", "funapi_sync/app.py", "_send"),
@@ -82,8 +82,14 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--pyinstrument", action="store_true")
+    parser.add_argument(
+        "--shape",
+        choices=("lean", "seed"),
+        default="lean",
+        help="lean handlers, or the seed's (input, req, task, *, background) on every route",
+    )
     args = parser.parse_args()
-    app = create_app()
+    app = (funapi_seed_app if args.shape == "seed" else funapi_app).create_app()
     for scenario in TIMED:
         requests(app, scenario, 500)  # warm-up
         plain = min(requests(app, scenario, args.calls) for _ in range(3))
