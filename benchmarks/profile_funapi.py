@@ -39,10 +39,10 @@ STAGES = (
     ("  Input()", "funapi_sync/inputs.py", "__init__"),
     ("BackgroundTasks + add_task", "funapi_sync/background.py", "_add"),
     ("handler", "_app.py", ""),  # funapi_app.py or funapi_seed_app.py
-    ("_render (payload to JSON parts)", "funapi_sync/app.py", "_render"),
+    ("render (payload to JSON parts)", "funapi_sync/responses.py", "render"),
     ("  encode_json", "funapi_sync/responses.py", "encode_json"),
-    ("_send (start_response, body list)", "funapi_sync/app.py", "_send"),
-    ("close(): _after_close (Batch + submit)", "funapi_sync/app.py", "_after_close"),
+    ("send (start_response, body list)", "funapi_sync/endpoint.py", "send"),
+    ("close(): hand_over (Batch + submit)", "funapi_sync/endpoint.py", "hand_over"),
     ("  pool submit", "funapi_sync/pool.py", "submit"),
 )
 

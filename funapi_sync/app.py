@@ -1,40 +1,29 @@
-"""App: settings, the registration API, and the WSGI entry point that dispatches requests."""
+"""App: the registration API, the setup freeze, and the WSGI entry point that dispatches."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-import traceback
 from collections.abc import Callable, Iterable
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Request
 
-from . import openapi
-from .background import BackgroundTask, BackgroundTasks
-from .concurrency import TASK
-from .dependencies import DependencyOverrides, Registry, RequestScope
-from .endpoint import Endpoint
-from .exceptions import HTTPException, ValidationError
-from .inputs import build_input
+from .dependencies import DependencyOverrides, Registry
+from .endpoint import Endpoint, Runtime, send
+from .errors import ErrorResponder
 from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
-from .middleware import ClosingIterable
-from .pool import Batch, PoolSettings, PoolView, check_settings, get_pool
-from .responses import (
-    STATUS_LINES,
-    dump_checked,
-    error_parts,
-    header_list,
-    json_parts,
-    unpack,
-)
-from .router import RouteDecorators, Router, join_path
+from .openapi import OpenAPI
+from .pool import PoolView, check_settings
+from .responses import error_parts
+from .route_options import RouteOptions
+from .router import RouteDecorators, Router
 from .routing import RouteTable
+from .settings import Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -43,34 +32,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("funapi_sync")
 
-#: The environ key of a list that collects the request's task batch (set by the test
-#: client; a list, because servers and middleware may hand the app a shallow copy).
-BATCHES_KEY = "funapi_sync.batches"
-
-_SETTINGS: dict[str, Any] = {
-    "debug": False,
-    "max_body_size": 1024 * 1024,
-    "background_workers": 4,
-    "background_queue_size": 1024,
-    "background_slow_warning": 30.0,
-    "background_shutdown_timeout": 25.0,
-    "openapi_url": "/openapi.json",
-    "docs_url": "/docs",
-}
-
-Parts = tuple[int, list[tuple[str, str]], bytes]
+_DOCS_ROUTE = RouteOptions(include_in_schema=False)
 
 
 class App(RouteDecorators):
     """A WSGI application for JSON APIs.
 
+    Setup (routes, routers, middleware, exception handlers, startup hooks) is frozen
+    when the app starts serving in a process: a later call is a ``RuntimeError`` naming
+    the fix. ``register()`` (a name is only ever added), ``dependency_overrides`` (for
+    tests) and ``on_shutdown`` stay open; see ``docs/architecture.md``.
+
     :param title: the API's name (OpenAPI ``info.title``).
     :param version: the API's version (OpenAPI ``info.version``).
     :param description: a longer description (OpenAPI ``info.description``).
-    :param settings: ``debug``, ``max_body_size`` (bytes, default 1 MiB),
-        ``background_workers`` (4), ``background_queue_size`` (1024),
-        ``background_slow_warning`` (30.0 s), ``background_shutdown_timeout`` (25.0 s),
-        ``openapi_url`` and ``docs_url``.
+    :param settings: see :class:`~funapi_sync.settings.Settings`: ``debug``,
+        ``max_body_size`` (bytes, default 1 MiB), ``background_workers`` (4),
+        ``background_queue_size`` (1024), ``background_slow_warning`` (30.0 s),
+        ``background_shutdown_timeout`` (25.0 s), ``openapi_url`` and ``docs_url``.
     """
 
     def __init__(
@@ -80,34 +59,20 @@ class App(RouteDecorators):
         description: str = "",
         **settings: Any,
     ) -> None:
-        unknown = set(settings) - set(_SETTINGS)
-        if unknown:
-            raise TypeError(
-                f"App() got unknown settings {sorted(unknown)}; known settings are"
-                f" {sorted(_SETTINGS)}"
-            )
+        #: The app's :class:`~funapi_sync.settings.Settings`, a read-only mapping.
+        self.settings = Settings.from_options(settings)
         self.title = title
         self.version = version
         self.description = description
-        self.settings = {**_SETTINGS, **settings}
-        self.debug = bool(self.settings["debug"])
-        max_body = self.settings["max_body_size"]
-        if not isinstance(max_body, int) or max_body < 0:
-            raise ValueError(f"max_body_size must be a non-negative int, got {max_body!r}")
-        pool_settings = PoolSettings(
-            workers=_positive_int(self.settings, "background_workers"),
-            queue_size=_positive_int(self.settings, "background_queue_size"),
-            slow_warning=float(self.settings["background_slow_warning"]),
-            shutdown_timeout=float(self.settings["background_shutdown_timeout"]),
-        )
+        max_body = self.settings.max_body_size
+        pool_settings = self.settings.pool
         check_settings(pool_settings)
-        self._pool_settings = pool_settings
         #: The process-wide background pool, as this app sees it: ``stats()``, ``drain()``.
         self.background = PoolView(pool_settings)
         self.registry = Registry()
         self.routes = RouteTable()
         self.lifecycle = Lifecycle(self.registry)
-        self._exception_handlers: dict[type[BaseException], Callable[..., Any]] = {}
+        self.errors = ErrorResponder(self.settings.debug)
         # NOTE: max_content_length on a per-app Request class makes werkzeug refuse an
         # oversized Content-Length before reading and stop a chunked body while reading.
         # PERF: built on LazyRequest, so a `req` the handler never reads costs nothing.
@@ -116,46 +81,66 @@ class App(RouteDecorators):
             (LazyRequest,),
             {"max_content_length": max_body, "max_form_memory_size": max_body},
         )
+        self._runtime = Runtime(self.registry, self.request_class, self.errors, pool_settings)
+        self._frozen = False
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with
         #: the app's own dispatcher innermost (wrap it freely, as with Flask).
         self.wsgi_app: WSGIApplication = self._dispatch
-        #: ``/openapi.json`` and ``/docs`` (routes added at startup), or None when turned off.
-        self.openapi = openapi.setup(self)
+        # NOTE: the first startup hook, so every way of starting (gunicorn's worker init,
+        # run(), the first request) freezes setup before any other hook or request runs.
+        self.lifecycle.add_startup(self._freeze)
+        #: ``/openapi.json`` and ``/docs``, or None when ``openapi_url=None`` turns them off.
+        self.openapi: OpenAPI | None = None
+        if self.settings.openapi_url is not None:
+            self.openapi = OpenAPI(self, self.settings.openapi_url, self.settings.docs_url)
+            for path, handler in self.openapi.routes():
+                # A user route on one of these paths replaces it (logged), whenever added.
+                self.routes.add_replaceable(self._compile(handler, path, ["GET"], _DOCS_ROUTE))
+
+    @property
+    def debug(self) -> bool:
+        """``App(debug=True)``: 500 bodies carry the traceback (never in production)."""
+        return bool(self.settings.debug)
 
     # -- registration ---------------------------------------------------------------
 
+    def _check_setup(self, call: str, fix: str) -> None:
+        if self._frozen:
+            # NOTE: other threads already match routes and run requests through the
+            # stack; a late change would apply to some requests and not others (Flask's
+            # @setupmethod, Starlette's add_middleware).
+            raise RuntimeError(f"{call} was called after the app started serving; {fix}")
+
+    def _freeze(self) -> None:
+        self._frozen = True
+        self.routes.freeze()
+
+    def _compile(
+        self, handler: Callable[..., Any], path: str, methods: list[str], options: RouteOptions
+    ) -> Endpoint:
+        return Endpoint(handler, path, methods, options, self._runtime)
+
     def _add_route(
-        self, handler: Callable[..., Any], path: str, methods: list[str], options: dict[str, Any]
+        self, handler: Callable[..., Any], path: str, methods: list[str], options: RouteOptions
     ) -> None:
-        endpoint = Endpoint(handler, path, methods, registry=self.registry, **options)
-        self.routes.add(endpoint)
+        self._check_setup(
+            f"route({path!r})", "add routes before the first request (e.g. at import time)"
+        )
+        self._mount([self._compile(handler, path, methods, options)])
 
     def include_router(self, router: Router, prefix: str = "") -> None:
         """Mount every route of ``router`` under ``prefix`` + ``router.prefix``."""
         if not isinstance(router, Router):
             raise TypeError(f"include_router() takes a Router, got {router!r}")
+        self._check_setup(
+            f"include_router({router.prefix!r})", "include routers before the first request"
+        )
         # NOTE: every route is compiled and checked before any is added, so a router with
         # one bad route mounts nothing rather than half of itself.
-        endpoints: list[Endpoint] = []
-        for handler, path, methods, options in router.routes:
-            full_path = join_path(prefix, join_path(router.prefix, path))
-            route_depends = options["depends"]
-            depends = dict(router.depends)
-            if route_depends is not None:
-                depends.update(
-                    {name: name for name in route_depends}
-                    if isinstance(route_depends, (list, tuple))
-                    else route_depends
-                )
-            merged = {
-                **options,
-                "depends": depends or None,
-                "tags": [*router.tags, *(options["tags"] or [])],
-            }
-            endpoints.append(
-                Endpoint(handler, full_path, methods, registry=self.registry, **merged)
-            )
-        self.routes.add_all(endpoints)
+        self._mount([self._compile(*route) for route in router.mounted(prefix)])
+
+    def _mount(self, endpoints: list[Endpoint]) -> None:
+        _log_replaced(self.routes.add_all(endpoints))
 
     def register(self, name: str, factory: Callable[..., Any], *, scope: str = "request") -> None:
         """Make ``factory``'s result injectable as ``name`` (see ``depends=``).
@@ -180,7 +165,11 @@ class App(RouteDecorators):
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(fn):
                 raise TypeError(f"an exception handler must be callable, got {fn!r}")
-            self._exception_handlers[exc_type] = fn
+            self._check_setup(
+                f"exception_handler({exc_type.__name__})",
+                "register exception handlers before the first request",
+            )
+            self.errors.add(exc_type, fn)
             return fn
 
         return decorator
@@ -206,13 +195,10 @@ class App(RouteDecorators):
         """Wrap the app in ``middleware(app, *args, **kwargs)``; the last added is outermost."""
         if not callable(middleware):
             raise TypeError(f"use() takes a WSGI middleware class or factory, got {middleware!r}")
-        if self.lifecycle.started:
-            # NOTE: requests already in flight would run through the old stack, so a
-            # late use() is refused rather than half applied (Flask's setupmethod rule).
-            raise RuntimeError(
-                f"use({getattr(middleware, '__name__', middleware)!r}) was called after the"
-                " app started serving; add middleware before the first request"
-            )
+        self._check_setup(
+            f"use({getattr(middleware, '__name__', middleware)!r})",
+            "add middleware before the first request",
+        )
         self.wsgi_app = middleware(self.wsgi_app, *args, **kwargs)
 
     def add_cors(self, **options: Any) -> None:
@@ -256,141 +242,16 @@ class App(RouteDecorators):
         try:
             endpoint, path_values = self.routes.match(path, method)
         except NotFound:
-            return _send(environ, start_response, error_parts(404, "Not Found"))
+            return send(environ, start_response, error_parts(404, "Not Found"))
         except MethodNotAllowed as exc:
             allowed = ", ".join(sorted({*(exc.valid_methods or ()), "OPTIONS"}))
             if method == "OPTIONS":
-                return _send(environ, start_response, (204, [("Allow", allowed)], b""))
+                return send(environ, start_response, (204, [("Allow", allowed)], b""))
             parts = error_parts(405, "Method Not Allowed", [("Allow", allowed)])
-            return _send(environ, start_response, parts)
+            return send(environ, start_response, parts)
         # NOTE: each request runs in a copy of the server thread's context, so a ContextVar
         # a handler sets (a request id) does not leak into the next request on the thread.
-        return copy_context().run(self._handle, endpoint, path_values, environ, start_response)
-
-    def _handle(
-        self,
-        endpoint: Endpoint,
-        path_values: dict[str, Any],
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-    ) -> Iterable[bytes]:
-        request: Request | None = None
-        background: BackgroundTasks | None = None
-        scope: RequestScope | None = None
-        failure: BaseException | None = None
-        try:
-            plan = endpoint.current_plan()
-            if plan.needs_background:
-                background = BackgroundTasks()
-            # PERF: the werkzeug Request is built only for a handler or dependency that
-            # takes `req` (or a body that needs werkzeug's form parser).
-            if endpoint.arity > 1 or plan.needs_request:
-                request = self.request_class(environ)
-            input_ = None
-            if endpoint.needs_input or plan.needs_input:
-                input_, request = build_input(
-                    environ, endpoint, path_values, request, self.request_class
-                )
-            kwargs: dict[str, Any] = {}
-            if plan.steps:
-                scope = RequestScope(
-                    self.registry, {"input": input_, "req": request, "background": background}
-                )
-                kwargs = scope.resolve(plan)
-            elif background is not None:
-                kwargs = {"background": background}
-            rv = endpoint.handler(*(input_, request, TASK)[: endpoint.arity], **kwargs)
-            result = self._render(rv, endpoint)
-        except Exception as exc:
-            failure = exc
-            if request is None:
-                request = self.request_class(environ)
-            result = self._render_exception(request, exc)
-        tasks = background.to_run(failure is not None) if background is not None else ()
-        after = None if scope is None else _closer(scope, failure)
-        if request is not None and request.__dict__.get("files"):
-            # NOTE: werkzeug spools uploads to temporary files; close them after the
-            # tasks (which may still read an upload) and the cleanups, or they leak.
-            after = _then(after, request.close)
-        if not tasks and after is None:
-            return _send(environ, start_response, result)
-        label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
-        return _send(
-            environ, start_response, result, lambda: self._after_close(environ, tasks, after, label)
-        )
-
-    def _after_close(
-        self,
-        environ: WSGIEnvironment,
-        tasks: list[BackgroundTask] | tuple[()],
-        after: Callable[[], None] | None,
-        label: str,
-    ) -> None:
-        # NOTE: this runs in the response iterable's close(), which PEP 3333 servers call
-        # once the body is sent; gunicorn's sync worker holds the client socket until it
-        # returns, so it only enqueues.
-        if not tasks:
-            if after is not None:
-                after()
-            return
-        batch = Batch(list(tasks), label, after)
-        sink = environ.get(BATCHES_KEY)
-        if sink is not None:
-            sink.append(batch)
-        get_pool(self._pool_settings).submit(batch)
-
-    def _render(self, rv: Any, endpoint: Endpoint | None) -> Parts | Response:
-        if isinstance(rv, Response):
-            return rv
-        payload, status, headers = unpack(rv, endpoint.status_code if endpoint else 200)
-        if isinstance(payload, Response):
-            payload.status_code = status
-            if headers:
-                payload.headers.extend(headers)
-            return payload
-        if endpoint is not None and endpoint.response_schema is not None and status < 400:
-            payload = dump_checked(endpoint.response_schema, payload)
-        return json_parts(payload, status, headers)
-
-    def _render_exception(self, request: Request, exc: Exception) -> Parts | Response:
-        handler = self._find_exception_handler(type(exc))
-        if handler is not None:
-            try:
-                return self._render(handler(request, exc), None)
-            except Exception as handler_exc:
-                logger.error(
-                    "exception handler %s failed on %s %s",
-                    getattr(handler, "__qualname__", handler),
-                    request.method,
-                    request.path,
-                    exc_info=handler_exc,
-                )
-                return self._server_error(handler_exc)
-        if isinstance(exc, HTTPException):
-            return error_parts(exc.status_code, exc.detail, header_list(exc.headers))
-        if isinstance(exc, ValidationError):
-            return error_parts(422, exc.errors)
-        if isinstance(exc, WerkzeugHTTPException) and exc.code is not None:
-            return error_parts(exc.code, STATUS_LINES.get(exc.code, str(exc.code)).split(" ", 1)[1])
-        logger.error("Exception on %s %s", request.method, request.path, exc_info=exc)
-        return self._server_error(exc)
-
-    def _server_error(self, exc: BaseException) -> Parts:
-        if self.debug:
-            return error_parts(
-                500, {"error": repr(exc), "traceback": traceback.format_exception(exc)}
-            )
-        return error_parts(500, "Internal Server Error")
-
-    def _find_exception_handler(self, exc_type: type[BaseException]) -> Callable[..., Any] | None:
-        handlers = self._exception_handlers
-        if not handlers:
-            return None
-        for cls in exc_type.__mro__:
-            handler = handlers.get(cls)
-            if handler is not None:
-                return handler
-        return None
+        return copy_context().run(endpoint.run, environ, start_response, path_values)
 
     # -- running --------------------------------------------------------------------
 
@@ -426,42 +287,11 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
-def _positive_int(settings: dict[str, Any], key: str) -> int:
-    value = settings[key]
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be a positive int, got {value!r}")
-    return value
-
-
-def _closer(scope: RequestScope, failure: BaseException | None) -> Callable[[], None]:
-    return lambda: scope.close(failure)
-
-
-def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
-    if first is None:
-        return second
-
-    def both() -> None:
-        try:
-            first()
-        finally:
-            second()
-
-    return both
-
-
-def _send(
-    environ: WSGIEnvironment,
-    start_response: StartResponse,
-    result: Parts | Response,
-    on_close: Callable[[], Any] | None = None,
-) -> Iterable[bytes]:
-    if isinstance(result, Response):
-        iterable: Iterable[bytes] = result(environ, start_response)
-    else:
-        status, headers, body = result
-        start_response(STATUS_LINES[status], headers)
-        iterable = [body] if body and environ["REQUEST_METHOD"] != "HEAD" else []
-    if on_close is None:
-        return iterable
-    return ClosingIterable(iterable, on_close)
+def _log_replaced(replaced: list[Endpoint]) -> None:
+    for endpoint in replaced:
+        logger.warning(
+            "not serving %s at %s: a route of the app answers GET there already;"
+            " pass App(openapi_url=...) or App(docs_url=...) to move it, or None",
+            endpoint.name,
+            endpoint.path,
+        )

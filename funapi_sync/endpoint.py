@@ -1,23 +1,57 @@
-"""Endpoint: one route compiled once at registration, with every check that can fail early."""
+"""Endpoint: one route compiled once at registration, and how it answers a request."""
 
 from __future__ import annotations
 
 import inspect
+import logging
+import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import marshmallow
 from marshmallow import fields
 
-from .dependencies import Depends
+from .background import BackgroundTask, BackgroundTasks
+from .concurrency import TASK
+from .dependencies import Depends, RequestScope
+from .inputs import build_input
+from .middleware import ClosingIterable
+from .pool import Batch, PoolSettings, get_pool
+from .responses import Parts, render, status_line
+from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
 from .schema import as_schema
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from werkzeug.wrappers import Request, Response
+
     from .dependencies import Plan, Registry
+    from .errors import ErrorResponder
+
+logger = logging.getLogger("funapi_sync")
 
 POSITIONAL_NAMES = ("input", "req", "task")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+#: The environ key of a list that collects the request's task batch (set by the test
+#: client; a list, because servers and middleware may hand the app a shallow copy).
+BATCHES_KEY = "funapi_sync.batches"
+
+
+class Runtime(NamedTuple):
+    """What an app lends its endpoints for answering requests (fixed when it is made)."""
+
+    registry: Registry
+    request_class: type[Request]
+    errors: ErrorResponder
+    pool_settings: PoolSettings
+
+
+def route_label(handler: Callable[..., Any], methods: Iterable[str], path: str) -> str:
+    """``signup() at POST /signup``: how registration errors name a route."""
+    name = getattr(handler, "__name__", None) or type(handler).__name__
+    return f"{name}() at {'/'.join(str(m).upper() for m in methods)} {path}"
 
 
 class Endpoint:
@@ -26,6 +60,9 @@ class Endpoint:
     __slots__ = (
         "_keywords",
         "_plan_version",
+        "_wants_background",
+        "_wants_input",
+        "_wants_request",
         "arity",
         "body_lists",
         "body_schema",
@@ -45,6 +82,7 @@ class Endpoint:
         "response_schema",
         "responses",
         "rule",
+        "runtime",
         "status_code",
         "summary",
         "tags",
@@ -55,18 +93,8 @@ class Endpoint:
         handler: Callable[..., Any],
         path: str,
         methods: Iterable[str],
-        *,
-        registry: Registry,
-        body: Any = None,
-        query: Any = None,
-        path_schema: Any = None,
-        response_schema: Any = None,
-        depends: Any = None,
-        status_code: int = 200,
-        tags: Iterable[str] | None = None,
-        summary: str | None = None,
-        responses: Mapping[int, Any] | None = None,
-        include_in_schema: bool = True,
+        options: RouteOptions,
+        runtime: Runtime,
     ) -> None:
         if not callable(handler):
             raise TypeError(f"a route handler must be callable, got {handler!r}")
@@ -76,6 +104,7 @@ class Endpoint:
         self.rule = to_rule(path)
         self.methods = _normalise_methods(methods, self.name, path)
         where = f"{self.name}() at {'/'.join(self.methods)} {path}"
+        status_code = options.status_code
         if type(status_code) is not int:
             raise TypeError(
                 f"{where}: status_code must be an int from 100 to 599, got {status_code!r}"
@@ -85,8 +114,8 @@ class Endpoint:
                 f"{where}: status_code must be an int from 100 to 599, got {status_code!r}"
             )
         self.status_code = status_code
-        self.body_schema = _optional_schema(body, f"{where}: body=")
-        self.query_schema = _optional_schema(query, f"{where}: query=")
+        self.body_schema = _optional_schema(options.body, f"{where}: body=")
+        self.query_schema = _optional_schema(options.query, f"{where}: query=")
         if self.query_schema is not None and self.query_schema.many:
             raise TypeError(f"{where}: query= cannot be a list schema")
         self.query_lists = _list_keys(self.query_schema)
@@ -95,17 +124,20 @@ class Endpoint:
             if self.body_schema and not self.body_schema.many
             else frozenset()
         )
-        self.path_schema = _optional_schema(path_schema, f"{where}: path_schema=")
-        self.response_schema = _optional_schema(response_schema, f"{where}: response_schema=")
-        self.tags = list(tags) if tags else []
+        self.path_schema = _optional_schema(options.path_schema, f"{where}: path_schema=")
+        self.response_schema = _optional_schema(
+            options.response_schema, f"{where}: response_schema="
+        )
+        self.tags = list(options.tags) if options.tags else []
         doc = inspect.getdoc(handler) or ""
-        self.summary = summary or (doc.splitlines()[0] if doc else None)
+        self.summary = options.summary or (doc.splitlines()[0] if doc else None)
         self.description = doc or None
-        self.include_in_schema = include_in_schema
-        self.responses = _normalise_responses(responses, where)
-        self.registry = registry
-        self.depends = _normalise_depends(depends, where)
-        self.arity, keywords = _inspect_handler(handler, where)
+        self.include_in_schema = options.include_in_schema
+        self.responses = _normalise_responses(options.responses, where)
+        self.runtime = runtime
+        self.registry = runtime.registry
+        self.depends = normalise_depends(options.depends, where)
+        self.arity, keywords = inspect_handler(handler, where)
         # NOTE: ``*, user=Depends(current_user)`` is the same as depends={"user": ...};
         # an explicit depends= entry for the keyword wins.
         for keyword, default in _depends_defaults(handler).items():
@@ -121,22 +153,187 @@ class Endpoint:
                 f" app.register({keyword!r}, ...)"
             )
         self._keywords = frozenset(keywords)
-        self.plan = registry.plan(self.depends, self._keywords, where)
-        self._plan_version = registry.overrides.version
         self.needs_input = bool(
             self.arity or self.body_schema or self.query_schema or self.path_schema
         )
+        self._compile_plan(where)
+
+    def _compile_plan(self, where: str) -> None:
+        # PERF: what a request needs is decided here, once per plan, not on each request.
+        plan = self.plan = self.registry.plan(self.depends, self._keywords, where)
+        self._plan_version = self.registry.overrides.version
+        self._wants_background = plan.needs_background
+        self._wants_request = self.arity > 1 or plan.needs_request
+        self._wants_input = self.needs_input or plan.needs_input
 
     def current_plan(self) -> Plan:
         """The plan, recompiled when ``dependency_overrides`` changed since it was built."""
         if self._plan_version != self.registry.overrides.version:
-            where = f"{self.name}() at {'/'.join(self.methods)} {self.path}"
-            self.plan = self.registry.plan(self.depends, self._keywords, where)
-            self._plan_version = self.registry.overrides.version
+            self._compile_plan(f"{self.name}() at {'/'.join(self.methods)} {self.path}")
         return self.plan
+
+    def run(
+        self, environ: WSGIEnvironment, start_response: StartResponse, path_values: dict[str, Any]
+    ) -> Iterable[bytes]:
+        """Answer one request: input, dependencies, handler, response, after-close wiring.
+
+        Any exception becomes a response through :class:`~funapi_sync.errors.ErrorResponder`;
+        the request's scope and uploads are cleaned up in ``close()`` once the body is sent,
+        or here, in ``finally``, when nothing could be handed to ``close()``.
+        """
+        runtime = self.runtime
+        plan = self.current_plan()
+        request: Request | None = None
+        background: BackgroundTasks | None = None
+        scope: RequestScope | None = None
+        failure: Exception | None = None
+        handed_over = False
+        try:
+            try:
+                if self._wants_background:
+                    background = BackgroundTasks()
+                # PERF: the werkzeug Request is built only for a handler or dependency that
+                # takes `req` (or a body that needs werkzeug's form parser).
+                if self._wants_request:
+                    request = runtime.request_class(environ)
+                input_ = None
+                if self._wants_input:
+                    input_, request = build_input(
+                        environ, self, path_values, request, runtime.request_class
+                    )
+                kwargs: dict[str, Any] = {}
+                if plan.steps:
+                    scope = RequestScope(
+                        runtime.registry,
+                        {"input": input_, "req": request, "background": background},
+                    )
+                    kwargs = scope.resolve(plan)
+                elif background is not None:
+                    kwargs = {"background": background}
+                rv = self.handler(*(input_, request, TASK)[: self.arity], **kwargs)
+                result = render(rv, self.status_code, self.response_schema)
+            except Exception as exc:
+                failure = exc
+                if request is None:
+                    request = runtime.request_class(environ)
+                result = runtime.errors.respond(request, exc)
+            on_close = self._after_close(environ, background, scope, failure, request)
+            iterable = send(environ, start_response, result, on_close)
+            handed_over = True
+            return iterable
+        finally:
+            if not handed_over:
+                # NOTE: sending failed (or the handler raised a BaseException), so close()
+                # will never run our callback: clean up now, as Flask's wsgi_app does.
+                _close_now(environ, background, scope, failure or sys.exc_info()[1], request)
+
+    def _after_close(
+        self,
+        environ: WSGIEnvironment,
+        background: BackgroundTasks | None,
+        scope: RequestScope | None,
+        failure: BaseException | None,
+        request: Request | None,
+    ) -> Callable[[], None] | None:
+        """Build the one callback the response's ``close()`` runs, or None for no work.
+
+        It hands the tasks to the pool (a request that failed keeps only its
+        ``add_task_always`` tasks), and the pool runs the scope's cleanup after them.
+        """
+        tasks = background.to_run(failure is not None) if background is not None else ()
+        after = None if scope is None else _closer(scope, failure)
+        if request is not None and request.__dict__.get("files"):
+            # NOTE: werkzeug spools uploads to temporary files; close them after the
+            # tasks (which may still read an upload) and the cleanups, or they leak.
+            after = _then(after, request.close)
+        if not tasks:
+            return after
+        label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+        settings = self.runtime.pool_settings
+        return lambda: hand_over(environ, settings, tasks, after, label)
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
+
+
+def hand_over(
+    environ: WSGIEnvironment,
+    settings: PoolSettings,
+    tasks: list[BackgroundTask] | tuple[()],
+    after: Callable[[], None] | None,
+    label: str,
+) -> None:
+    """Submit the request's batch: its tasks in order, then ``after`` (the cleanups).
+
+    NOTE: this runs in the response iterable's close(), which PEP 3333 servers call once
+    the body is sent; gunicorn's sync worker holds the client socket until it returns, so
+    it only enqueues.
+    """
+    batch = Batch(list(tasks), label, after)
+    sink = environ.get(BATCHES_KEY)
+    if sink is not None:
+        sink.append(batch)
+    get_pool(settings).submit(batch)
+
+
+def send(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    result: Parts | Response,
+    on_close: Callable[[], Any] | None = None,
+) -> Iterable[bytes]:
+    """Start the response and return its body, wrapped so ``close()`` runs ``on_close``."""
+    if isinstance(result, tuple):
+        status, headers, body = result
+        start_response(status_line(status), headers)
+        iterable: Iterable[bytes] = [body] if body and environ["REQUEST_METHOD"] != "HEAD" else []
+    else:
+        iterable = result(environ, start_response)
+    if on_close is None:
+        return iterable
+    return ClosingIterable(iterable, on_close)
+
+
+def _closer(scope: RequestScope, failure: BaseException | None) -> Callable[[], None]:
+    return lambda: scope.close(failure)
+
+
+def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+    if first is None:
+        return second
+
+    def both() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return both
+
+
+def _close_now(
+    environ: WSGIEnvironment,
+    background: BackgroundTasks | None,
+    scope: RequestScope | None,
+    failure: BaseException | None,
+    request: Request | None,
+) -> None:
+    if background is not None and len(background):
+        # NOTE: nothing is dropped without a line saying so (the response never started,
+        # so its tasks are not run, as for any request that failed).
+        logger.error(
+            "not running the background tasks %s of %s %s: the response could not be sent (%r)",
+            [task.name for task in background.to_run(False)],
+            environ.get("REQUEST_METHOD"),
+            environ.get("PATH_INFO", "/"),
+            failure,
+        )
+    try:
+        if scope is not None:
+            scope.close(failure)
+    finally:
+        if request is not None and request.__dict__.get("files"):
+            request.close()
 
 
 def _normalise_methods(methods: Iterable[str], name: str, path: str) -> tuple[str, ...]:
@@ -190,30 +387,6 @@ def _list_keys(schema: marshmallow.Schema | None) -> frozenset[str]:
     )
 
 
-def _normalise_depends(depends: Any, where: str) -> dict[str, Any]:
-    if depends is None:
-        return {}
-    if isinstance(depends, Mapping):
-        result = dict(depends)
-    elif isinstance(depends, (list, tuple)):
-        result = {}
-        for item in depends:
-            if not isinstance(item, str):
-                raise TypeError(
-                    f"{where}: a depends= list holds registered names; use a dict such as"
-                    f" depends={{'user': Depends(fn)}} for callables, got {item!r}"
-                )
-            result[item] = item
-    else:
-        raise TypeError(f"{where}: depends= must be a list of names or a dict, got {depends!r}")
-    for keyword in result:
-        if not isinstance(keyword, str) or not keyword.isidentifier():
-            raise ValueError(f"{where}: depends= keys must be identifiers, got {keyword!r}")
-        if keyword == "background":
-            raise ValueError(f"{where}: 'background' is always injected; remove it from depends=")
-    return result
-
-
 def _depends_defaults(handler: Callable[..., Any]) -> dict[str, Any]:
     return {
         param.name: param.default
@@ -222,7 +395,7 @@ def _depends_defaults(handler: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-def _inspect_handler(handler: Callable[..., Any], where: str) -> tuple[int, dict[str, bool]]:
+def inspect_handler(handler: Callable[..., Any], where: str) -> tuple[int, dict[str, bool]]:
     """Return the positional arity (0-3) and ``{keyword: has_default}`` of a handler."""
     try:
         signature = inspect.signature(handler)

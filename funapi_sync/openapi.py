@@ -1,6 +1,6 @@
 """OpenAPI: the app's OpenAPI 3 document, built with apispec, and the Swagger UI served offline.
 
-The document is generated from the compiled endpoints (``App.routes.endpoints``), so it
+The document is generated from the compiled endpoints (``app.routes.endpoints``), so it
 describes exactly what the request path validates: werkzeug converters become typed path
 parameters, query schemas become query parameters, body schemas become request bodies.
 Swagger UI's assets come from the ``swagger-ui-bundle-v2`` package (imported as
@@ -14,14 +14,14 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import marshmallow
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_instance
-from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing.rules import parse_converter_args
 from werkzeug.wrappers import Request, Response
 
@@ -29,7 +29,6 @@ from .responses import BODYLESS
 from .schema import Schema
 
 if TYPE_CHECKING:
-    from .app import App
     from .endpoint import Endpoint
 
 logger = logging.getLogger("funapi_sync")
@@ -66,6 +65,29 @@ _ERROR_COMPONENTS: dict[str, dict[str, Any]] = {
         "properties": {"detail": {"type": "string"}},
     },
 }
+
+
+class RouteSource(Protocol):
+    """What the document is built from: the compiled endpoints (an app's ``routes``)."""
+
+    @property
+    def endpoints(self) -> Sequence[Endpoint]: ...
+
+
+class Documented(Protocol):
+    """The app's info and routes; ``App`` is one (this module never imports it)."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def routes(self) -> RouteSource: ...
 
 
 class _ComponentNames:
@@ -213,7 +235,7 @@ def _operation(
     return operation
 
 
-def build_document(app: App) -> dict[str, Any]:
+def build_document(app: Documented) -> dict[str, Any]:
     """Build the OpenAPI document of ``app``'s routes (those with ``include_in_schema``)."""
     plugin = MarshmallowPlugin(schema_name_resolver=_ComponentNames())
     info = {"description": app.description} if app.description else {}
@@ -242,18 +264,17 @@ def build_document(app: App) -> dict[str, Any]:
 class OpenAPI:
     """An app's ``/openapi.json`` and ``/docs`` handlers; the document is built once.
 
-    The cache is keyed by the number of routes (routes are only ever added), so a route
-    added after the first request shows up at the next ``/openapi.json``.
+    The app adds :meth:`routes` when it is made (replaceable by a user route on the same
+    path); the cache is keyed by the number of routes, which are fixed once it serves.
     """
 
-    def __init__(self, app: App, openapi_url: str, docs_url: str | None) -> None:
+    def __init__(self, app: Documented, openapi_url: str, docs_url: str | None) -> None:
         self.app = app
         self.openapi_url = openapi_url
         self.docs_url = docs_url
         self._cached: tuple[int, bytes] = (-1, b"")
         self._assets: dict[str, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
-        self._installed = False
 
     def document(self) -> bytes:
         """The JSON document, rebuilt only when routes were added since the last build."""
@@ -295,37 +316,14 @@ class OpenAPI:
         serve.__name__ = f"swagger_ui_{_NOT_WORD.sub('_', name)}"
         return serve
 
-    def install(self) -> None:
-        """Add the routes (a startup hook: once, before the process serves its first request).
-
-        NOTE: added at startup rather than in ``App()`` so that ``app.routes`` holds only
-        the user's routes until the app serves, and a user route on the same path wins.
-        """
-        if self._installed:
-            return
-        self._installed = True
-        routes: list[tuple[str, Any]] = [(self.openapi_url, self.openapi_json)]
+    def routes(self) -> list[tuple[str, Callable[..., Any]]]:
+        """The ``(path, handler)`` of each GET route to serve: the document, the docs page."""
+        routes: list[tuple[str, Callable[..., Any]]] = [(self.openapi_url, self.openapi_json)]
         if self.docs_url is not None:
             routes.append((self.docs_url, self.docs_page))
             for name, mimetype in _ASSETS:
                 routes.append((f"{self.docs_url}/{name}", self.asset(name, mimetype)))
-        for path, handler in routes:
-            if not self._free(path):
-                logger.warning(
-                    "not serving %s at %s: a route of the app answers GET there already;"
-                    " pass App(openapi_url=...) or App(docs_url=...) to move it, or None",
-                    getattr(handler, "__name__", handler),
-                    path,
-                )
-                continue
-            self.app.get(path, include_in_schema=False)(handler)
-
-    def _free(self, path: str) -> bool:
-        try:
-            self.app.routes.match(path, "GET")
-        except (NotFound, MethodNotAllowed):
-            return True
-        return False
+        return routes
 
 
 _ASSETS = (
@@ -359,13 +357,3 @@ window.ui = SwaggerUIBundle({{
 </body>
 </html>
 """
-
-
-def setup(app: App) -> OpenAPI | None:
-    """Serve ``/openapi.json`` and ``/docs`` for ``app`` unless its settings turn them off."""
-    openapi_url = app.settings["openapi_url"]
-    if openapi_url is None:
-        return None
-    openapi = OpenAPI(app, openapi_url, app.settings["docs_url"])
-    app.lifecycle.add_startup(openapi.install)
-    return openapi

@@ -15,6 +15,8 @@ from typing import Any
 
 import marshmallow
 from werkzeug.datastructures import Headers
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Response
 
 #: ``"404 Not Found"`` for every known status, built once.
 STATUS_LINES: dict[int, str] = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
@@ -22,6 +24,22 @@ STATUS_LINES: dict[int, str] = {s.value: f"{s.value} {s.phrase}" for s in HTTPSt
 BODYLESS = frozenset({204, 304}) | frozenset(range(100, 200))
 
 JSON_CONTENT_TYPE = ("Content-Type", "application/json")
+
+#: A response not yet sent: ``(status, WSGI headers, body)``.
+Parts = tuple[int, list[tuple[str, str]], bytes]
+
+
+def phrase(status: int) -> str:
+    """The reason phrase of any status: the standard library's, else werkzeug's."""
+    line = STATUS_LINES.get(status)
+    if line is not None:
+        return line.split(" ", 1)[1]
+    return HTTP_STATUS_CODES.get(status, "Unknown")
+
+
+def status_line(status: int) -> str:
+    """``"404 Not Found"``; a code with no known phrase still gets a valid line."""
+    return STATUS_LINES.get(status) or f"{status} {phrase(status)}"
 
 
 class ResponseSchemaError(Exception):
@@ -173,3 +191,21 @@ def unpack(rv: Any, default_status: int) -> tuple[Any, int, list[tuple[str, str]
             " status code such as 201"
         )
     return payload, status, header_list(headers) if headers is not None else None
+
+
+def render(rv: Any, default_status: int, schema: marshmallow.Schema | None) -> Parts | Response:
+    """Turn a handler's return value into a response: ``Response`` as is, else JSON parts.
+
+    ``schema`` (the route's ``response_schema``) filters a successful payload.
+    """
+    if isinstance(rv, Response):
+        return rv
+    payload, status, headers = unpack(rv, default_status)
+    if isinstance(payload, Response):
+        payload.status_code = status
+        if headers:
+            payload.headers.extend(headers)
+        return payload
+    if schema is not None and status < 400:
+        payload = dump_checked(schema, payload)
+    return json_parts(payload, status, headers)

@@ -2,61 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .endpoint import _inspect_handler, _normalise_depends
+from .endpoint import inspect_handler, route_label
+from .route_options import RouteOptions, normalise_depends
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: A route as declared: ``(handler, path, methods, options)``.
+Declared = tuple[Callable[..., Any], str, list[str], RouteOptions]
+
 
 class RouteDecorators:
-    """``route()`` and its per-method shorthands, shared by ``App`` and ``Router``."""
+    """``route()`` and its per-method shorthands, shared by ``App`` and ``Router``.
+
+    Each takes the keyword arguments declared by :class:`~funapi_sync.route_options.RouteOptions`.
+    """
 
     def _add_route(
-        self, handler: Callable[..., Any], path: str, methods: list[str], options: dict[str, Any]
+        self, handler: Callable[..., Any], path: str, methods: list[str], options: RouteOptions
     ) -> None:
         raise NotImplementedError
 
     def route(
-        self,
-        path: str,
-        methods: Iterable[str] = ("GET",),
-        *,
-        body: Any = None,
-        query: Any = None,
-        path_schema: Any = None,
-        response_schema: Any = None,
-        depends: Any = None,
-        status_code: int = 200,
-        tags: Iterable[str] | None = None,
-        summary: str | None = None,
-        responses: Mapping[int, Any] | None = None,
-        include_in_schema: bool = True,
+        self, path: str, methods: Iterable[str] = ("GET",), **options: Any
     ) -> Callable[[F], F]:
         """Register the decorated function for ``methods`` on ``path``.
 
         Every check that can fail (signature, schemas, dependency names, duplicates) fails
         here, at decoration time, with a message that names the route and the fix.
+
+        :param options: see :class:`~funapi_sync.route_options.RouteOptions`.
         """
         if isinstance(methods, str):
             raise TypeError(f"route({path!r}) methods= must be a list such as ['GET'], not a str")
-        options = {
-            "body": body,
-            "query": query,
-            "path_schema": path_schema,
-            "response_schema": response_schema,
-            "depends": depends,
-            "status_code": status_code,
-            "tags": tags,
-            "summary": summary,
-            "responses": responses,
-            "include_in_schema": include_in_schema,
-        }
+        declared = RouteOptions.from_options(options, f"route({path!r})")
         method_list = list(methods)
 
         def decorator(handler: F) -> F:
-            self._add_route(handler, path, method_list, options)
+            self._add_route(handler, path, method_list, declared)
             return handler
 
         return decorator
@@ -100,15 +85,25 @@ class Router(RouteDecorators):
         _check_prefix(prefix)
         self.prefix = prefix
         self.tags = list(tags) if tags else []
-        self.depends = _normalise_depends(depends, f"Router({prefix!r})")
-        self.routes: list[tuple[Callable[..., Any], str, list[str], dict[str, Any]]] = []
+        self.depends = normalise_depends(depends, f"Router({prefix!r})")
+        self.routes: list[Declared] = []
 
     def _add_route(
-        self, handler: Callable[..., Any], path: str, methods: list[str], options: dict[str, Any]
+        self, handler: Callable[..., Any], path: str, methods: list[str], options: RouteOptions
     ) -> None:
-        name = getattr(handler, "__name__", repr(handler))
-        _inspect_handler(handler, f"{name}() at {'/'.join(methods)} {self.prefix}{path}")
+        inspect_handler(handler, route_label(handler, methods, self.prefix + path))
         self.routes.append((handler, path, methods, options))
+
+    def mounted(self, prefix: str = "") -> list[Declared]:
+        """The routes as they are mounted under ``prefix``: full paths, merged options."""
+        result: list[Declared] = []
+        for handler, path, methods, options in self.routes:
+            full_path = join_path(prefix, join_path(self.prefix, path))
+            where = route_label(handler, methods, full_path)
+            result.append(
+                (handler, full_path, methods, options.mounted(self.tags, self.depends, where))
+            )
+        return result
 
 
 def _check_prefix(prefix: str) -> None:

@@ -45,53 +45,99 @@ class RouteTable:
     """
 
     def __init__(self) -> None:
-        # NOTE: no redirects: trailing slashes are optional and '//' is not merged, so a
-        # JSON client is never sent a 308 to a URL it did not ask for.
-        self._map = Map(strict_slashes=False, merge_slashes=False)
-        self._adapter: MapAdapter | None = None
-        self._tree: _SegmentTree | None = None
-        self._rules: list[Rule] = []
+        # NOTE: one attribute, read and replaced whole: a thread matching while a route
+        # is added keeps the snapshot it read, never a Map that is being changed.
+        self._compiled: tuple[MapAdapter, _SegmentTree] | None = None
+        self._ordered: list[Endpoint] = []  # every route, the defaults included
         self._static: dict[str, dict[str, Endpoint]] = {}
         self._seen: dict[tuple[str, str], Endpoint] = {}
+        #: The app's own routes, in registration order.
         self.endpoints: list[Endpoint] = []
+        #: Built-in routes (the docs) that a route of the app on their method+path replaces.
+        self.defaults: list[Endpoint] = []
 
     def add(self, endpoint: Endpoint) -> None:
         """Add ``endpoint`` under its rule and methods; reject a duplicate method+path."""
         self.add_all([endpoint])
 
-    def add_all(self, endpoints: list[Endpoint]) -> None:
-        """Add every endpoint, or none when one is refused (``include_router``)."""
+    def add_replaceable(self, endpoint: Endpoint) -> bool:
+        """Add a default route that a user route on its method+path replaces.
+
+        Returns False (and adds nothing) when a route answers there already.
+        """
+        key = _static_key(endpoint.rule)
+        if any((key, method) in self._seen for method in endpoint.methods):
+            return False
+        self.add_all([endpoint])
+        self.endpoints.remove(endpoint)
+        self.defaults.append(endpoint)
+        return True
+
+    def add_all(self, endpoints: list[Endpoint]) -> list[Endpoint]:
+        """Add every endpoint, or none when one is refused (``include_router``).
+
+        Returns the replaceable endpoints that the new ones replaced.
+        """
         seen = dict(self._seen)
+        replaced: list[Endpoint] = []
+        static: set[Endpoint] = set()
         for endpoint in endpoints:
             # NOTE: trailing slashes are optional, so '/items' and '/items/' are one path.
             seen_key = _static_key(endpoint.rule)
             for method in endpoint.methods:
                 other = seen.get((seen_key, method))
-                if other is not None:
+                if other is not None and other in self.defaults:
+                    if other not in replaced:
+                        replaced.append(other)
+                elif other is not None:
                     raise ValueError(
                         f"{endpoint.name}() at {method} {endpoint.path} duplicates"
                         f" {other.name}() already registered for {method} {other.path};"
                         " each method+path may have one handler"
                     )
                 seen[(seen_key, method)] = endpoint
+            probe = _rule(endpoint)
             try:
-                Map([_rule(endpoint)])  # compiles the rule: a bad path fails here
+                Map([probe])  # compiles the rule: a bad path fails here
             except (ValueError, LookupError) as exc:
                 raise ValueError(
                     f"{endpoint.name}() has an invalid path {endpoint.path!r}: {exc}"
                 ) from None
+            if not probe.arguments:
+                static.add(endpoint)
+        for old in replaced:
+            self._remove(old)
         for endpoint in endpoints:
-            rule = _rule(endpoint)
-            self._map.add(rule)
-            if not rule.arguments:
+            if endpoint in static:
                 per_method = self._static.setdefault(_static_key(endpoint.rule), {})
                 for method in endpoint.methods:
                     per_method[method] = endpoint
             self.endpoints.append(endpoint)
-            self._rules.append(rule)
+        self._ordered = [e for e in self._ordered if e not in replaced] + endpoints
         self._seen = seen
-        self._adapter = None
-        self._tree = None
+        self._compiled = None
+        return replaced
+
+    def _remove(self, endpoint: Endpoint) -> None:
+        self.defaults.remove(endpoint)
+        for per_method in self._static.values():
+            for method in [m for m, e in per_method.items() if e is endpoint]:
+                del per_method[method]
+
+    def freeze(self) -> tuple[MapAdapter, _SegmentTree]:
+        """Build the werkzeug ``Map`` and the segment tree from the routes added so far.
+
+        Built once (on the first match) and rebuilt only after a route was added; a built
+        ``Map`` is never changed.
+        """
+        compiled = self._compiled
+        if compiled is None:
+            rules = [_rule(endpoint) for endpoint in self._ordered]
+            # NOTE: no redirects: trailing slashes are optional and '//' is not merged, so
+            # a JSON client is never sent a 308 to a URL it did not ask for.
+            adapter = Map(rules, strict_slashes=False, merge_slashes=False).bind("localhost")
+            compiled = self._compiled = (adapter, _SegmentTree(rules))
+        return compiled
 
     def match(self, path: str, method: str) -> tuple[Endpoint, dict[str, Any]]:
         """Return the endpoint and converted path values, or raise NotFound/MethodNotAllowed."""
@@ -102,16 +148,11 @@ class RouteTable:
                 endpoint = per_method.get("GET")
             if endpoint is not None:
                 return endpoint, {}
-        tree = self._tree
-        if tree is None:
-            tree = self._tree = _SegmentTree(self._rules)
+        adapter, tree = self._compiled or self.freeze()
         if tree.usable:
             hit = tree.find(path, method)
             if hit is not None:
                 return hit
-        adapter = self._adapter
-        if adapter is None:
-            adapter = self._adapter = self._map.bind("localhost")
         found, values = adapter.match(path, method)
         return found, values  # type: ignore[return-value]
 

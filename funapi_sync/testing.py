@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.test import Client
 
 from . import pool as pool_module
+from .endpoint import BATCHES_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -26,8 +27,6 @@ class TestClient(Client):
     __test__ = False  # not a pytest test class
 
     def run_wsgi_app(self, environ: WSGIEnvironment, buffered: bool = False) -> Any:
-        from .app import BATCHES_KEY
-
         # NOTE: werkzeug calls the app with a shallow *copy* of environ, and middleware
         # may copy it again; every copy shares this list, which the app appends to.
         batches: list[Batch] = []

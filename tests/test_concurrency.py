@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-import time
 
 import pytest
 
@@ -26,17 +25,17 @@ def test_handler_gets_task_as_its_third_positional_parameter(app, client):
     assert isinstance(seen[0], Task)
 
 
-def test_three_spawned_sleeps_run_concurrently(app, client):
+def test_three_spawned_calls_run_concurrently(app, client):
+    # NOTE: each call returns only once all three are running; run one after another,
+    # the first would wait alone and the barrier would break (a 500), not pass slowly.
+    all_three = threading.Barrier(3, timeout=10)
+
     @app.get("/")
     def index(input, req, task):
-        started = time.perf_counter()
-        handles = [task.spawn(time.sleep, 0.2) for _ in range(3)]
-        task.gather(*handles)
-        return {"elapsed": time.perf_counter() - started}
+        handles = [task.spawn(all_three.wait) for _ in range(3)]
+        return {"arrivals": sorted(task.gather(*handles))}
 
-    elapsed = client.get("/").json["elapsed"]
-    # Three 0.2 s calls one after another take 0.6 s; side by side about 0.2 s.
-    assert 0.2 <= elapsed < 0.5, elapsed
+    assert client.get("/").json == {"arrivals": [0, 1, 2]}
 
 
 def test_wait_reraises_the_calls_exception(app, client):
@@ -180,10 +179,6 @@ def test_background_task_can_fan_out_while_the_background_pool_is_saturated(app,
         background.add_task(lambda: None)
         return {}
 
-    client.post("/warm")  # make sure the pool exists, to learn its real size
-    workers = app.background.stats()["workers"]
-    failed_before = app.background.stats()["failed"]
-    barrier = threading.Barrier(workers)
     results: list[int] = []
     lock = threading.Lock()
 
@@ -200,6 +195,10 @@ def test_background_task_can_fan_out_while_the_background_pool_is_saturated(app,
         background.add_task(total)
         return {"queued": True}, 202
 
+    client.post("/warm")  # make sure the pool exists, to learn its real size
+    workers = app.background.stats()["workers"]
+    failed_before = app.background.stats()["failed"]
+    barrier = threading.Barrier(workers)
     statuses: list[int] = []
 
     def send(n):

@@ -290,13 +290,14 @@ def test_hidden_routes_and_the_docs_routes_are_not_in_the_document(app):
     assert app.test_client().get("/internal").status_code == 200
 
 
-def test_the_document_is_built_once_and_rebuilt_when_a_route_is_added(app):
+def test_the_document_is_built_once_and_routes_are_fixed_once_served(app):
     app.get("/a")(lambda: "a")
     client = app.test_client()
     first = client.get("/openapi.json")
     assert client.get("/openapi.json").data is first.data  # the cached bytes
-    app.get("/b")(lambda: "b")
-    assert list(client.get("/openapi.json").json["paths"]) == ["/a", "/b"]
+    with pytest.raises(RuntimeError, match="after the app started serving"):
+        app.get("/b")(lambda: "b")
+    assert list(client.get("/openapi.json").json["paths"]) == ["/a"]
 
 
 def test_docs_page_loads_only_local_assets(app):
@@ -354,16 +355,17 @@ def test_docs_url_none_keeps_the_document():
     assert client.get("/openapi.json").status_code == 200
 
 
-def test_the_docs_routes_are_added_when_the_app_starts_serving(app):
+def test_the_docs_routes_are_part_of_setup_and_not_the_apps_own_routes(app):
     @app.get("/users")
     def users():
         return []
 
     assert [endpoint.path for endpoint in app.routes.endpoints] == ["/users"]
+    defaults = [endpoint.path for endpoint in app.routes.defaults]
+    assert defaults[:2] == ["/openapi.json", "/docs"]
+    assert all(not endpoint.include_in_schema for endpoint in app.routes.defaults)
     app.test_client().get("/users")
-    paths = [endpoint.path for endpoint in app.routes.endpoints]
-    assert paths[:3] == ["/users", "/openapi.json", "/docs"]
-    assert all(not endpoint.include_in_schema for endpoint in app.routes.endpoints[1:])
+    assert [endpoint.path for endpoint in app.routes.endpoints] == ["/users"]
 
 
 def test_a_user_route_on_the_docs_path_wins_and_is_logged(app, caplog):

@@ -1,0 +1,85 @@
+"""Route options: the one declaration of what ``route()`` and its shorthands accept."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteOptions:
+    """The keyword arguments of ``route()``, ``get()``, ... on ``App`` and ``Router``.
+
+    Declared once, here: the decorators take ``**options`` and build one of these (an
+    unknown keyword fails at decoration time), ``Router`` keeps it until it is included,
+    and :class:`~funapi_sync.endpoint.Endpoint` compiles it. Adding an option is one line.
+
+    :param body: the body's schema (class, instance, or ``[Schema]`` for a JSON array).
+    :param query: the query string's schema.
+    :param path_schema: a schema that validates the converted path values further.
+    :param response_schema: the schema a successful payload is dumped through.
+    :param depends: a list of registered names, or a dict of keyword to registered name,
+        ``Depends(fn)`` or callable.
+    :param status_code: the status of a plain payload (default 200).
+    :param tags: OpenAPI tags.
+    :param summary: OpenAPI summary (default: the docstring's first line).
+    :param responses: other statuses for OpenAPI, ``{409: "Name taken"}`` or a schema.
+    :param include_in_schema: False leaves the route out of ``/openapi.json``.
+    """
+
+    body: Any = None
+    query: Any = None
+    path_schema: Any = None
+    response_schema: Any = None
+    depends: Any = None
+    status_code: int = 200
+    tags: Iterable[str] | None = None
+    summary: str | None = None
+    responses: Mapping[int, Any] | None = None
+    include_in_schema: bool = True
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], where: str) -> RouteOptions:
+        """Build from a decorator's keyword arguments; an unknown one is a ``TypeError``."""
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise TypeError(
+                f"{where} got unknown route options {unknown}; known options are {known}"
+            )
+        return cls(**options)
+
+    def mounted(self, tags: Iterable[str], depends: Mapping[str, Any], where: str) -> RouteOptions:
+        """These options under a router: its tags first, its ``depends`` merged in.
+
+        A route's own ``depends`` entry wins over the router's for the same keyword.
+        """
+        merged = dict(depends)
+        merged.update(normalise_depends(self.depends, where))
+        return dataclasses.replace(self, depends=merged or None, tags=[*tags, *(self.tags or [])])
+
+
+def normalise_depends(depends: Any, where: str) -> dict[str, Any]:
+    """Turn ``depends=`` (a list of names or a dict) into ``{keyword: source}``."""
+    if depends is None:
+        return {}
+    if isinstance(depends, Mapping):
+        result = dict(depends)
+    elif isinstance(depends, (list, tuple)):
+        result = {}
+        for item in depends:
+            if not isinstance(item, str):
+                raise TypeError(
+                    f"{where}: a depends= list holds registered names; use a dict such as"
+                    f" depends={{'user': Depends(fn)}} for callables, got {item!r}"
+                )
+            result[item] = item
+    else:
+        raise TypeError(f"{where}: depends= must be a list of names or a dict, got {depends!r}")
+    for keyword in result:
+        if not isinstance(keyword, str) or not keyword.isidentifier():
+            raise ValueError(f"{where}: depends= keys must be identifiers, got {keyword!r}")
+        if keyword == "background":
+            raise ValueError(f"{where}: 'background' is always injected; remove it from depends=")
+    return result
