@@ -217,7 +217,9 @@ class Endpoint:
                 if request is None:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, exc)
-            on_close = self._after_close(environ, background, scope, failure, request)
+            on_close = None
+            if background is not None or scope is not None or request is not None:
+                on_close = self._after_close(environ, background, scope, failure, request)
             iterable = send(environ, start_response, result, on_close)
             handed_over = True
             return iterable

@@ -198,6 +198,9 @@ def render(rv: Any, default_status: int, schema: marshmallow.Schema | None) -> P
 
     ``schema`` (the route's ``response_schema``) filters a successful payload.
     """
+    if type(rv) is dict and schema is None:
+        # PERF: the most common return value skips the Response and tuple checks.
+        return json_parts(rv, default_status, None)
     if isinstance(rv, Response):
         return rv
     payload, status, headers = unpack(rv, default_status)
