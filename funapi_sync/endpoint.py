@@ -218,7 +218,13 @@ class Endpoint:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, exc)
             on_close = None
-            if background is not None or scope is not None or request is not None:
+            # PERF: most requests have nothing for close() to do (no task, no scope, no
+            # upload); they skip building the callback.
+            if (
+                scope is not None
+                or (background is not None and len(background))
+                or (request is not None and "files" in request.__dict__)
+            ):
                 on_close = self._after_close(environ, background, scope, failure, request)
             iterable = send(environ, start_response, result, on_close)
             handed_over = True
