@@ -380,3 +380,12 @@ def test_an_exception_handler_reads_the_lazy_request():
     response = app.test_client().post("/brew")
     assert response.status_code == 418
     assert response.json == {"method": "POST", "path": "/brew"}
+
+
+def test_the_class_itself_can_be_inspected():
+    # help(), inspect and Sphinx read attributes off the class, where there is no request.
+    import inspect
+
+    members = dict(inspect.getmembers(LazyRequest))
+    assert {"headers", "method", "path"} <= set(members)
+    assert "headers" in dir(App().request_class)
