@@ -36,6 +36,8 @@ def settings(quick: bool) -> dict[str, Any]:
             "calls": 50,
             "task_calls": 40,
             "drain_tasks": 100,
+            "latency_samples": 20,
+            "idle_seconds": 0.2,
             "http_rounds": 1,
             "seconds": 1,
             "tries": 1,
@@ -46,6 +48,8 @@ def settings(quick: bool) -> dict[str, Any]:
         "calls": 2000,
         "task_calls": 400,
         "drain_tasks": 1000,
+        "latency_samples": 500,
+        "idle_seconds": 2.0,
         "http_rounds": 5,
         "seconds": 2,
         "tries": 5,
@@ -99,6 +103,8 @@ def run(parts: list[str], quick: bool) -> dict[str, Any]:
         results["tasks"] = {
             "close_cost": tasks.close_cost(app, cfg["rounds"], cfg["task_calls"]),
             "drain": tasks.drain_rate(app, cfg["drain_tasks"]),
+            "start_latency": tasks.start_latency(app, cfg["latency_samples"]),
+            "idle": tasks.idle_cost(app, cfg["idle_seconds"]),
         }
         _say(report.tasks_table(results["tasks"]))
     if "http" in parts and overhttp.wrk_path() is None:

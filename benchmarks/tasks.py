@@ -1,4 +1,10 @@
-"""Background-task costs in funapi_sync: close()+enqueue per request, and the pool's drain rate."""
+"""Background-task costs in funapi_sync: close()+enqueue, start latency, drain rate, idle cost.
+
+The four pool targets of issue #10, each measured here (never asserted in unit tests):
+close()+enqueue of one task adds ≤ 5 µs (:func:`close_cost`); a task on an idle pool
+starts ≤ 1 ms after close(), p99 (:func:`start_latency`); ≥ 10 000 trivial tasks/s
+drained (:func:`drain_rate`); an idle pool takes no timed wake-ups (:func:`idle_cost`).
+"""
 
 from __future__ import annotations
 
@@ -120,6 +126,63 @@ def drain_rate(app: App, tasks: int) -> dict[str, float]:
         "tasks_per_s": tasks / elapsed,
         "drained": drained,
     }
+
+
+def start_latency(app: App, samples: int) -> dict[str, float]:
+    """µs from the start of ``close()`` to the first line of the task, on an idle pool.
+
+    Before each sample the pool is drained and left alone for 5 ms, so its threads are
+    back waiting for work, as between requests on a quiet server.
+    """
+    started_at: list[int] = []
+    ran = threading.Event()
+
+    def first_line() -> None:
+        started_at.append(time.perf_counter_ns())
+        ran.set()
+
+    probe = App(title="latency probe")
+
+    @probe.get("/probe")
+    def probe_route(*, background: Any) -> Any:
+        background.add_task(first_line)
+        return {}
+
+    base = base_environ(_Scenario("probe", "GET", "/probe"))
+    latencies: list[float] = []
+    for _ in range(samples + 5):  # the first five warm up
+        probe.background.drain(timeout=30)
+        time.sleep(0.005)
+        ran.clear()
+        started_at.clear()
+        iterable = probe(fresh_environ(base, b""), _ignore)
+        b"".join(iterable)
+        closed_at = time.perf_counter_ns()
+        iterable.close()  # type: ignore[attr-defined]
+        ran.wait(30)
+        latencies.append((started_at[0] - closed_at) / 1000)
+    latencies = sorted(latencies[5:])
+    return {
+        "samples": len(latencies),
+        "p50_us": statistics.median(latencies),
+        "p99_us": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+
+
+def idle_cost(app: App, seconds: float) -> dict[str, float]:
+    """CPU the process spends while its pool (already started) has nothing to do.
+
+    A pool that polls, or waits with timeouts in a loop, burns CPU and GIL turns here;
+    threads blocked in ``SimpleQueue.get()`` burn none.
+    """
+    call(app, fresh_environ(base_environ(_Scenario("tasks_1", "GET", "/tasks/1")), b""))
+    app.background.drain(timeout=30)
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    time.sleep(seconds)
+    wall = time.perf_counter() - wall
+    cpu = time.process_time() - cpu
+    return {"seconds": wall, "cpu_ms_per_s": cpu * 1000 / wall}
 
 
 def _ignore(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:

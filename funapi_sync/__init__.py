@@ -8,6 +8,7 @@ from .exceptions import ValidationError as ValidationError
 from .router import Router as Router
 from .schema import Schema as Schema
 from .templating import Templates as Templates
+from .uploads import File as File
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,7 @@ __all__ = [
     "App",
     "BackgroundTasks",
     "Depends",
+    "File",
     "HTTPException",
     "Router",
     "Schema",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request
 
+from . import logconfig
 from .dependencies import DependencyOverrides, Registry
 from .endpoint import Endpoint, Runtime, send
 from .errors import ErrorResponder
@@ -49,7 +50,8 @@ class App(RouteDecorators):
     :param settings: see :class:`~funapi_sync.settings.Settings`: ``debug``,
         ``max_body_size`` (bytes, default 1 MiB), ``background_workers`` (4),
         ``background_queue_size`` (1024), ``background_slow_warning`` (30.0 s),
-        ``background_shutdown_timeout`` (25.0 s), ``openapi_url`` and ``docs_url``.
+        ``background_shutdown_timeout`` (25.0 s), ``background_submit_timeout`` (10.0 s),
+        ``openapi_url`` and ``docs_url``.
     """
 
     def __init__(
@@ -96,6 +98,9 @@ class App(RouteDecorators):
             for path, handler in self.openapi.routes():
                 # A user route on one of these paths replaces it (logged), whenever added.
                 self.routes.add_replaceable(self._compile(handler, path, ["GET"], _DOCS_ROUTE))
+        # NOTE: plain `gunicorn module:app` runs no hook of ours before the first request;
+        # this is the first code of ours to run in its worker (see logconfig).
+        logconfig.install_under_gunicorn()
 
     @property
     def debug(self) -> bool:
@@ -261,20 +266,31 @@ class App(RouteDecorators):
         :param options: passed to :func:`werkzeug.serving.run_simple`, e.g.
             ``use_reloader=True``; ``threaded`` defaults to True.
         """
-        from werkzeug.serving import run_simple
+        from werkzeug.serving import is_running_from_reloader, run_simple
 
         from .lifecycle import shutdown_process
 
         options.setdefault("threaded", True)
-        self.lifecycle.ensure_started()
+        logconfig.install()
+        # NOTE: with the reloader this process only watches files and restarts a child
+        # that serves; the hooks belong to the child, which runs this method again.
+        serves = not options.get("use_reloader") or is_running_from_reloader()
+        if serves:
+            self.lifecycle.ensure_started()
         if threading.current_thread() is threading.main_thread():
             # NOTE: SIGTERM would end the process without unwinding; turn it into the
             # same clean exit as Ctrl-C so queued background tasks are drained.
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            if not serves:
+                # NOTE: Ctrl-C reaches the serving child too. Interrupted, the watcher
+                # would kill the child 0.25 s later (subprocess.call), cutting its drain
+                # and shutdown hooks short; it waits for the child to exit instead.
+                signal.signal(signal.SIGINT, _wait_for_child)
         try:
             run_simple(host, port, self, **options)
         finally:
-            shutdown_process()
+            if serves:
+                shutdown_process()
 
     def test_client(self, **kwargs: Any) -> TestClient:
         """A werkzeug test ``Client`` whose calls return after the request's tasks ran."""
@@ -285,6 +301,10 @@ class App(RouteDecorators):
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+def _wait_for_child(signum: int, frame: Any) -> None:
+    pass
 
 
 def _log_replaced(replaced: list[Endpoint]) -> None:

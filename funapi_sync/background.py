@@ -7,6 +7,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple, ParamSpec
 
+from ._callables import is_async_callable
+
 P = ParamSpec("P")
 
 
@@ -53,7 +55,8 @@ class BackgroundTasks:
     def add_task(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Run ``fn(*args, **kwargs)`` after the response, unless the handler raised.
 
-        :raises TypeError: ``fn`` is not callable (raised here, in the handler).
+        :raises TypeError: ``fn`` is not callable, or is ``async`` (raised here, in the
+            handler: tasks run on threads, where a coroutine would never be awaited).
         """
         self._add(fn, args, kwargs, always=False)
 
@@ -66,6 +69,14 @@ class BackgroundTasks:
             raise TypeError(
                 f"add_task() needs a callable as its first argument, got {type(fn).__name__}"
                 f" {fn!r}; pass the function itself, e.g. add_task(send_email, address)"
+            )
+        if is_async_callable(fn):
+            raise TypeError(
+                f"add_task() got {task_name(fn)}, an async callable; background tasks run"
+                " on the pool's threads, where its coroutine would never be awaited and"
+                " its body would never run. Make the task a plain def (with a sync"
+                " client, e.g. httpx.Client rather than AsyncClient), or add a plain def"
+                " that calls asyncio.run(...) on it"
             )
         self._tasks.append(BackgroundTask(fn, args, kwargs, contextvars.copy_context(), always))
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, ParamSpec, TypeVar
+
+from . import _process
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,7 +43,7 @@ def _forget_in_child() -> None:
     _lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_in_child)
+_process.at_fork_in_child(_forget_in_child)
 
 
 class Spawned(Generic[T]):

@@ -10,6 +10,8 @@ from collections import UserDict
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from .security import guard_steps
+
 logger = logging.getLogger("funapi_sync")
 
 #: Parameter names a dependency (or handler keyword) gets from the request itself.
@@ -119,11 +121,13 @@ Step = tuple[Any, Callable[..., Any], dict[str, Any], str]
 class Plan:
     """What one endpoint needs, in creation order; built and checked at registration."""
 
-    __slots__ = ("kwargs", "needs_background", "needs_input", "needs_request", "steps")
+    __slots__ = ("guards", "kwargs", "needs_background", "needs_input", "needs_request", "steps")
 
     def __init__(self, steps: list[Step], kwargs: dict[str, Any]) -> None:
         self.steps = steps
         self.kwargs = kwargs
+        #: The steps that check credentials, resolved before the body is read.
+        self.guards = guard_steps(steps)
         self.needs_background = self._uses("background")
         self.needs_input = self._uses("input")
         self.needs_request = self._uses("req")
@@ -370,8 +374,14 @@ class RequestScope:
 
     def resolve(self, plan: Plan) -> dict[str, Any]:
         """Make each value of ``plan`` not made yet; return the handler's keyword arguments."""
+        self.make(plan.steps)
         values = self.values
-        for key, func, params, kind in plan.steps:
+        return {keyword: values[source] for keyword, source in plan.kwargs.items()}
+
+    def make(self, steps: list[Step]) -> None:
+        """Make the value of each step not made yet, in order."""
+        values = self.values
+        for key, func, params, kind in steps:
             if key in values:
                 continue
             kwargs = {name: values[source] for name, source in params.items()}
@@ -382,7 +392,6 @@ class RequestScope:
             if exit_ is not None:
                 self.exits.append((_label(key), exit_))
             values[key] = value
-        return {keyword: values[source] for keyword, source in plan.kwargs.items()}
 
     def close(self, exc: BaseException | None) -> None:
         """Run the exits in reverse order of creation; log each failure and go on."""

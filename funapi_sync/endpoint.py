@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import marshmallow
 from marshmallow import fields
 
+from . import _route_checks
 from .background import BackgroundTask, BackgroundTasks
+from .closing import ClosingIterable
 from .concurrency import TASK
 from .dependencies import Depends, RequestScope
 from .inputs import build_input
-from .middleware import ClosingIterable
-from .pool import Batch, PoolSettings, get_pool
+from .pool import Batch, PoolSettings, get_pool, report_never_closed
 from .responses import Parts, render, status_line
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
@@ -37,6 +38,8 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 #: The environ key of a list that collects the request's task batch (set by the test
 #: client; a list, because servers and middleware may hand the app a shallow copy).
 BATCHES_KEY = "funapi_sync.batches"
+#: The environ key of the request id that ``add_request_logger()`` sets.
+REQUEST_ID_KEY = "funapi_sync.request_id"
 
 
 class Runtime(NamedTuple):
@@ -65,11 +68,13 @@ class Endpoint:
         "_wants_request",
         "arity",
         "body_lists",
+        "body_media_type",
         "body_schema",
         "depends",
         "description",
         "handler",
         "include_in_schema",
+        "media_type",
         "methods",
         "name",
         "needs_input",
@@ -128,6 +133,7 @@ class Endpoint:
         self.response_schema = _optional_schema(
             options.response_schema, f"{where}: response_schema="
         )
+        self.media_type, self.body_media_type = _check_route(self, handler, options, where)
         self.tags = list(options.tags) if options.tags else []
         doc = inspect.getdoc(handler) or ""
         self.summary = options.summary or (doc.splitlines()[0] if doc else None)
@@ -147,6 +153,9 @@ class Endpoint:
                 continue
             if has_default:
                 continue
+            hint = _route_checks.keyword_hint(keyword, self.rule, where)
+            if hint is not None:
+                raise TypeError(hint)
             raise TypeError(
                 f"{where} declares keyword-only parameter {keyword!r}, which is neither"
                 f" 'background' nor listed in depends=; add depends=[{keyword!r}] or"
@@ -197,16 +206,27 @@ class Endpoint:
                 if self._wants_request:
                     request = runtime.request_class(environ)
                 input_ = None
+                if plan.guards:
+                    # NOTE: credentials are checked before the body is read (FastAPI's
+                    # order: a 401 whatever the body, and no anonymous upload parsed).
+                    # The scope is made first so a failing guard's siblings are cleaned up.
+                    scope = RequestScope(
+                        runtime.registry, {"input": None, "req": request, "background": background}
+                    )
+                    scope.make(plan.guards)
                 if self._wants_input:
                     input_, request = build_input(
                         environ, self, path_values, request, runtime.request_class
                     )
                 kwargs: dict[str, Any] = {}
                 if plan.steps:
-                    scope = RequestScope(
-                        runtime.registry,
-                        {"input": input_, "req": request, "background": background},
-                    )
+                    if scope is None:
+                        scope = RequestScope(
+                            runtime.registry,
+                            {"input": input_, "req": request, "background": background},
+                        )
+                    else:
+                        scope.values["input"] = input_
                     kwargs = scope.resolve(plan)
                 elif background is not None:
                     kwargs = {"background": background}
@@ -217,16 +237,16 @@ class Endpoint:
                 if request is None:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, exc)
-            on_close = None
+            on_close = unclosed = None
             # PERF: most requests have nothing for close() to do (no task, no scope, no
-            # upload); they skip building the callback.
+            # upload); they skip building the callbacks.
             if (
                 scope is not None
                 or (background is not None and len(background))
                 or (request is not None and "files" in request.__dict__)
             ):
-                on_close = self._after_close(environ, background, scope, failure, request)
-            iterable = send(environ, start_response, result, on_close)
+                on_close, unclosed = self._after_close(environ, background, scope, failure, request)
+            iterable = send(environ, start_response, result, on_close, unclosed)
             handed_over = True
             return iterable
         finally:
@@ -242,8 +262,9 @@ class Endpoint:
         scope: RequestScope | None,
         failure: BaseException | None,
         request: Request | None,
-    ) -> Callable[[], None] | None:
-        """Build the one callback the response's ``close()`` runs, or None for no work.
+    ) -> tuple[Callable[[], None] | None, Callable[[], None] | None]:
+        """Build the one callback the response's ``close()`` runs (None for no work), and
+        the report for a response garbage-collected without ``close()`` (None: no tasks).
 
         It hands the tasks to the pool (a request that failed keeps only its
         ``add_task_always`` tasks), and the pool runs the scope's cleanup after them.
@@ -255,10 +276,15 @@ class Endpoint:
             # tasks (which may still read an upload) and the cleanups, or they leak.
             after = _then(after, request.close)
         if not tasks:
-            return after
+            return after, None
         label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+        if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
+            label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
         settings = self.runtime.pool_settings
-        return lambda: hand_over(environ, settings, tasks, after, label)
+        return (
+            lambda: hand_over(environ, settings, tasks, after, label),
+            lambda: report_never_closed(tasks, label),
+        )
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
@@ -277,11 +303,11 @@ def hand_over(
     the body is sent; gunicorn's sync worker holds the client socket until it returns, so
     it only enqueues.
     """
-    batch = Batch(list(tasks), label, after)
+    batch = Batch(list(tasks), label, after, slow_warning=settings.slow_warning)
     sink = environ.get(BATCHES_KEY)
     if sink is not None:
         sink.append(batch)
-    get_pool(settings).submit(batch)
+    get_pool(settings).submit(batch, settings.submit_timeout)
 
 
 def send(
@@ -289,8 +315,12 @@ def send(
     start_response: StartResponse,
     result: Parts | Response,
     on_close: Callable[[], Any] | None = None,
+    unclosed: Callable[[], Any] | None = None,
 ) -> Iterable[bytes]:
-    """Start the response and return its body, wrapped so ``close()`` runs ``on_close``."""
+    """Start the response and return its body, wrapped so ``close()`` runs ``on_close``.
+
+    :param unclosed: run instead if the body is garbage-collected without ``close()``.
+    """
     if isinstance(result, tuple):
         status, headers, body = result
         start_response(status_line(status), headers)
@@ -299,7 +329,7 @@ def send(
         iterable = result(environ, start_response)
     if on_close is None:
         return iterable
-    return ClosingIterable(iterable, on_close)
+    return ClosingIterable(iterable, on_close, unclosed=unclosed)
 
 
 def _closer(scope: RequestScope, failure: BaseException | None) -> Callable[[], None]:
@@ -342,6 +372,18 @@ def _close_now(
     finally:
         if request is not None and request.__dict__.get("files"):
             request.close()
+
+
+def _check_route(
+    endpoint: Endpoint, handler: Callable[..., Any], options: RouteOptions, where: str
+) -> tuple[str | None, str | None]:
+    """Run the registration checks of ``_route_checks``; return the media types."""
+    _route_checks.check_positional_names(handler, endpoint.rule, where)
+    _route_checks.check_path_schema(endpoint.path_schema, endpoint.rule, where)
+    _route_checks.check_media_type(options.media_type, endpoint.response_schema, where)
+    _route_checks.check_response_schema(endpoint.response_schema, where)
+    body_type = _route_checks.body_media_type(endpoint.body_schema, options.body_media_type, where)
+    return options.media_type, body_type
 
 
 def _normalise_methods(methods: Iterable[str], name: str, path: str) -> tuple[str, ...]:

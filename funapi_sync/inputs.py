@@ -167,6 +167,19 @@ def _flatten(multi: MultiDict[str, Any], endpoint: Endpoint, where: str) -> dict
     return data
 
 
+def _load_form(
+    schema: marshmallow.Schema, form: MultiDict[str, Any], endpoint: Endpoint, request: Request
+) -> Any:
+    try:
+        return _load(schema, _flatten(form, endpoint, "body"), "body")
+    except ValidationError:
+        # NOTE: the request is dropped with the error, so its uploads (spooled to
+        # temporary files) are closed here rather than left to the garbage collector.
+        if request.__dict__.get("files"):
+            request.close()
+        raise
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -300,7 +313,7 @@ def read_body(
                     form.update(request.files)
                 if schema is None:
                     return (form.to_dict() if form else None), request
-                return _load(schema, _flatten(form, endpoint, "body"), "body"), request
+                return _load_form(schema, form, endpoint, request), request
         except RequestEntityTooLarge:
             raise _too_large(request.max_content_length) from None
     elif length_header:

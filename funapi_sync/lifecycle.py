@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
+from . import _process
 from . import pool as pool_module
 from .dependencies import Registry
 
@@ -37,6 +40,9 @@ class Lifecycle:
         self._next_hook = 0
         self._lock = threading.Lock()
         _lifecycles.add(self)
+        # NOTE: an app imported by a gunicorn worker is made on its main thread, the one
+        # place a signal handler can be set (the gthread worker's requests run elsewhere).
+        _attach_server()
 
     def add_startup(self, hook: Hook) -> None:
         """Append a startup hook; refuse once this process has started serving."""
@@ -80,6 +86,7 @@ class Lifecycle:
                     raise
                 self._next_hook += 1
             self.started = True
+        _attach_server()
 
     def shutdown(self) -> None:
         """Clean up app-scoped values (newest first), then run the shutdown hooks.
@@ -118,7 +125,12 @@ def start_all() -> None:
 
 
 def shutdown_process(timeout: float | None = None) -> None:
-    """Drain the pool, then shut every started app down; once per process."""
+    """Drain the pool, then shut every started app down; once per process.
+
+    NOTE: a task still running after the drain timeout (named at ERROR by the pool)
+    would keep the process alive for ever: the executor's threads are joined at exit.
+    The process then leaves at once, through :func:`exit_now`, after the shutdown hooks.
+    """
     global _shutdown_done
     if _shutdown_done:
         return
@@ -131,18 +143,51 @@ def shutdown_process(timeout: float | None = None) -> None:
             lifecycle.shutdown()
         except Exception:
             logger.exception("shutting an app down failed; the other apps still shut down")
+    running = 0 if pool is None else pool.still_running()
+    if running:
+        logger.error(
+            "process %d exits with %d background task(s) still running (named above);"
+            " they are abandoned",
+            os.getpid(),
+            running,
+        )
+        exit_now(1)
+
+
+def exit_now(code: int) -> None:
+    """Flush the logs and standard streams, then end the process without joining threads."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream
+            stream.flush()
+    os._exit(code)
+
+
+def _attach_server() -> None:
+    # Plain `gunicorn module:app` has none of our hooks: find its worker ourselves.
+    global _server_attached
+    if _server_attached:
+        return
+    _server_attached = True
+    from .server import worker
+
+    worker.attach_running_worker()
+
+
+_server_attached = False
 
 
 def _reset_in_child() -> None:
     # NOTE: startup ran in the parent (gunicorn --preload); each worker runs it again
     # and owns its own app-scoped values, which were made for the parent.
-    global _shutdown_done
+    global _shutdown_done, _server_attached
     _shutdown_done = False
+    _server_attached = False
     for lifecycle in list(_lifecycles):
         lifecycle.forget()
 
 
-os.register_at_fork(after_in_child=_reset_in_child)
+_process.at_fork_in_child(_reset_in_child)
 
 
 def _at_interpreter_exit() -> None:

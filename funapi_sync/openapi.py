@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,8 +26,10 @@ from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_insta
 from werkzeug.routing.rules import parse_converter_args
 from werkzeug.wrappers import Request, Response
 
+from . import _openapi_fields, _route_checks
+from ._statuses import returned_statuses
 from .responses import BODYLESS
-from .schema import Schema
+from .security import SecurityScheme
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -115,22 +118,6 @@ class _ComponentNames:
         return name
 
 
-def _filled(_converter: Any, field: marshmallow.fields.Field[Any], **_: Any) -> dict[str, Any]:
-    """Say what ``Schema.filled`` enforces, so generated clients and fuzzers know it.
-
-    apispec binds attribute functions to its field converter, hence ``_converter``.
-    """
-    if Schema.filled not in field.validators:
-        return {}
-    if isinstance(field, marshmallow.fields.String):
-        return {"minLength": 1}
-    if isinstance(field, (marshmallow.fields.List, marshmallow.fields.Tuple)):
-        return {"minItems": 1}
-    if isinstance(field, (marshmallow.fields.Dict, marshmallow.fields.Nested)):
-        return {"minProperties": 1}
-    return {}
-
-
 def _converter_schema(converter: str | None, args: str | None) -> dict[str, Any]:
     """The JSON schema of what a werkzeug converter accepts."""
     positional, options = parse_converter_args(args) if args else ((), {})
@@ -189,18 +176,55 @@ def _error(description: str, component: str) -> dict[str, Any]:
     }
 
 
+def _success_content(endpoint: Endpoint, status: int) -> dict[str, Any] | None:
+    """What a success response carries: JSON (the response schema), or the route's media type."""
+    if status in BODYLESS:
+        return None
+    media_type = endpoint.media_type
+    if media_type is None or _route_checks.is_json(media_type):
+        schema = endpoint.response_schema if status < 400 else None
+        return {media_type or "application/json": {"schema": {} if schema is None else schema}}
+    if media_type.startswith("text/"):
+        return {media_type: {"schema": {"type": "string"}}}
+    return {media_type: {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _status_responses(endpoint: Endpoint) -> dict[str, Any]:
+    """The route's status, and each status its handler returns literally (see ``_statuses``)."""
+    literal, plain = returned_statuses(endpoint.handler)
+    statuses = list(literal)
+    if plain or endpoint.status_code != 200 or not literal:
+        statuses.insert(0, endpoint.status_code)
+    responses: dict[str, Any] = {}
+    for status in statuses:
+        described: dict[str, Any] = {"description": _phrase(status)}
+        content = _success_content(endpoint, status)
+        if content is not None:
+            described["content"] = content
+        responses.setdefault(str(status), described)
+    return responses
+
+
+def _phrase(status: int) -> str:
+    return HTTPStatus(status).phrase if status in _KNOWN_STATUSES else str(status)
+
+
+def _request_body(endpoint: Endpoint) -> dict[str, Any]:
+    media_type = endpoint.body_media_type or "application/json"
+    return {"required": True, "content": {media_type: {"schema": endpoint.body_schema}}}
+
+
 def _operation(
-    endpoint: Endpoint, method: str, template: str, plugin: MarshmallowPlugin
+    endpoint: Endpoint,
+    method: str,
+    template: str,
+    plugin: MarshmallowPlugin,
+    security: _SecuritySchemes,
 ) -> dict[str, Any]:
-    status = endpoint.status_code
-    success: dict[str, Any] = {"description": HTTPStatus(status).phrase}
-    if status not in BODYLESS:
-        schema = endpoint.response_schema
-        success["content"] = _json_content({} if schema is None else schema)
     operation: dict[str, Any] = {
         "operationId": _NOT_WORD.sub("_", f"{endpoint.name}{template}_{method.lower()}"),
         "summary": endpoint.summary or endpoint.name.replace("_", " ").title(),
-        "responses": {str(status): success},
+        "responses": _status_responses(endpoint),
     }
     if endpoint.description and endpoint.description != endpoint.summary:
         operation["description"] = endpoint.description
@@ -212,13 +236,15 @@ def _operation(
     if parameters:
         operation["parameters"] = parameters
     responses = operation["responses"]
+    requirements, required = security.requirements(endpoint)
+    if requirements:
+        operation["security"] = requirements
+    if required:
+        responses["401"] = _error("Not authenticated", "HTTPError")
     if parameters and parameters[0]["in"] == "path":
         responses["404"] = _error("Not Found", "HTTPError")
     if endpoint.body_schema is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": _json_content(endpoint.body_schema),
-        }
+        operation["requestBody"] = _request_body(endpoint)
         responses["413"] = _error("Request body too large", "HTTPError")
         responses["415"] = _error("Unsupported content type", "HTTPError")
     if endpoint.needs_input or endpoint.current_plan().needs_input:
@@ -228,15 +254,88 @@ def _operation(
             # An HTTPException's body: {"detail": "..."}.
             responses[str(code)] = _error(described, "HTTPError")
         elif isinstance(described, marshmallow.Schema):
-            phrase = HTTPStatus(code).phrase if code in _KNOWN_STATUSES else str(code)
-            responses[str(code)] = {"description": phrase, "content": _json_content(described)}
+            responses[str(code)] = {
+                "description": _phrase(code),
+                "content": _json_content(described),
+            }
         else:
             responses[str(code)] = dict(described)
     return operation
 
 
+class _SecuritySchemes:
+    """The security schemes the endpoints use, each named once in ``securitySchemes``.
+
+    A scheme is found wherever the endpoint's dependency plan reaches it: in the route's
+    or its router's ``depends=``, as a sub-dependency (``token=Depends(bearer)``) or as a
+    registered name (``app.register("token", bearer)``).
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._names: dict[int, str] = {}
+
+    def name(self, scheme: SecurityScheme) -> str:
+        name = self._names.get(id(scheme))
+        if name is not None:
+            return name
+        entry = scheme.openapi()
+        base = name = scheme.scheme_name
+        counter = 1
+        while name in self.entries and self.entries[name] != entry:
+            counter += 1
+            name = f"{base}{counter}"
+        self.entries[name] = entry
+        self._names[id(scheme)] = name
+        return name
+
+    def requirements(self, endpoint: Endpoint) -> tuple[list[dict[str, list[str]]], bool]:
+        """The operation's ``security`` list, and whether a 401 is possible.
+
+        Schemes with ``auto_error=True`` are all required together; when every scheme
+        is optional (``auto_error=False``), each is one alternative and ``{}`` (anonymous)
+        is the last.
+        """
+        required: dict[str, list[str]] = {}
+        optional: dict[str, list[str]] = {}
+        for scheme in _schemes_of(endpoint):
+            (required if scheme.auto_error else optional)[self.name(scheme)] = []
+        if required:
+            return [required], True
+        if optional:
+            alternatives: list[dict[str, list[str]]] = [{name: []} for name in optional]
+            return [*alternatives, {}], False
+        return [], False
+
+
+def _schemes_of(endpoint: Endpoint) -> list[SecurityScheme]:
+    providers = endpoint.registry.providers
+    schemes: list[SecurityScheme] = []
+    for key, _func, _params, _kind in endpoint.current_plan().steps:
+        target = key
+        if isinstance(key, str) and key in providers:
+            target = providers[key].factory
+        if isinstance(target, SecurityScheme) and target not in schemes:
+            schemes.append(target)
+    return schemes
+
+
 def build_document(app: Documented) -> dict[str, Any]:
-    """Build the OpenAPI document of ``app``'s routes (those with ``include_in_schema``)."""
+    """Build the OpenAPI document of ``app``'s routes (those with ``include_in_schema``).
+
+    Every value in it is JSON (``_openapi_fields.jsonable``), and an apispec warning is
+    logged rather than raised, so no field marshmallow accepts can make it fail.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        document = _build(app)
+    for warning in caught:
+        logger.warning("OpenAPI: %s", warning.message)
+    result: dict[str, Any] = _openapi_fields.jsonable(document)
+    return result
+
+
+def _build(app: Documented) -> dict[str, Any]:
     plugin = MarshmallowPlugin(schema_name_resolver=_ComponentNames())
     info = {"description": app.description} if app.description else {}
     spec = APISpec(
@@ -246,18 +345,21 @@ def build_document(app: Documented) -> dict[str, Any]:
         plugins=[plugin],
         info=info,
     )
-    plugin.converter.add_attribute_function(_filled)  # type: ignore[union-attr]
+    _openapi_fields.configure(plugin)
+    security = _SecuritySchemes()
     for endpoint in app.routes.endpoints:
         if not endpoint.include_in_schema:
             continue
         template = _template(endpoint)
         operations = {
-            method.lower(): _operation(endpoint, method, template, plugin)
+            method.lower(): _operation(endpoint, method, template, plugin, security)
             for method in endpoint.methods
         }
         spec.path(path=template, operations=operations)
     for name, schema in _ERROR_COMPONENTS.items():
         spec.components.schema(name, schema)
+    for name, entry in security.entries.items():
+        spec.components.security_scheme(name, entry)
     return spec.to_dict()
 
 

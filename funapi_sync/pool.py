@@ -1,228 +1,226 @@
-"""The pool: one per-process ThreadPoolExecutor that runs background tasks after responses."""
+"""The pool: one per-process ThreadPoolExecutor whose threads run request batches.
+
+How a batch runs, and how an unfinished task is named, is :mod:`funapi_sync.batch`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:
-    from .background import BackgroundTask
+from . import _process
+from .batch import Batch as Batch
+from .batch import report
+from .batch import report_never_closed as report_never_closed
 
 logger = logging.getLogger("funapi_sync.background")
 
 
 class PoolSettings(NamedTuple):
+    """An app's background settings; the pool is sized by the first app that uses it.
+
+    ``workers``, ``queue_size`` and ``shutdown_timeout`` are the pool's (process-wide);
+    ``slow_warning`` and ``submit_timeout`` stay the app's own: each batch carries them.
+    """
+
     workers: int = 4
     queue_size: int = 1024
     slow_warning: float = 30.0
     shutdown_timeout: float = 25.0
+    submit_timeout: float = 10.0
 
 
-class Batch:
-    """One request's tasks, run in order on one pool thread, then its ``after`` callback."""
-
-    __slots__ = ("after", "cancelled", "current", "finished", "label", "tasks")
-
-    def __init__(
-        self, tasks: list[BackgroundTask], label: str, after: Callable[[], Any] | None
-    ) -> None:
-        self.tasks = tasks
-        self.label = label
-        self.after = after
-        self.current = -1
-        self.cancelled = False
-        self.finished = False
+#: The pool-wide fields of :class:`PoolSettings`, with the App setting that sets each.
+POOL_WIDE = {
+    "workers": "background_workers",
+    "queue_size": "background_queue_size",
+    "shutdown_timeout": "background_shutdown_timeout",
+}
 
 
-class _Tally:
-    """One runner's task counts; only its runner writes them, so no lock is taken."""
+class Heartbeat(NamedTuple):
+    """How a blocked ``close()`` tells its server it is alive (gunicorn's ``worker.notify``)."""
 
-    __slots__ = ("completed", "failed", "skipped", "started")
-
-    def __init__(self) -> None:
-        self.started = self.completed = self.failed = self.skipped = 0
+    notify: Callable[[], Any]
+    interval: float
 
 
 class TaskPool:
-    """The process's background executor: a ThreadPoolExecutor fed through a cheap queue.
+    """The process's background executor: long-lived consumers on a ``SimpleQueue``.
 
-    PERF: ``ThreadPoolExecutor.submit`` costs several microseconds (a Future, a work item,
-    a semaphore probe, a thread wake-up), paid in ``close()`` on every request. Instead,
-    ``submit`` appends the batch to a deque under one lock and, only when no runner is
-    free, submits a *runner* to the executor: a job that takes batches from the deque until
-    it has been idle for ``RUNNER_IDLE`` seconds. A runner that ran out of work polls for
-    ``POLL_WINDOW`` before it asks to be notified, so under load handing over a batch is
-    an append, and a task starts at most ``POLL_INTERVAL`` after its response was sent
-    (20 ms; polling every 2 ms forced a GIL hand-over so often that a gunicorn worker
-    lost ~10 % of its signup throughput). Anyone waiting in :meth:`wait` or
-    :meth:`drain` wakes the runners at once, so tests and shutdown never pay that delay.
-    Runners count their tasks in a private tally, so running a task takes no lock that a
-    request thread could be made to wait for.
+    PERF: the executor's threads each run one :meth:`_consume` loop for the pool's
+    lifetime, blocked in ``SimpleQueue.get()`` (C code, no timeout, so an idle pool takes
+    no GIL turns). ``submit`` takes a slot of a ``BoundedSemaphore``, notes the batch in a
+    dict and puts it on the queue: no ``Future``, no work item, no thread start per
+    request, and an idle consumer wakes at once.
 
-    NOTE: the deque is bounded by ``queue_size`` batches; a full queue blocks the
-    submitting ``close()`` (back-pressure on that server thread; the client already has
-    its response) instead of dropping work or growing without limit.
+    NOTE: the semaphore bounds the batches waiting for a thread to ``queue_size``; a full
+    queue blocks the submitting ``close()`` (back-pressure on that server thread; the
+    client already has its response), heart-beating to the server while it waits, and
+    gives up after the app's ``submit_timeout`` with the batch's tasks named at ERROR.
+    Nothing accepted is dropped without a line: see :meth:`abort` and :meth:`shutdown`.
     """
-
-    #: How long an idle runner stays in its executor thread before giving it back.
-    RUNNER_IDLE = 1.0
-    #: How long a runner that ran out of work polls before it must be woken.
-    POLL_WINDOW = 0.1
-    POLL_INTERVAL = 0.02
 
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
         self.pid = os.getpid()
+        #: Settings already compared with the pool's, by id (kept alive so ids stay unique).
+        self.checked: dict[int, PoolSettings] = {id(settings): settings}
+        self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._slots = threading.BoundedSemaphore(settings.queue_size)
+        # NOTE: abort() runs in a signal handler, on a thread that may hold this lock:
+        # it takes no lock; everything else does.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # Insertion-ordered sets: accepted but not yet taken by a thread, and running.
+        self._pending: dict[Batch, None] = {}
+        self._running: dict[Batch, None] = {}
+        self._waiters = 0
+        self._submitted = self._finished = 0
+        self._tasks_submitted = self._completed = self._failed = self._skipped = 0
+        self._closed = False
+        self._aborted = False
         self._executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="funapi_sync-background"
         )
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._batches: deque[Batch] = deque()
-        self._active: list[Batch] = []
-        self._runners = 0
-        self._idle_runners = 0
-        # Threads blocked in submit(), wait() or drain(): only then is a notify needed.
-        self._waiters = 0
-        self._submitted = 0
-        self._finished = 0
-        self._tasks_submitted = 0
-        self._tallies: set[_Tally] = set()
-        self._retired = _Tally()
-        self._closed = False
+        try:
+            for _ in range(settings.workers):
+                self._executor.submit(self._consume)
+        except RuntimeError:
+            # NOTE: the interpreter is exiting and refuses new threads: run batches inline.
+            self._closed = True
 
     # -- the request side -------------------------------------------------------------
 
-    def submit(self, batch: Batch) -> None:
-        """Queue ``batch``; block while the queue is full. Never drops it."""
-        with self._lock:
-            closed = self._closed
-            if not closed:
-                while len(self._batches) >= self.settings.queue_size:
-                    self._waiters += 1
-                    try:
-                        self._changed.wait()
-                    finally:
-                        self._waiters -= 1
-                self._batches.append(batch)
-                self._submitted += 1
-                self._tasks_submitted += len(batch.tasks)
-                if self._idle_runners:
-                    self._changed.notify_all()
-                # Each runner not busy with a batch takes one; start another only when
-                # the queue holds more batches than that and a worker is free.
-                free = self._runners - len(self._active)
-                if free >= len(self._batches) or self._runners >= self.settings.workers:
-                    return
-                self._runners += 1
-        if closed:
-            logger.warning(
-                "the background pool is shut down; running %s's tasks inline", batch.label
-            )
-            self._run_batch(batch, _Tally())
-            batch.finished = True
+    def submit(self, batch: Batch, timeout: float | None = None) -> None:
+        """Queue ``batch``; while the queue is full, wait up to ``timeout`` seconds.
+
+        A batch that cannot be queued is never dropped silently: after ``timeout`` (or
+        when the wait is interrupted, e.g. by gunicorn's ``SystemExit`` on a worker
+        timeout) each of its tasks is named at ERROR.
+        """
+        if self._aborted:
+            self._run_unqueued(batch)
             return
-        try:
-            self._executor.submit(self._runner)
-        except RuntimeError:
-            # NOTE: the interpreter is exiting and refuses new threads; run the queue here
-            # rather than lose it.
-            self._runner()
-
-    # -- the runner side --------------------------------------------------------------
-
-    def _runner(self) -> None:
-        tally = _Tally()
-        batch: Batch | None = None
-        with self._lock:
-            self._tallies.add(tally)
-        while True:
+        if self._slots.acquire(blocking=False):
             with self._lock:
-                if batch is not None:
-                    self._active.remove(batch)
-                    self._finished += 1
-                    batch.finished = True
-                    if self._waiters:
-                        self._changed.notify_all()
-                batch = self._next_batch()
-                if batch is None:
-                    self._runners -= 1
-                    self._tallies.discard(tally)
-                    for name in _Tally.__slots__:
-                        setattr(
-                            self._retired, name, getattr(self._retired, name) + getattr(tally, name)
-                        )
+                # NOTE: put under the lock that shutdown() holds while it closes and
+                # queues its sentinels, so no batch can land behind them.
+                if not self._closed:
+                    self._pending[batch] = None
+                    self._submitted += 1
+                    self._tasks_submitted += len(batch.tasks)
+                    self._queue.put(batch)
                     return
-                self._active.append(batch)
-                if self._waiters:
-                    self._changed.notify_all()  # a slot freed: wake a blocked submit()
-            self._run_batch(batch, tally)
+            self._slots.release()
+            self._run_unqueued(batch)
+            return
+        self._submit_when_free(batch, self.settings.submit_timeout if timeout is None else timeout)
 
-    def _next_batch(self) -> Batch | None:
-        # Called with the lock held.
-        if not self._batches:
-            # PERF: poll for a short window before asking to be woken. Under load the
-            # next batch arrives within it, and submit() then only appends: no thread
-            # wake-up, no GIL hand-over on the request's thread.
-            deadline = time.monotonic() + self.POLL_WINDOW
-            while not self._batches and not self._closed:
+    def _submit_when_free(self, batch: Batch, timeout: float) -> None:
+        with self._lock:
+            # Noted first: drain() waits for it, and abort() names it while it waits.
+            self._pending[batch] = None
+            self._submitted += 1
+            self._tasks_submitted += len(batch.tasks)
+        if not self._wait_for_slot(batch, timeout):
+            return
+        with self._lock:
+            if not self._closed:
+                self._queue.put(batch)
+                return
+        self._slots.release()
+        report(batch, "was not queued: the pool shut down while close() waited")
+        self._finish_unqueued(batch)
+
+    def _wait_for_slot(self, batch: Batch, timeout: float) -> bool:
+        heartbeat = _heartbeat
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    break
-                self._changed.wait(min(self.POLL_INTERVAL, remaining))
-        if not self._batches and not self._closed:
-            self._idle_runners += 1
-            self._changed.wait_for(lambda: self._batches or self._closed, self.RUNNER_IDLE)
-            self._idle_runners -= 1
-        return self._batches.popleft() if self._batches else None
+                    report(
+                        batch,
+                        f"was not queued: the queue stayed full for {timeout:g} s"
+                        f" (background_queue_size={self.settings.queue_size},"
+                        f" background_submit_timeout={timeout})",
+                    )
+                    self._finish_unqueued(batch)
+                    return False
+                # NOTE: timed waits only while close() is blocked on a full queue, so a
+                # sync worker keeps heart-beating to the gunicorn arbiter.
+                step = remaining if heartbeat is None else min(remaining, heartbeat.interval)
+                if self._slots.acquire(timeout=step):
+                    return True
+                if heartbeat is not None:
+                    heartbeat.notify()
+        except BaseException as exc:
+            report(batch, f"was not queued: close() was interrupted by {type(exc).__name__}")
+            self._finish_unqueued(batch)
+            raise
 
-    def _run_batch(self, batch: Batch, tally: _Tally) -> None:
-        slow = self.settings.slow_warning
-        for index, task in enumerate(batch.tasks):
-            if batch.cancelled:
-                tally.skipped += len(batch.tasks) - index
-                break
-            batch.current = index
-            tally.started += 1
-            started = time.monotonic()
-            try:
-                task.run()
-            except BaseException:
-                tally.failed += 1
-                logger.warning(
-                    "background task %s of %s failed", task.name, batch.label, exc_info=True
-                )
-            else:
-                tally.completed += 1
-            elapsed = time.monotonic() - started
-            if elapsed > slow:
-                logger.warning(
-                    "background task %s of %s was slow: %.1f s (background_slow_warning=%s)",
-                    task.name,
-                    batch.label,
-                    elapsed,
-                    slow,
-                )
-        batch.current = len(batch.tasks)
-        if batch.after is not None:
-            try:
-                batch.after()
-            except BaseException:
-                logger.exception("cleanup after the tasks of %s failed", batch.label)
+    def _finish_unqueued(self, batch: Batch) -> None:
+        with self._lock:
+            self._pending.pop(batch, None)
+            self._skipped += len(batch.tasks) - batch.done
+            self._end(batch)
 
-    # -- introspection and shutdown ---------------------------------------------------
+    def _run_unqueued(self, batch: Batch) -> None:
+        # NOTE: a response closed after shutdown (interpreter exit) or after an abort.
+        if self._aborted:
+            report(batch, "was not run: the worker was aborted")
+            try:
+                if batch.after is not None:
+                    batch.after()
+            finally:
+                batch.finished = True
+            return
+        logger.warning("the background pool is shut down; running %s's tasks inline", batch.label)
+        batch.run()
+        batch.finished = True
+
+    # -- the pool threads -------------------------------------------------------------
+
+    def _consume(self) -> None:
+        get = self._queue.get
+        while True:
+            batch = get()
+            if batch is None:
+                return
+            self._slots.release()
+            with self._lock:
+                self._pending.pop(batch, None)
+                self._running[batch] = None
+            try:
+                batch.run()
+            finally:
+                with self._lock:
+                    del self._running[batch]
+                    self._completed += batch.done - batch.failed
+                    self._failed += batch.failed
+                    self._skipped += len(batch.tasks) - batch.done
+                    self._end(batch)
+
+    def _end(self, batch: Batch) -> None:
+        # Called with the lock held.
+        self._finished += 1
+        batch.finished = True
+        if self._waiters:
+            self._changed.notify_all()
+
+    # -- introspection ----------------------------------------------------------------
 
     def wait(self, batch: Batch, timeout: float | None = None) -> bool:
         """Wait until ``batch`` has finished; False on timeout."""
         with self._changed:
             self._waiters += 1
-            self._changed.notify_all()  # polling runners: start now, someone is waiting
             try:
                 return self._changed.wait_for(lambda: batch.finished, timeout)
             finally:
@@ -233,7 +231,6 @@ class TaskPool:
         with self._changed:
             target = self._submitted
             self._waiters += 1
-            self._changed.notify_all()  # polling runners: start now, someone is waiting
             try:
                 return self._changed.wait_for(lambda: self._finished >= target, timeout)
             finally:
@@ -242,58 +239,78 @@ class TaskPool:
     def stats(self) -> dict[str, int]:
         """Task counts: ``queued``, ``running``, ``completed``, ``failed`` (and settings)."""
         with self._lock:
-            total = _Tally()
-            for tally in (*self._tallies, self._retired):
-                for name in _Tally.__slots__:
-                    setattr(total, name, getattr(total, name) + getattr(tally, name))
-            submitted = self._tasks_submitted
-        done = total.completed + total.failed
+            running = tuple(self._running)
+            completed = self._completed + sum(b.done - b.failed for b in running)
+            failed = self._failed + sum(b.failed for b in running)
+            busy = sum(1 for b in running if b.current >= 0)
+            queued = self._tasks_submitted - completed - failed - self._skipped - busy
         return {
-            "queued": max(0, submitted - total.started - total.skipped),
-            "running": max(0, total.started - done),
-            "completed": total.completed,
-            "failed": total.failed,
+            "queued": max(0, queued),
+            "running": busy,
+            "completed": completed,
+            "failed": failed,
             "workers": self.settings.workers,
             "queue_size": self.settings.queue_size,
         }
 
+    def unfinished(self) -> list[Batch]:
+        """The batches accepted and not finished: running first, then waiting."""
+        # PERF: tuple(dict) copies the keys without releasing the GIL: safe without the
+        # lock, which abort() must not take.
+        return [*tuple(self._running), *tuple(self._pending)]
+
+    def still_running(self) -> int:
+        """How many tasks are running now (a hung task keeps its thread)."""
+        return sum(1 for batch in tuple(self._running) if batch.current >= 0)
+
+    # -- the end ----------------------------------------------------------------------
+
+    def abort(self, reason: str) -> int:
+        """Name every queued and running task at ERROR at once; run no queued task after.
+
+        For a process about to be killed (gunicorn's ``worker_abort``: the arbiter sends
+        SIGKILL a second later). Safe in a signal handler: it takes no lock.
+        """
+        self._aborted = True
+        return sum(report(batch, f"did not finish: {reason}") for batch in self.unfinished())
+
     def shutdown(self, timeout: float | None = None) -> bool:
         """Drain for up to ``timeout`` seconds, then name every task that did not finish.
 
-        Tasks not yet started are skipped (each logged at ERROR); a task still running is
-        logged too, since a thread cannot be stopped from outside.
+        Tasks not yet started are skipped (each named at ERROR); a task still running is
+        named too, since a thread cannot be stopped from outside. After an :meth:`abort`
+        there is no drain: everything left was named already.
         """
         if timeout is None:
             timeout = self.settings.shutdown_timeout
-        drained = self.drain(timeout)
+        drained = not self._aborted and self.drain(timeout)
         with self._lock:
             self._closed = True
-            self._changed.notify_all()
-            if not drained:
-                for batch in [*self._active, *self._batches]:
-                    batch.cancelled = True
-                    for index in range(max(batch.current, 0), len(batch.tasks)):
-                        state = "still running" if index == batch.current else "never started"
-                        logger.error(
-                            "background task %s of %s did not finish within the %.1f s"
-                            " shutdown timeout (%s)",
-                            batch.tasks[index].name,
-                            batch.label,
-                            timeout,
-                            state,
-                        )
+            for _ in range(self.settings.workers):
+                self._queue.put(None)  # one sentinel per thread: the idle ones leave
+        if not drained:
+            what = f"did not finish within the {timeout:.1f} s shutdown timeout"
+            for batch in self.unfinished():
+                report(batch, what)
         self._executor.shutdown(wait=False)
         return drained
 
 
+# -- the process's pool ---------------------------------------------------------------
+
 _pool: TaskPool | None = None
 _pool_lock = threading.Lock()
+_heartbeat: Heartbeat | None = None
 
 
 def get_pool(settings: PoolSettings) -> TaskPool:
-    """The process's pool, created on first use with ``settings``."""
+    """The process's pool, created on first use with ``settings``.
+
+    An app whose settings differ from the pool's gets a WARNING the first time it
+    uses the pool (or when it is created, if the pool exists then).
+    """
     pool = _pool
-    if pool is not None:
+    if pool is not None and id(settings) in pool.checked:
         return pool
     return _create(settings)
 
@@ -303,13 +320,27 @@ def _create(settings: PoolSettings) -> TaskPool:
     with _pool_lock:
         if _pool is None:
             _pool = TaskPool(settings)
-        elif _pool.settings != settings:
-            logger.warning(
-                "the background pool already exists with %s; %s is ignored (one pool per process)",
-                _pool.settings,
-                settings,
-            )
+        else:
+            _compare(_pool, settings)
         return _pool
+
+
+def _compare(pool: TaskPool, settings: PoolSettings) -> None:
+    if id(settings) in pool.checked:
+        return
+    pool.checked[id(settings)] = settings
+    for field, name in POOL_WIDE.items():
+        ours, theirs = getattr(pool.settings, field), getattr(settings, field)
+        if ours != theirs:
+            logger.warning(
+                "the background pool of this process already exists with %s=%s; an app's"
+                " %s=%s is ignored (one pool per process, sized by the first app that uses"
+                " it; give every app the same value)",
+                name,
+                ours,
+                name,
+                theirs,
+            )
 
 
 def current_pool() -> TaskPool | None:
@@ -318,27 +349,37 @@ def current_pool() -> TaskPool | None:
 
 
 def check_settings(settings: PoolSettings) -> None:
-    """Warn when an app asks for settings other than those of the existing pool."""
+    """Warn when an app asks for pool-wide settings other than the existing pool's."""
     pool = _pool
-    if pool is not None and pool.settings != settings:
-        logger.warning(
-            "the background pool already exists with %s; %s is ignored (one pool per process)",
-            pool.settings,
-            settings,
-        )
+    if pool is not None:
+        with _pool_lock:
+            _compare(pool, settings)
+
+
+def set_heartbeat(notify: Callable[[], Any] | None, interval: float = 1.0) -> None:
+    """Have a ``close()`` blocked on a full queue call ``notify()`` every ``interval`` s."""
+    global _heartbeat
+    _heartbeat = None if notify is None else Heartbeat(notify, interval)
+
+
+def abort(reason: str) -> int:
+    """Name every unfinished task of this process's pool at ERROR (see :meth:`TaskPool.abort`)."""
+    pool = _pool
+    return 0 if pool is None else pool.abort(reason)
 
 
 def _forget_in_child() -> None:
     # NOTE: a ThreadPoolExecutor that ran anything before fork() is dead in the child:
     # its threads did not survive, but its idle semaphore says one is free, so it never
     # starts a new one and the future never completes (CPython 3.8+). Drop it; the child
-    # makes its own on first use.
-    global _pool, _pool_lock
+    # makes its own on first use. The parent's server (heartbeat) is not the child's.
+    global _pool, _pool_lock, _heartbeat
     _pool = None
     _pool_lock = threading.Lock()
+    _heartbeat = None
 
 
-os.register_at_fork(after_in_child=_forget_in_child)
+_process.at_fork_in_child(_forget_in_child)
 
 
 class PoolView:

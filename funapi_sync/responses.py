@@ -120,6 +120,12 @@ def dump_checked(schema: marshmallow.Schema, payload: Any) -> Any:
     Dumping drops undeclared fields (``password`` never leaks); validating the dumped data
     catches a payload missing required fields, which is the handler's bug, not the client's.
     """
+    if not schema.many and isinstance(payload, (list, tuple)):
+        name = type(schema).__name__
+        raise ResponseSchemaError(
+            f"the handler returned a list, but response_schema={name} describes one object;"
+            f" use response_schema=[{name}] for a list"
+        )
     try:
         data = schema.dump(payload)
     except Exception as exc:

@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._route_checks import fastapi_hint
+
 
 @dataclasses.dataclass(frozen=True)
 class RouteOptions:
@@ -26,6 +28,11 @@ class RouteOptions:
     :param summary: OpenAPI summary (default: the docstring's first line).
     :param responses: other statuses for OpenAPI, ``{409: "Name taken"}`` or a schema.
     :param include_in_schema: False leaves the route out of ``/openapi.json``.
+    :param media_type: what a success response carries when it is not JSON (e.g.
+        ``"text/html"``), for the OpenAPI document; the handler returns the ``Response``.
+    :param body_media_type: how the body is documented: ``"application/json"`` (default),
+        ``"application/x-www-form-urlencoded"`` or ``"multipart/form-data"`` (always, for
+        a body with a ``File`` field).
     """
 
     body: Any = None
@@ -38,6 +45,8 @@ class RouteOptions:
     summary: str | None = None
     responses: Mapping[int, Any] | None = None
     include_in_schema: bool = True
+    media_type: str | None = None
+    body_media_type: str | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], where: str) -> RouteOptions:
@@ -46,7 +55,8 @@ class RouteOptions:
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise TypeError(
-                f"{where} got unknown route options {unknown}; known options are {known}"
+                f"{where} got unknown route options {unknown}{fastapi_hint(unknown)};"
+                f" known options are {known}"
             )
         return cls(**options)
 

@@ -6,7 +6,10 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, MapAdapter, Rule, ValidationError
+
+from ._route_checks import rule_shape
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -51,6 +54,7 @@ class RouteTable:
         self._ordered: list[Endpoint] = []  # every route, the defaults included
         self._static: dict[str, dict[str, Endpoint]] = {}
         self._seen: dict[tuple[str, str], Endpoint] = {}
+        self._shapes: dict[tuple[str, str], Endpoint] = {}
         #: The app's own routes, in registration order.
         self.endpoints: list[Endpoint] = []
         #: Built-in routes (the docs) that a route of the app on their method+path replaces.
@@ -79,9 +83,11 @@ class RouteTable:
         Returns the replaceable endpoints that the new ones replaced.
         """
         seen = dict(self._seen)
+        shapes = dict(self._shapes)
         replaced: list[Endpoint] = []
         static: set[Endpoint] = set()
         for endpoint in endpoints:
+            _check_shape(endpoint, shapes)
             # NOTE: trailing slashes are optional, so '/items' and '/items/' are one path.
             seen_key = _static_key(endpoint.rule)
             for method in endpoint.methods:
@@ -115,6 +121,7 @@ class RouteTable:
             self.endpoints.append(endpoint)
         self._ordered = [e for e in self._ordered if e not in replaced] + endpoints
         self._seen = seen
+        self._shapes = shapes
         self._compiled = None
         return replaced
 
@@ -153,8 +160,46 @@ class RouteTable:
             hit = tree.find(path, method)
             if hit is not None:
                 return hit
-        found, values = adapter.match(path, method)
+        try:
+            found, values = adapter.match(path, method)
+        except MethodNotAllowed as exc:
+            raise _confirmed(adapter, path, exc) from None
         return found, values  # type: ignore[return-value]
+
+
+def _check_shape(endpoint: Endpoint, shapes: dict[tuple[str, str], Endpoint]) -> None:
+    """Refuse a rule that differs from one already added only in its parameter names."""
+    shape = rule_shape(endpoint.rule)
+    for method in endpoint.methods:
+        other = shapes.get((shape, method))
+        if other is not None and other.rule.rstrip("/") != endpoint.rule.rstrip("/"):
+            raise ValueError(
+                f"{endpoint.name}() at {method} {endpoint.path} matches the same URLs as"
+                f" {other.name}() already registered for {method} {other.path} (only the"
+                " parameter names differ), so it could never be reached; give both one"
+                " path, or tell them apart with a converter such as <int:...> or a static"
+                " segment"
+            )
+        shapes[(shape, method)] = endpoint
+
+
+def _confirmed(adapter: MapAdapter, path: str, exc: MethodNotAllowed) -> Exception:
+    """Keep a 405 only for the methods whose rule really matches ``path``, else a 404.
+
+    NOTE: werkzeug's matcher counts a rule's methods as allowed before its converters
+    have accepted the value, so ``DELETE /p/11`` beside ``GET /p/<int(max=10):i>`` was a
+    405 naming GET, though ``GET /p/11`` is a 404.
+    """
+    allowed = []
+    for method in exc.valid_methods or ():
+        try:
+            adapter.match(path, method)
+        except (NotFound, MethodNotAllowed):
+            continue
+        allowed.append(method)
+    if not allowed:
+        return NotFound()
+    return MethodNotAllowed(valid_methods=allowed)
 
 
 _WHOLE_PART = re.compile(r"^<(?:[A-Za-z_][A-Za-z0-9_]*(?:\(.*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>$")

@@ -54,6 +54,7 @@ class Settings(Mapping[str, Any]):
     background_queue_size: int = setting(1024, _positive_int)
     background_slow_warning: float = setting(30.0, _seconds)
     background_shutdown_timeout: float = setting(25.0, _seconds)
+    background_submit_timeout: float = setting(10.0, _seconds)
     openapi_url: str | None = setting("/openapi.json", _url_path)
     docs_url: str | None = setting("/docs", _url_path)
 
@@ -86,6 +87,7 @@ class Settings(Mapping[str, Any]):
             queue_size=self.background_queue_size,
             slow_warning=float(self.background_slow_warning),
             shutdown_timeout=float(self.background_shutdown_timeout),
+            submit_timeout=float(self.background_submit_timeout),
         )
 
     # -- the read-only mapping -------------------------------------------------------

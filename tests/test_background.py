@@ -307,6 +307,12 @@ def test_tasks_run_for_204_responses_and_the_iterable_is_closed(app):
     assert calls == ["deleted 3", "closed", "raw 4"]
 
 
+def submitted_so_far(app: App) -> int:
+    """Every task the pool has been handed in this process, whatever its state."""
+    stats = app.background.stats()
+    return stats["queued"] + stats["running"] + stats["completed"] + stats["failed"]
+
+
 def test_tasks_start_only_after_the_body_was_fully_produced(app, client):
     events: list[str] = []
 
@@ -314,19 +320,32 @@ def test_tasks_start_only_after_the_body_was_fully_produced(app, client):
     def stream(*, background):
         def body():
             for number in range(3):
-                events.append(f"chunk {number}")
+                # NOTE: drain() waits for anything already handed to the pool, so a task
+                # submitted before close() would have run (and be listed) by now, with
+                # no timing luck involved.
+                assert app.background.drain(timeout=5)
+                events.append(f"chunk {number} (submitted {submitted_so_far(app) - before})")
                 yield f"{number}\n".encode()
-            events.append("body done")
+            assert app.background.drain(timeout=5)
+            events.append(f"body done (submitted {submitted_so_far(app) - before})")
 
         background.add_task(events.append, "task started")
         return Response(body(), mimetype="text/plain")
 
+    before = submitted_so_far(app)
     response = client.get("/stream")
     assert response.data == b"0\n1\n2\n"
-    assert events == ["chunk 0", "chunk 1", "chunk 2", "body done", "task started"]
+    assert events == [
+        "chunk 0 (submitted 0)",
+        "chunk 1 (submitted 0)",
+        "chunk 2 (submitted 0)",
+        "body done (submitted 0)",
+        "task started",
+    ]
+    assert submitted_so_far(app) - before == 1
 
 
-def test_nothing_runs_before_close_is_called(app):
+def test_nothing_is_queued_or_run_before_close_is_called(app):
     started = threading.Event()
 
     @app.get("/")
@@ -334,12 +353,19 @@ def test_nothing_runs_before_close_is_called(app):
         background.add_task(started.set)
         return {"ok": True}
 
+    before = submitted_so_far(app)
     environ = EnvironBuilder(path="/").get_environ()
     iterable = app(environ, lambda status, headers, exc_info=None: None)
     assert json.loads(b"".join(iterable)) == {"ok": True}
+    # Whatever had been handed to the pool has finished once drain() returns: had the
+    # task been submitted before close(), it would have run by now.
+    assert app.background.drain(timeout=5)
     assert not started.is_set()
+    assert submitted_so_far(app) == before
     iterable.close()
     assert started.wait(5)
+    assert app.background.drain(timeout=5)
+    assert submitted_so_far(app) == before + 1
 
 
 # -- dependencies ---------------------------------------------------------------------
@@ -619,3 +645,255 @@ def test_context_var_set_by_a_handler_does_not_leak_into_the_next_request(app):
     assert client.get("/set").json == {"before": None}
     assert client.get("/set").json == {"before": None}
     assert seen_by_tasks == ["abc", "abc"]
+
+
+# -- async tasks are refused at add_task ----------------------------------------------
+
+
+async def send_async_email(address: str) -> None:  # pragma: no cover - never run
+    pass
+
+
+async def stream_async_events():  # pragma: no cover - never run
+    yield "event"
+
+
+class AsyncNotifier:
+    async def __call__(self, event: str) -> None:  # pragma: no cover - never run
+        pass
+
+    async def notify(self, event: str) -> None:  # pragma: no cover - never run
+        pass
+
+
+@pytest.mark.parametrize(
+    ("task", "name"),
+    [
+        (send_async_email, "test_background.send_async_email"),
+        (functools.partial(send_async_email, "a@example.com"), "partial("),
+        (
+            functools.partial(functools.partial(send_async_email), "a"),
+            "partial(test_background.send_async_email)",
+        ),
+        (AsyncNotifier(), "test_background.AsyncNotifier"),
+        (AsyncNotifier().notify, "test_background.AsyncNotifier.notify"),
+        (stream_async_events, "test_background.stream_async_events"),
+    ],
+    ids=["coroutine function", "partial", "nested partial", "async __call__", "bound", "asyncgen"],
+)
+def test_add_task_refuses_every_async_callable_with_the_fix(task, name):
+    tasks = BackgroundTasks()
+    for add in (tasks.add_task, tasks.add_task_always):
+        with pytest.raises(TypeError) as info:
+            add(task)
+        message = str(info.value)
+        assert message.startswith(f"add_task() got {name}")
+        assert "an async callable; background tasks run on the pool's threads" in message
+        assert "would never be awaited" in message
+        assert message.endswith(
+            "Make the task a plain def (with a sync client, e.g. httpx.Client rather than"
+            " AsyncClient), or add a plain def that calls asyncio.run(...) on it"
+        )
+    assert len(tasks) == 0
+
+
+def test_async_task_in_a_handler_is_a_500_and_no_task_runs(app, client, caplog_funapi):
+    ran: list[str] = []
+
+    @app.post("/signup")
+    def signup(*, background):
+        background.add_task(ran.append, "sync task")
+        background.add_task(send_async_email, "a@example.com")
+        return {}, 201
+
+    assert client.post("/signup").status_code == 500
+    assert ran == []
+    [error] = [r for r in caplog_funapi.records if r.name == "funapi_sync" and r.exc_info]
+    assert isinstance(error.exc_info[1], TypeError)
+
+
+def test_is_async_callable_sees_through_partials_methods_and_call():
+    from funapi_sync._callables import is_async_callable
+
+    class SyncCallable:
+        def __call__(self) -> None:
+            pass
+
+    assert is_async_callable(send_async_email)
+    assert is_async_callable(functools.partial(send_async_email, "x"))
+    assert is_async_callable(AsyncNotifier())
+    assert is_async_callable(AsyncNotifier().notify)
+    assert is_async_callable(stream_async_events)
+    assert not is_async_callable(SyncCallable())
+    assert not is_async_callable(functools.partial(print, "x"))
+    assert not is_async_callable(lambda: None)
+    assert not is_async_callable(AsyncNotifier)  # calling the class makes an instance
+    assert not is_async_callable(len)
+    assert not is_async_callable("not callable")
+
+
+# -- a response never closed is reported ------------------------------------------------
+
+NEVER_CLOSED = (
+    "never ran: the response was garbage-collected without close() (a middleware that"
+    " does not forward close(), or a client that never closed the response) (never started)"
+)
+
+
+def background_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "funapi_sync.background" and record.levelno == logging.ERROR
+    ]
+
+
+def test_werkzeug_client_response_never_closed_names_each_task_at_error(app, caplog):
+    import gc
+
+    from werkzeug.test import Client
+
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    ran: list[str] = []
+
+    def send_welcome_email(address: str) -> None:
+        ran.append(address)
+
+    @app.post("/signup")
+    def signup(*, background):
+        background.add_task(send_welcome_email, "ada@example.com")
+        background.add_task(ran.append, "audit")
+        return {}, 201
+
+    response = Client(app).post("/signup")
+    assert response.status_code == 201
+    assert background_errors(caplog) == []
+    del response
+    gc.collect()
+    assert ran == []
+    assert background_errors(caplog) == [
+        f"background task test_background.{send_welcome_email.__qualname__} of POST /signup"
+        f" {NEVER_CLOSED}",
+        f"background task list.append of POST /signup {NEVER_CLOSED}",
+    ]
+    # A response that is closed is not reported, and its tasks run.
+    with Client(app).post("/signup") as closed:
+        assert closed.status_code == 201
+    assert app.background.drain(timeout=5)
+    del closed
+    gc.collect()
+    assert ran == ["ada@example.com", "audit"]
+    assert len(background_errors(caplog)) == 2
+
+
+def test_a_middleware_that_drops_close_gets_each_task_named_at_error(app, caplog):
+    import gc
+
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    ran: list[str] = []
+
+    class DropsClose:
+        """Copies the body into a list: the app's iterable is never closed."""
+
+        def __init__(self, app):
+            self.app = app
+
+        def __call__(self, environ, start_response):
+            return list(self.app(environ, start_response))
+
+    @app.get("/report/<int:number>")
+    def report(input, *, background):
+        background.add_task(ran.append, input.path["number"])
+        return {}
+
+    app.use(DropsClose)
+    client = app.test_client()
+    for number in range(3):
+        assert client.get(f"/report/{number}").status_code == 200
+    gc.collect()
+    assert ran == []
+    assert background_errors(caplog) == [
+        f"background task list.append of GET /report/{number} {NEVER_CLOSED}" for number in range(3)
+    ]
+
+
+# -- per-app settings -------------------------------------------------------------------
+
+
+def test_slow_warning_is_the_apps_own_even_when_another_app_made_the_pool(caplog):
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    first, patient, impatient = App(), App(background_slow_warning=3600), App()
+    impatient = App(background_slow_warning=0.05)
+    crunched = threading.Event()
+
+    def crunch_numbers() -> None:
+        # The task's own duration, longer than the impatient app's threshold.
+        time.sleep(0.1)
+        crunched.set()
+
+    for app in (first, patient, impatient):
+
+        @app.post("/reports")
+        def reports(*, background):
+            background.add_task(crunch_numbers)
+            return {}
+
+        app.test_client().post("/reports")
+    slow = [r.getMessage() for r in caplog.records if "was slow" in r.getMessage()]
+    assert len(slow) == 1, slow
+    assert "(background_slow_warning=0.05)" in slow[0]
+    assert "POST /reports" in slow[0]
+    # A per-app value is no pool setting: no conflict warning for it.
+    assert not [r for r in caplog.records if "one pool per process" in r.getMessage()]
+
+
+def test_other_pool_settings_are_warned_about_on_every_path_once_per_app():
+    result = run_python(
+        """
+        import logging
+        from funapi_sync import App
+
+        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
+        first = App(title="first")
+        # Created before the pool exists: no warning yet, but one at its first use.
+        early = App(title="early", background_workers=2)
+        apps = [first, early]
+        for app in apps:
+            @app.get("/")
+            def index(*, background):
+                background.add_task(lambda: None)
+                return {}
+        first.test_client().get("/")
+        print("POOL MADE")
+        early.test_client().get("/")
+        early.test_client().get("/")
+        print("EARLY USED")
+        # Created after: warned at creation, not again at its first use.
+        late = App(title="late", background_queue_size=8)
+        @late.get("/")
+        def late_index(*, background):
+            background.add_task(lambda: None)
+            return {}
+        print("LATE MADE")
+        late.test_client().get("/")
+        same = App(title="same", background_slow_warning=1.0)
+        @same.get("/")
+        def same_index(*, background):
+            background.add_task(lambda: None)
+            return {}
+        same.test_client().get("/")
+        print("DONE")
+        """
+    )
+    out = iter(result.stdout.split())
+    assert list(out) == ["POOL", "MADE", "EARLY", "USED", "LATE", "MADE", "DONE"]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert warnings == [
+        "WARNING funapi_sync.background the background pool of this process already exists"
+        " with background_workers=4; an app's background_workers=2 is ignored (one pool per"
+        " process, sized by the first app that uses it; give every app the same value)",
+        "WARNING funapi_sync.background the background pool of this process already exists"
+        " with background_queue_size=1024; an app's background_queue_size=8 is ignored (one"
+        " pool per process, sized by the first app that uses it; give every app the same"
+        " value)",
+    ], result.stderr

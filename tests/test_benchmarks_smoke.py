@@ -57,6 +57,8 @@ def test_tasks_part_measures_close_cost_and_drain_rate(tmp_path: Path) -> None:
     assert set(figures["close_cost"]) == {"0", "1", "3"}
     assert figures["drain"]["drained"] is True
     assert positive(figures["drain"]["tasks_per_s"])
+    assert positive(figures["start_latency"]["p99_us"])
+    assert figures["idle"]["cpu_ms_per_s"] >= 0
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="the wrk binary is not installed")

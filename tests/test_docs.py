@@ -1,4 +1,4 @@
-"""Every ```python block of every docs/*.md page runs, so the documentation cannot rot.
+"""Every ```python block of every docs/*.md page and of README.md runs, so they cannot rot.
 
 One test case per page (its id is the file name). The page's blocks run in order in one
 fresh module namespace, so a later block may use the names an earlier one defined; that
@@ -78,7 +78,8 @@ def run_page(path: Path) -> int:
     return ran
 
 
-PAGES = sorted(DOCS.glob("*.md"))
+#: Every docs page, and the README, whose first example is the one most often pasted.
+PAGES = [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
@@ -120,6 +121,12 @@ def test_extractor_finds_python_blocks_in_order_and_skips_others():
     ]
     assert [block.first_line for block in blocks] == [3, 10, 13]
     assert [block.skipped for block in blocks] == [False, False, True]
+
+
+def test_the_readme_and_every_docs_page_are_run():
+    names = [page.name for page in PAGES]
+    assert "README.md" in names
+    assert {"index.md", "quickstart.md", "command-line.md", "logging.md"} <= set(names)
 
 
 def test_extractor_rejects_an_unclosed_fence():

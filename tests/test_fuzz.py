@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -69,13 +69,17 @@ class Report:
         return "\n".join(lines)
 
 
-def fuzz(base_url: str) -> Report:
-    """Fuzz every operation of the app at ``base_url``; collect every failed check."""
+def fuzz(base_url: str, headers: dict[str, str] | None = None) -> Report:
+    """Fuzz every operation of the app at ``base_url``; collect every failed check.
+
+    ``headers`` go with every request (credentials, so secured routes are reached).
+    """
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     report = Report()
     with requests.Session() as session:
         for result in schema.get_all_operations():
             operation = result.ok()
+            session.headers.update(headers or {})
             fuzz_operation(operation, GenerationMode.POSITIVE, CHECKS, session, report)
             if len(operation.body) or len(operation.query) or len(operation.path_parameters):
                 checks = [*CHECKS, negative_data_rejection]
@@ -95,6 +99,10 @@ def fuzz_operation(operation, mode, checks, session, report: Report) -> None:
     @FUZZ_SETTINGS
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
+        # NOTE: WSGI servers decode PATH_INFO, so a '/' (even sent as %2F) in a path
+        # parameter makes another path, which may be another route's (a 405 there):
+        # that request tests routing, not this operation.
+        assume(not any("/" in str(value) for value in (case.path_parameters or {}).values()))
         response = case.call(session=session, timeout=10)
         report.statuses[(label, mode.value, response.status_code)] += 1
         try:
@@ -134,3 +142,34 @@ def test_dependencies_example_survives_fuzzing_and_matches_its_document(tmp_path
     assert report.statuses[("POST /accounts", "negative", 422)] == MAX_EXAMPLES
     assert report.statuses[("POST /transfers", "negative", 422)] == MAX_EXAMPLES
     assert report.unnegatable == ["GET /accounts/{name}"]
+
+
+def test_store_example_survives_fuzzing_with_security_uploads_and_decimals(tmp_path):
+    env = {
+        "STORE_DB": str(tmp_path / "store.sqlite3"),
+        "STORE_UPLOADS": str(tmp_path / "uploads"),
+        "STORE_ADMIN_TOKEN": "fuzz-admin",
+        "STORE_PARTNER_KEY": "fuzz-partner",
+    }
+    credentials = {"Authorization": "Bearer fuzz-admin", "X-Partner-Key": "fuzz-partner"}
+    with run_gunicorn("examples.store:app", tmp_path=tmp_path, env=env) as server:
+        report = fuzz(server.url, headers=credentials)
+        anonymous = fuzz(server.url)
+    print(report.summary())
+    print(anonymous.summary())
+    assert report.failures == []
+    assert anonymous.failures == []
+    # With credentials, products are made (Decimal prices generated from the pattern);
+    # without, every secured operation is a 401, whatever the body.
+    assert report.statuses[("POST /products", "positive", 201)] > 0
+    assert report.statuses[("GET /partner/prices", "positive", 200)] == MAX_EXAMPLES
+    assert report.statuses[("GET /admin/images", "positive", 200)] == MAX_EXAMPLES
+    assert anonymous.statuses[("POST /products", "positive", 401)] == MAX_EXAMPLES
+    assert anonymous.statuses[("POST /products", "negative", 401)] == MAX_EXAMPLES
+    image = "PUT /products/{product_id}/image"
+    assert anonymous.statuses[(image, "positive", 401)] == MAX_EXAMPLES
+    # A path the converter refuses is a 404 before anything else runs.
+    assert {status for label, _, status in anonymous.statuses if label == image} == {401, 404}
+    # An image is on disk for each upload answered 201, and for no other request.
+    accepted = report.statuses[(image, "positive", 201)] + report.statuses[(image, "negative", 201)]
+    assert len(list((tmp_path / "uploads").iterdir())) == accepted

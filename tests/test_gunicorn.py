@@ -283,3 +283,132 @@ def test_gunicorn_start_from_a_script_runs_tasks_and_drains_at_sigterm(tmp_path,
     assert ("slept from-script", worker) in [(event, pid) for event, pid, _ in rows]
     assert "task exploded" in server.log()
     assert "did not finish" not in server.log()
+
+
+# -- faults: worker timeout, a full queue, a hung task --------------------------------
+# Each counts: every accepted task either ran (an event line) or is named at ERROR.
+
+_NAMED = re.compile(
+    r"^ERROR funapi_sync\.background pid=\d+ background task \S+ of GET /(?:sleep|hang)/"
+    r"(?P<name>\S+) (?P<what>.+) \((?P<state>still running|never started)\)$",
+    re.MULTILINE,
+)
+
+
+def named_at_error(log: str) -> dict[str, str]:
+    return {match["name"]: match["state"] for match in _NAMED.finditer(log)}
+
+
+def slept(bg_log: Path) -> set[str]:
+    return {event.split()[1] for event, _, _ in named(events(bg_log), "slept")}
+
+
+@pytest.mark.parametrize("conf", [(), CONF], ids=["plain", "gunicorn_conf"])
+def test_a_worker_timeout_names_every_queued_and_running_task_before_the_kill(
+    tmp_path, bg_log, conf
+):
+    with serve(tmp_path, bg_log, *conf, "--timeout", "2", BG_WORKERS="1") as server:
+        worker = server.worker_pids[0]
+        accepted = {f"t{number}" for number in range(3)}
+        for name in sorted(accepted):
+            assert request(server, f"/sleep/{name}?seconds=20")[0] == 200
+        # A client that never finishes its request holds the sync worker in recv(): it
+        # stops heart-beating, and the arbiter aborts it (SIGABRT, then SIGKILL).
+        holder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            holder.sendall(b"GET /pid HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            server.wait_for_log(rf"WORKER TIMEOUT \(pid:{worker}\)")
+            server.wait_for_log(rf"Booting worker with pid: (?!{worker}\b)\d+")
+        finally:
+            holder.close()
+        assert server.stop() == 0
+    log = server.log()
+    unfinished = named_at_error(log)
+    assert unfinished == {"t0": "still running", "t1": "never started", "t2": "never started"}
+    assert "gunicorn aborted worker" in log
+    assert slept(bg_log) | set(unfinished) == accepted
+    assert not slept(bg_log) & {"t1", "t2"}
+
+
+@pytest.mark.parametrize("conf", [(), CONF], ids=["plain", "gunicorn_conf"])
+def test_a_close_blocked_on_a_full_queue_keeps_the_worker_alive_and_loses_nothing(
+    tmp_path, bg_log, conf
+):
+    with serve(
+        tmp_path,
+        bg_log,
+        *conf,
+        "--timeout",
+        "2",
+        BG_WORKERS="1",
+        BG_QUEUE_SIZE="1",
+        BG_SUBMIT_TIMEOUT="60",
+    ) as server:
+        worker = server.worker_pids[0]
+        assert request(server, "/sleep/t0?seconds=4")[0] == 200  # the one pool thread
+        assert request(server, "/sleep/t1?seconds=0")[0] == 200  # the one queue slot
+        # This response is complete at once; its close() then waits ~4 s for a slot,
+        # twice the worker timeout, heart-beating.
+        assert request(server, "/sleep/t2?seconds=0")[0] == 200
+        status, body, _ = request(server, "/pid")
+        assert (status, body) == (200, f'{{"pid":{worker}}}'.encode())
+        wait_for_events(bg_log, lambda rows: len(named(rows, "slept")) == 3)
+        assert server.stop() == 0
+    log = server.log()
+    assert "WORKER TIMEOUT" not in log
+    assert slept(bg_log) == {"t0", "t1", "t2"}
+    assert "ERROR" not in log
+
+
+def test_a_close_blocked_past_its_bound_gives_up_naming_the_tasks_and_serves_on(tmp_path, bg_log):
+    with serve(
+        tmp_path, bg_log, BG_WORKERS="1", BG_QUEUE_SIZE="1", BG_SUBMIT_TIMEOUT="0.5"
+    ) as server:
+        worker = server.worker_pids[0]
+        accepted = {"t0", "t1", "t2"}
+        assert request(server, "/sleep/t0?seconds=3")[0] == 200  # the one pool thread
+        assert request(server, "/sleep/t1?seconds=0")[0] == 200  # the one queue slot
+        assert request(server, "/sleep/t2?seconds=0")[0] == 200  # close() gives up
+        server.wait_for_log(r"background task \S+ of GET /sleep/t2 was not queued")
+        status, body, _ = request(server, "/pid")
+        assert (status, body) == (200, f'{{"pid":{worker}}}'.encode())
+        wait_for_events(bg_log, lambda rows: len(named(rows, "slept")) == 2)
+        assert server.stop() == 0
+    log = server.log()
+    assert named_at_error(log) == {"t2": "never started"}
+    assert "the queue stayed full for 0.5 s" in log
+    assert slept(bg_log) == {"t0", "t1"}
+    assert slept(bg_log) | set(named_at_error(log)) == accepted
+
+
+@pytest.mark.parametrize("conf", [(), CONF], ids=["plain", "gunicorn_conf"])
+def test_max_requests_recycling_with_a_hung_task_is_bounded_by_the_shutdown_timeout(
+    tmp_path, bg_log, conf
+):
+    with serve(
+        tmp_path,
+        bg_log,
+        *conf,
+        "--max-requests",
+        "2",
+        "--max-requests-jitter",
+        "0",
+        BG_SHUTDOWN_TIMEOUT="1",
+    ) as server:
+        worker = server.worker_pids[0]
+        assert request(server, "/hang/h1")[0] == 200
+        wait_for_events(bg_log, lambda rows: len(named(rows, "hanging")) == 1)
+        started = time.monotonic()
+        assert request(server, "/pid")[0] == 200  # the second request: the worker recycles
+        server.wait_for_log(rf"Booting worker with pid: (?!{worker}\b)\d+")
+        took = time.monotonic() - started
+        # The replacement answers.
+        assert request(server, "/pid")[0] == 200
+        assert server.stop() == 0
+    log = server.log()
+    # Without the bound the old worker hangs in the executor's join at exit until the
+    # arbiter kills it after --timeout (30 s): no replacement meanwhile.
+    assert took < 15, (took, log)
+    assert named_at_error(log) == {"h1": "still running"}
+    assert "did not finish within the 1.0 s shutdown timeout" in log
+    assert "background task(s) still running (named above); they are abandoned" in log

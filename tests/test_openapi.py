@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+import datetime
+import decimal
+import enum
 import importlib
+import ipaddress
+import json
 import logging
 import re
+import uuid
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
 from marshmallow import fields, validate
 from openapi_spec_validator import validate as validate_spec
 from server import ROOT
+from werkzeug.wrappers import Response
 
-from funapi_sync import App, Router, Schema
+from funapi_sync import App, File, Router, Schema
 from funapi_sync.openapi import build_document
 
 User = Schema.define(
@@ -402,6 +411,7 @@ def test_every_example_app_has_a_valid_document(monkeypatch):
     apps = example_apps()
     names = [name for name, _ in apps]
     assert "examples.signup:app" in names
+    assert "examples.store:app" in names
     if Path(ROOT / "examples" / "dependencies.py").exists():
         assert "examples.dependencies:app" in names
     for name, example in apps:
@@ -444,3 +454,310 @@ def test_responses_option_documents_statuses_a_handler_raises(app):
         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     }
     validate_spec(build_document(app))
+
+
+# -- every field marshmallow accepts ------------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Money(decimal.Decimal):
+    pass
+
+
+Inner = Schema.define("Inner", value=fields.Integer())
+D = decimal.Decimal
+
+FIELDS = {
+    "string": fields.String(load_default="x", validate=[validate.Length(min=1, max=5)]),
+    "string-regexps": fields.String(
+        validate=[validate.Regexp(r"^a"), validate.Regexp(r"b$")]  # apispec warns: 2 regexps
+    ),
+    "integer": fields.Integer(load_default=3, validate=validate.Range(min=1, max=D("10"))),
+    "float": fields.Float(load_default=D("0.5"), validate=validate.Range(min=D("0.1"))),
+    "float-oneof": fields.Float(validate=validate.OneOf([D("0.5"), 1.5])),
+    "integer-decimal-bounds": fields.Integer(validate=validate.Range(max=D("1e3"))),
+    "decimal": fields.Decimal(),
+    "decimal-range-default": fields.Decimal(
+        places=2,
+        load_default=D("9.99"),
+        validate=[validate.Range(min=D("0.01"), max=D("1000"))],
+    ),
+    "decimal-as-string": fields.Decimal(as_string=True, load_default=Money("1.5")),
+    "decimal-oneof": fields.Decimal(validate=validate.OneOf([D("1.5"), D("2.5")])),
+    "decimal-equal": fields.Decimal(validate=validate.Equal(D("1"))),
+    "boolean": fields.Boolean(load_default=False),
+    "datetime": fields.DateTime(
+        load_default=datetime.datetime(2024, 1, 1, 12, 0),
+        validate=validate.Range(min=datetime.datetime(2000, 1, 1)),
+    ),
+    "naive-datetime": fields.NaiveDateTime(),
+    "aware-datetime": fields.AwareDateTime(),
+    "datetime-callable-default": fields.DateTime(load_default=datetime.datetime.now),
+    "date": fields.Date(
+        load_default=datetime.date(2024, 1, 1),
+        validate=validate.OneOf([datetime.date(2024, 1, 1), datetime.date(2025, 1, 1)]),
+    ),
+    "time": fields.Time(load_default=datetime.time(9, 30)),
+    "timedelta": fields.TimeDelta(
+        load_default=datetime.timedelta(hours=1),
+        validate=validate.Range(min=datetime.timedelta(0)),
+    ),
+    "uuid": fields.UUID(load_default=uuid.UUID(int=1)),
+    "email": fields.Email(validate=validate.Length(max=254)),
+    "url": fields.URL(load_default="https://example.com"),
+    "ip": fields.IP(load_default=ipaddress.ip_address("127.0.0.1")),
+    "ipv4": fields.IPv4(),
+    "ipv6": fields.IPv6(),
+    "ip-interface": fields.IPInterface(load_default=ipaddress.ip_interface("10.0.0.1/8")),
+    "enum-by-name": fields.Enum(Colour, load_default=Colour.RED),
+    "enum-by-value": fields.Enum(Colour, by_value=True),
+    "enum-decimal-values": fields.Enum(
+        enum.Enum("Size", {"S": D("1.5"), "M": D("2.5")}), by_value=fields.Decimal()
+    ),
+    "list": fields.List(fields.Decimal(), load_default=[D("1.5")], validate=validate.Length(min=1)),
+    "list-contains-only": fields.List(fields.String(), validate=validate.ContainsOnly(["a", "b"])),
+    "tuple": fields.Tuple((fields.String(), fields.Decimal()), load_default=("a", D("1"))),
+    "dict": fields.Dict(keys=fields.String(), values=fields.Decimal(), load_default={"a": D(1)}),
+    "nested": fields.Nested(Inner, load_default=lambda: {"value": 1}),
+    "nested-many": fields.Nested(Inner, many=True),
+    "nested-list": fields.List(fields.Nested(Inner)),
+    "pluck": fields.Pluck(Inner, "value"),
+    "raw": fields.Raw(load_default={"any": D("1.5"), "when": datetime.date(2024, 1, 1)}),
+    "raw-object-default": fields.Raw(load_default=frozenset({1})),
+    "constant": fields.Constant(D("1.5")),
+    "function": fields.Function(lambda obj: D(1)),
+    "method": fields.Method("price"),
+    "none-of": fields.String(validate=validate.NoneOf(["root"])),
+    "allow-none": fields.Decimal(allow_none=True, validate=validate.OneOf([D("1")])),
+    "dump-default": fields.Decimal(dump_default=D("0.00")),
+    "bad-default": fields.Integer(load_default="not a number"),
+    "metadata": fields.Decimal(metadata={"description": "Price", "example": D("3.50")}),
+    "file": File(),
+    "filled-list": fields.List(fields.String(), validate=Schema.filled),
+    "filled-dict": fields.Dict(validate=Schema.filled),
+    "filled-nested": fields.Nested(Inner, validate=Schema.filled),
+    "filled-integer": fields.Integer(validate=Schema.filled),
+    "float-infinite-default": fields.Float(load_default=float("inf"), allow_nan=True),
+    "raw-range": fields.Raw(validate=validate.Range(min=D("1.5"), max=datetime.timedelta(1))),
+    "string-number-bound": fields.String(validate=validate.Length(min=D("2"))),
+}
+
+
+@pytest.mark.parametrize("field", list(FIELDS.values()), ids=list(FIELDS))
+@pytest.mark.parametrize("where", ["body", "response", "query"])
+def test_openapi_is_valid_for_every_field_type(app, field, where):
+    if where == "query" and isinstance(field, (fields.Nested, fields.Pluck, File)):
+        pytest.skip("a query parameter holds no objects or files")
+    if where == "response" and isinstance(field, File):
+        pytest.skip("a File in a response schema is refused at decoration (test_uploads)")
+    declared = {"value": copy.deepcopy(field)}
+    if isinstance(field, fields.Method):
+        declared["price"] = lambda self, obj: D(1)  # the Method field's method
+    schema = type("Thing", (Schema,), declared)
+    options = {"body": schema} if where == "body" else {}
+    if where == "response":
+        options["response_schema"] = schema
+    if where == "query":
+        options["query"] = schema
+
+    @app.post("/things", **options)
+    def make():
+        return {}
+
+    response = app.test_client().get("/openapi.json")
+    assert response.status_code == 200
+    document = json.loads(response.data)  # plain JSON: no Decimal, no date, no enum
+    validate_spec(document)
+    assert "/things" in document["paths"]
+
+
+def decimal_property(field) -> dict:
+    @(app := App()).post("/things", body=Schema.define("Thing", value=field))
+    def make():
+        return {}
+
+    return build_document(app)["components"]["schemas"]["Thing"]["properties"]["value"]
+
+
+def test_a_decimal_is_documented_as_the_string_it_is_sent_as():
+    assert decimal_property(fields.Decimal()) == {
+        "type": "string",
+        "format": "decimal",
+        "pattern": r"^-?\d+(\.\d+)?$",
+        "example": "1.5",
+    }
+    money = decimal_property(
+        fields.Decimal(places=2, load_default=D("9.99"), validate=validate.Range(min=D("0.01")))
+    )
+    assert money == {
+        "type": "string",
+        "format": "decimal",
+        "default": "9.99",
+        "x-minimum": "0.01",
+        "pattern": r"^\d+(\.\d+)?$",
+        "example": "1.50",
+    }
+    assert decimal_property(fields.Decimal(validate=validate.OneOf([D("1.5"), D("2")])))[
+        "enum"
+    ] == ["1.5", "2"]
+
+
+def test_the_decimal_documented_is_the_decimal_sent(app):
+    Price = Schema.define("Price", amount=fields.Decimal(places=2, required=True))
+
+    @app.post("/prices", body=Price, response_schema=Price)
+    def echo(input):
+        return input.body
+
+    client = app.test_client()
+    sent = client.post("/prices", json={"amount": "12.5"}).json
+    assert sent == {"amount": "12.50"}
+    documented = build_document(app)["components"]["schemas"]["Price"]["properties"]["amount"]
+    assert documented["type"] == "string"
+    assert re.fullmatch(documented["pattern"], sent["amount"])
+
+
+def test_numeric_bounds_become_json_numbers():
+    @(app := App()).get(
+        "/things",
+        query=Schema.define(
+            "Query",
+            ratio=fields.Float(validate=validate.Range(min=D("0.25"), max=D("4"))),
+        ),
+    )
+    def things():
+        return []
+
+    (parameter,) = build_document(app)["paths"]["/things"]["get"]["parameters"]
+    assert parameter["schema"] == {"type": "number", "minimum": 0.25, "maximum": 4.0}
+
+
+def test_a_field_apispec_cannot_describe_is_logged_and_the_rest_is_documented(app, caplog):
+    Thing = Schema.define("Thing", count=fields.Integer(load_default="many"), name=fields.String())
+
+    @app.post("/things", body=Thing)
+    def make():
+        return {}
+
+    caplog.set_level(logging.WARNING, logger="funapi_sync")
+    document = build_document(app)
+    validate_spec(document)
+    assert document["components"]["schemas"]["Thing"]["properties"] == {
+        "count": {"type": "integer"},
+        "name": {"type": "string"},
+    }
+    assert "field2default of field 'count' (Integer) could not be documented" in caplog.text
+
+
+# -- media types --------------------------------------------------------------------------
+
+
+def test_a_body_with_a_file_is_multipart_with_a_binary_property(app):
+    Upload = Schema.define("Upload", file=File(required=True), note=fields.String())
+
+    @app.post("/uploads", body=Upload)
+    def upload(input):
+        return {}
+
+    document = spec_of(app)
+    assert document["paths"]["/uploads"]["post"]["requestBody"] == {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": ref("Upload")}},
+    }
+    assert document["components"]["schemas"]["Upload"]["properties"] == {
+        "file": {"type": "string", "format": "binary"},
+        "note": {"type": "string"},
+    }
+
+
+def test_body_media_type_documents_a_form(app):
+    Login = Schema.define("Login", username=fields.String(required=True))
+
+    @app.post("/login", body=Login, body_media_type="application/x-www-form-urlencoded")
+    def login(input):
+        return {}
+
+    body = spec_of(app)["paths"]["/login"]["post"]["requestBody"]
+    assert body["content"] == {"application/x-www-form-urlencoded": {"schema": ref("Login")}}
+    assert app.test_client().post("/login", data={"username": "ada"}).status_code == 200
+
+
+def test_media_type_documents_a_non_json_response(app):
+    @app.get("/page", media_type="text/html")
+    def page():
+        return Response("<p>hi</p>", mimetype="text/html")
+
+    @app.get("/export", media_type="application/octet-stream")
+    def export():
+        return Response(iter([b"a", b"b"]), mimetype="application/octet-stream")
+
+    @app.get("/events", media_type="application/x-ndjson")
+    def events():
+        return Response('{"a": 1}\n', mimetype="application/x-ndjson")
+
+    paths = spec_of(app)["paths"]
+    assert paths["/page"]["get"]["responses"]["200"]["content"] == {
+        "text/html": {"schema": {"type": "string"}}
+    }
+    assert paths["/export"]["get"]["responses"]["200"]["content"] == {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+    }
+    assert paths["/events"]["get"]["responses"]["200"]["content"] == {
+        "application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}
+    }
+
+
+# -- statuses a handler returns -----------------------------------------------------------
+
+
+def test_returning_none_204_documents_204_without_content(app):
+    @app.delete("/items/<int:item_id>")
+    def delete_item(input):
+        return None, 204
+
+    responses = spec_of(app)["paths"]["/items/{item_id}"]["delete"]["responses"]
+    assert responses["204"] == {"description": "No Content"}
+    assert "200" not in responses
+    assert app.test_client().delete("/items/1").status_code == 204
+
+
+def test_every_literal_status_a_handler_returns_is_documented(app):
+    @app.post("/items", response_schema=User)
+    def upsert(input):
+        if input.query.get("new"):
+            return {"name": "a", "email": "a@example.com"}, HTTPStatus.CREATED
+        if input.query.get("gone"):
+            return {"detail": "Gone"}, 410
+        return {"name": "a", "email": "a@example.com"}
+
+    responses = spec_of(app)["paths"]["/items"]["post"]["responses"]
+    assert responses["200"]["content"] == {"application/json": {"schema": ref("User")}}
+    assert responses["201"]["content"] == {"application/json": {"schema": ref("User")}}
+    assert responses["410"] == {
+        "description": "Gone",
+        "content": {"application/json": {"schema": {}}},
+    }
+
+
+def test_a_handler_that_may_fall_off_its_end_keeps_the_default_status(app):
+    @app.post("/maybe")
+    def maybe(input):
+        if input.query.get("created"):
+            return {}, 201
+
+    responses = spec_of(app)["paths"]["/maybe"]["post"]["responses"]
+    assert {"200", "201"} <= set(responses)
+    assert app.test_client().post("/maybe").status_code == 200
+
+
+def test_an_explicit_status_code_is_always_documented(app):
+    @app.post("/jobs", status_code=202)
+    def start():
+        return None, 204
+
+    responses = spec_of(app)["paths"]["/jobs"]["post"]["responses"]
+    assert {"202", "204"} <= set(responses)

@@ -21,6 +21,7 @@ def test_settings_read_as_a_mapping_with_every_default():
         "background_queue_size": 1024,
         "background_slow_warning": 30.0,
         "background_shutdown_timeout": 25.0,
+        "background_submit_timeout": 10.0,
         "openapi_url": "/openapi.json",
         "docs_url": "/docs",
     }

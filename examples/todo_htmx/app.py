@@ -88,7 +88,7 @@ def is_htmx(req) -> bool:
 TodoSchema = Schema.define("Todo", title=fields.String(required=True, validate=Schema.filled))
 
 
-@app.get("/")
+@app.get("/", media_type="text/html")
 def index(input, req):
     """The whole page; to htmx, just the list."""
     with connect() as conn:
@@ -98,7 +98,12 @@ def index(input, req):
     return templates.response("index.html", title="Todos", todos=todos)
 
 
-@app.post("/todos", body=TodoSchema)
+@app.post(
+    "/todos",
+    body=TodoSchema,
+    body_media_type="application/x-www-form-urlencoded",
+    media_type="text/html",
+)
 def create(input, req, *, background):
     """Add a todo; htmx gets the new <li>, a plain form post is sent back to the page."""
     title = input.body["title"].strip()
@@ -110,7 +115,7 @@ def create(input, req, *, background):
     return redirect("/", code=303)
 
 
-@app.post("/todos/<int:todo_id>/toggle")
+@app.post("/todos/<int:todo_id>/toggle", media_type="text/html")
 def toggle(input, *, background):
     todo = find(input.path["todo_id"])
     with connect() as conn:
@@ -119,7 +124,7 @@ def toggle(input, *, background):
     return templates.response("_todo.html", layout=False, todo=find(todo["id"]))
 
 
-@app.delete("/todos/<int:todo_id>")
+@app.delete("/todos/<int:todo_id>", media_type="text/html")
 def delete(input, *, background):
     """Delete a todo; the empty 200 body replaces its <li> (hx-swap="outerHTML")."""
     todo = find(input.path["todo_id"])

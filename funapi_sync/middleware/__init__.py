@@ -8,58 +8,14 @@ app's iterable back untouched, or wraps the iterable through :func:`closing`, so
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..closing import ClosingIterable as ClosingIterable
+from ..closing import closing as closing
 from ..responses import STATUS_LINES, error_parts
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
-
-logger = logging.getLogger("funapi_sync")
-
-
-class ClosingIterable:
-    """Wrap a WSGI response iterable, forwarding ``close()`` and then running callbacks.
-
-    PEP 3333 requires a server to call ``close()`` on the iterable once it has sent the
-    body (or given up), so this is where work "after the response" hooks in. Unlike
-    werkzeug's ``ClosingIterator``, each step runs in its own ``try``: a failing inner
-    ``close()`` or callback is logged and never stops the ones after it (the background
-    tasks among them). ``close()`` is idempotent.
-    """
-
-    __slots__ = ("_callbacks", "_iterable")
-
-    def __init__(self, iterable: Iterable[bytes], *callbacks: Callable[[], Any]) -> None:
-        self._iterable = iterable
-        self._callbacks = callbacks
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._iterable)
-
-    def close(self) -> None:
-        callbacks, self._callbacks = self._callbacks, ()
-        if not callbacks and self._iterable is None:
-            return
-        iterable, self._iterable = self._iterable, ()
-        inner_close = getattr(iterable, "close", None)
-        if inner_close is not None:
-            try:
-                inner_close()
-            except Exception:
-                logger.exception("closing the response iterable failed")
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                logger.exception("a response close callback failed")
-
-
-def closing(iterable: Iterable[bytes], *callbacks: Callable[[], Any]) -> ClosingIterable:
-    """Return ``iterable`` wrapped so that ``close()`` reaches it and then each callback."""
-    return ClosingIterable(iterable, *callbacks)
 
 
 def reject(

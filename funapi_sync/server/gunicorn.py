@@ -8,6 +8,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from .. import logconfig
 from . import gunicorn_conf
 
 
@@ -30,6 +31,7 @@ class _Application(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
         _chain_hook(self.cfg, "post_worker_init", gunicorn_conf.post_worker_init)
         _chain_hook(self.cfg, "worker_exit", gunicorn_conf.worker_exit)
+        _chain_hook(self.cfg, "worker_abort", gunicorn_conf.worker_abort)
 
     def load(self) -> Callable[..., Any]:
         return self._app
@@ -83,4 +85,7 @@ def start(
         options["workers"] = 1
     if threads is not None:
         options["threads"] = threads
+    # Unless the program configured logging: records go to gunicorn's error log once
+    # gunicorn has set it up, and to stderr before that.
+    logconfig.install()
     _Application(app, options).run()

@@ -1,14 +1,16 @@
 """An app for the real-gunicorn tests: every task event is one line appended to $BG_LOG.
 
-Settings come from the environment: ``BG_SHUTDOWN_TIMEOUT`` (App's
-``background_shutdown_timeout``) and ``BG_TOUCH_AT_IMPORT`` (make one request through the
-test client at import, so a ``--preload`` master has used the pool before it forks).
+Settings come from the environment: ``BG_SHUTDOWN_TIMEOUT``, ``BG_WORKERS``,
+``BG_QUEUE_SIZE`` and ``BG_SUBMIT_TIMEOUT`` (App's ``background_*`` settings) and
+``BG_TOUCH_AT_IMPORT`` (make one request through the test client at import, so a
+``--preload`` master has used the pool before it forks).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -23,8 +25,14 @@ logging.basicConfig(
 )
 
 settings = {}
-if "BG_SHUTDOWN_TIMEOUT" in os.environ:
-    settings["background_shutdown_timeout"] = float(os.environ["BG_SHUTDOWN_TIMEOUT"])
+for variable, setting, kind in [
+    ("BG_SHUTDOWN_TIMEOUT", "background_shutdown_timeout", float),
+    ("BG_SUBMIT_TIMEOUT", "background_submit_timeout", float),
+    ("BG_WORKERS", "background_workers", int),
+    ("BG_QUEUE_SIZE", "background_queue_size", int),
+]:
+    if variable in os.environ:
+        settings[setting] = kind(os.environ[variable])
 app = App(title="background tasks under gunicorn", **settings)
 
 
@@ -56,6 +64,21 @@ def pid():
 def sleep(input, *, background):
     seconds = float(input.query.get("seconds", "1"))
     background.add_task(sleep_then_record, seconds, input.path["name"])
+    return {"queued": input.path["name"], "pid": os.getpid()}
+
+
+#: Never set: a task waiting on it hangs for ever (a stuck network call).
+_never = threading.Event()
+
+
+def hang(name: str) -> None:
+    record(f"hanging {name}")
+    _never.wait()
+
+
+@app.get("/hang/<name>")
+def hang_route(input, *, background):
+    background.add_task(hang, input.path["name"])
     return {"queued": input.path["name"], "pid": os.getpid()}
 
 

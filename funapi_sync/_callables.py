@@ -1,0 +1,32 @@
+"""Inspecting user callables: is it ``async``? Internal; shared by tasks, handlers, dependencies.
+
+funapi_sync is synchronous: a coroutine function called on a thread returns a coroutine
+object that nobody awaits, so its body never runs. Every place that takes user code
+refuses one when it is given (registration, ``add_task``), not when it would run.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+
+def is_async_callable(obj: Any) -> bool:
+    """Whether calling ``obj`` returns a coroutine or an async generator.
+
+    Sees through ``functools.partial`` (nested too), bound methods, and objects whose
+    ``__call__`` is ``async def`` (Starlette's ``is_async_callable``, plus async
+    generator functions).
+    """
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if _is_async_function(obj):
+        return True
+    if inspect.isroutine(obj) or isinstance(obj, type):
+        return False
+    return callable(obj) and _is_async_function(type(obj).__call__)
+
+
+def _is_async_function(obj: Any) -> bool:
+    return inspect.iscoroutinefunction(obj) or inspect.isasyncgenfunction(obj)

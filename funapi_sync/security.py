@@ -1,0 +1,279 @@
+"""Security schemes: dependencies that read credentials and document them in OpenAPI.
+
+Each instance is a dependency (``depends={"token": HTTPBearer()}``) whose ``__call__``
+takes the werkzeug ``req`` by name, as any dependency parameter is resolved, and returns
+the credentials it found. They only *read* credentials; checking them is the app's job
+(see ``docs/security.md``). Missing or malformed credentials are a 401 with the
+``WWW-Authenticate`` challenge RFC 9110 §15.5.2 requires, or ``None`` with
+``auto_error=False``. The OpenAPI generator finds the instances in each endpoint's
+dependency plan and adds the ``securitySchemes`` entry and the operation's ``security``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from werkzeug.wrappers import Request
+
+from .exceptions import HTTPException
+
+__all__ = [
+    "APIKeyCookie",
+    "APIKeyHeader",
+    "APIKeyQuery",
+    "HTTPBasic",
+    "HTTPBasicCredentials",
+    "HTTPBearer",
+    "SecurityScheme",
+]
+
+
+class HTTPBasicCredentials(NamedTuple):
+    """What :class:`HTTPBasic` returns: a ``(username, password)`` pair with names."""
+
+    username: str
+    password: str
+
+
+class SecurityScheme:
+    """The base of every scheme: its OpenAPI entry, its name there, and its 401.
+
+    :param scheme_name: the key under ``components.securitySchemes`` (default: the
+        class name, e.g. ``HTTPBearer``).
+    :param description: shown next to the scheme in Swagger UI's Authorize dialog.
+    :param auto_error: answer 401 when the credentials are missing or malformed
+        (default); with False the dependency returns ``None`` instead, so a route can
+        serve anonymous and signed-in users alike.
+    """
+
+    #: The ``WWW-Authenticate`` challenge sent with the 401.
+    challenge = ""
+
+    def __init__(
+        self,
+        *,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        auto_error: bool = True,
+    ) -> None:
+        if scheme_name is not None and (not isinstance(scheme_name, str) or not scheme_name):
+            raise TypeError(
+                f"{type(self).__name__}(scheme_name=...) must be a non-empty str,"
+                f" got {scheme_name!r}"
+            )
+        self.scheme_name = scheme_name or type(self).__name__
+        self.description = description
+        self.auto_error = bool(auto_error)
+
+    def openapi(self) -> dict[str, Any]:
+        """The scheme's OpenAPI ``securitySchemes`` entry."""
+        raise NotImplementedError
+
+    def _document(self, entry: dict[str, Any]) -> dict[str, Any]:
+        if self.description:
+            entry["description"] = self.description
+        return entry
+
+    def _refuse(self, detail: str) -> None:
+        """Answer 401, or let the dependency return None with ``auto_error=False``."""
+        if self.auto_error:
+            raise HTTPException(401, detail, headers={"WWW-Authenticate": self.challenge})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(scheme_name={self.scheme_name!r})"
+
+
+def _authorization(req: Request) -> tuple[str, str] | None:
+    """Split ``Authorization: <scheme> <credentials>``; the scheme is case-insensitive."""
+    header = req.headers.get("Authorization", "")
+    scheme, _, credentials = header.strip().partition(" ")
+    if not scheme:
+        return None
+    return scheme.lower(), credentials.strip()
+
+
+class HTTPBearer(SecurityScheme):
+    """Read ``Authorization: Bearer <token>``; the dependency's value is the token ``str``.
+
+    :param bearer_format: a hint for clients, e.g. ``"JWT"`` (OpenAPI ``bearerFormat``).
+    """
+
+    challenge = "Bearer"
+
+    def __init__(
+        self,
+        *,
+        bearer_format: str | None = None,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        auto_error: bool = True,
+    ) -> None:
+        super().__init__(scheme_name=scheme_name, description=description, auto_error=auto_error)
+        self.bearer_format = bearer_format
+
+    def openapi(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"type": "http", "scheme": "bearer"}
+        if self.bearer_format:
+            entry["bearerFormat"] = self.bearer_format
+        return self._document(entry)
+
+    def __call__(self, req: Request) -> str | None:
+        found = _authorization(req)
+        if found is None:
+            self._refuse("Not authenticated")
+            return None
+        scheme, token = found
+        if scheme != "bearer" or not token:
+            self._refuse("Invalid authentication credentials")
+            return None
+        return token
+
+
+class HTTPBasic(SecurityScheme):
+    """Read ``Authorization: Basic <base64>``; the value is :class:`HTTPBasicCredentials`.
+
+    :param realm: sent in the challenge (``WWW-Authenticate: Basic realm="..."``), which
+        is what makes a browser show its login dialog.
+    """
+
+    def __init__(
+        self,
+        *,
+        realm: str | None = None,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        auto_error: bool = True,
+    ) -> None:
+        super().__init__(scheme_name=scheme_name, description=description, auto_error=auto_error)
+        self.realm = realm
+        if realm is not None:
+            quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+            self.challenge = f'Basic realm="{quoted}"'
+        else:
+            self.challenge = "Basic"
+
+    def openapi(self) -> dict[str, Any]:
+        return self._document({"type": "http", "scheme": "basic"})
+
+    def __call__(self, req: Request) -> HTTPBasicCredentials | None:
+        found = _authorization(req)
+        if found is None:
+            self._refuse("Not authenticated")
+            return None
+        scheme, encoded = found
+        if scheme != "basic":
+            self._refuse("Invalid authentication credentials")
+            return None
+        try:
+            # NOTE: RFC 7617 leaves the charset to the server; UTF-8 is what browsers send.
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            self._refuse("Invalid authentication credentials")
+            return None
+        username, colon, password = decoded.partition(":")
+        if not colon:
+            self._refuse("Invalid authentication credentials")
+            return None
+        return HTTPBasicCredentials(username, password)
+
+
+class _APIKey(SecurityScheme):
+    """A key sent under a name the API chooses, in a header, the query or a cookie."""
+
+    #: Where the key is: OpenAPI's ``in``.
+    location = ""
+    # NOTE: RFC 9110 requires a challenge on every 401; "APIKey" is what FastAPI sends.
+    challenge = "APIKey"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        auto_error: bool = True,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"{type(self).__name__}(name=...) must be the non-empty name of the"
+                f" {self.location} that carries the key, got {name!r}"
+            )
+        super().__init__(scheme_name=scheme_name, description=description, auto_error=auto_error)
+        self.name = name
+
+    def openapi(self) -> dict[str, Any]:
+        return self._document({"type": "apiKey", "in": self.location, "name": self.name})
+
+    def _read(self, req: Request) -> str | None:
+        raise NotImplementedError
+
+    def __call__(self, req: Request) -> str | None:
+        key = self._read(req)
+        if not key:
+            self._refuse("Not authenticated")
+            return None
+        return key
+
+
+class APIKeyHeader(_APIKey):
+    """Read an API key from a request header, e.g. ``APIKeyHeader(name="X-API-Key")``."""
+
+    location = "header"
+
+    def _read(self, req: Request) -> str | None:
+        return req.headers.get(self.name)
+
+
+class APIKeyQuery(_APIKey):
+    """Read an API key from a query parameter, e.g. ``APIKeyQuery(name="api_key")``."""
+
+    location = "query"
+
+    def _read(self, req: Request) -> str | None:
+        return req.args.get(self.name)
+
+
+class APIKeyCookie(_APIKey):
+    """Read an API key from a cookie, e.g. ``APIKeyCookie(name="session")``."""
+
+    location = "cookie"
+
+    def _read(self, req: Request) -> str | None:
+        return req.cookies.get(self.name)
+
+
+def guard_steps(steps: Sequence[tuple[Any, Any, dict[str, Any], str]]) -> list[Any]:
+    """The dependency plan steps that check credentials, with what they need, in order.
+
+    A guard is a security scheme, or a dependency built on one (``current_user(token=
+    Depends(bearer))``) that does not take the request's ``input``. The app resolves the
+    guards before it reads the body, so a request without credentials is a 401 whatever
+    its body (FastAPI's order), and no anonymous upload is parsed.
+    """
+    needs_input: set[Any] = set()
+    guarded: set[Any] = set()
+    for key, func, params, _kind in steps:
+        sources = params.values()
+        if "input" in sources or any(source in needs_input for source in sources):
+            needs_input.add(key)
+        elif (
+            isinstance(key, SecurityScheme)
+            or isinstance(func, SecurityScheme)
+            or any(source in guarded for source in sources)
+        ):
+            guarded.add(key)
+    if not guarded:
+        return []
+    # A guard's other sources (a database to look the token up in) come first too.
+    by_key = {step[0]: step for step in steps}
+    wanted = set(guarded)
+    pending = list(guarded)
+    while pending:
+        for source in by_key[pending.pop()][2].values():
+            if source in by_key and source not in wanted:
+                wanted.add(source)
+                pending.append(source)
+    return [step for step in steps if step[0] in wanted]
