@@ -13,8 +13,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request
 
 from . import logconfig
-from .dependencies import DependencyOverrides, Registry
-from .endpoint import Endpoint, Runtime, send
+from .dependencies import DependencyOverrides, Registry, refuse_async
+from .endpoint import Endpoint, Mode, Runtime, send
 from .errors import ErrorResponder
 from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
@@ -83,7 +83,10 @@ class App(RouteDecorators):
             (LazyRequest,),
             {"max_content_length": max_body, "max_form_memory_size": max_body},
         )
-        self._runtime = Runtime(self.registry, self.request_class, self.errors, pool_settings)
+        self._mode = Mode()
+        self._runtime = Runtime(
+            self.registry, self.request_class, self.errors, pool_settings, self._mode
+        )
         self._frozen = False
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with
         #: the app's own dispatcher innermost (wrap it freely, as with Flask).
@@ -106,6 +109,18 @@ class App(RouteDecorators):
     def debug(self) -> bool:
         """``App(debug=True)``: 500 bodies carry the traceback (never in production)."""
         return bool(self.settings.debug)
+
+    @property
+    def testing(self) -> bool:
+        """``app.testing = True`` (Flask's convention): run each request's background tasks
+        in the calling thread once its response is closed or its body read to the end, and
+        let a failing task raise there. For werkzeug's own ``Client``; see docs/testing.md.
+        """
+        return self._mode.testing
+
+    @testing.setter
+    def testing(self, value: bool) -> None:
+        self._mode.testing = bool(value)
 
     # -- registration ---------------------------------------------------------------
 
@@ -147,13 +162,24 @@ class App(RouteDecorators):
     def _mount(self, endpoints: list[Endpoint]) -> None:
         _log_replaced(self.routes.add_all(endpoints))
 
-    def register(self, name: str, factory: Callable[..., Any], *, scope: str = "request") -> None:
+    def register(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        scope: str = "request",
+        cleanup: str = "before_response",
+    ) -> None:
         """Make ``factory``'s result injectable as ``name`` (see ``depends=``).
 
         :param scope: ``"request"`` (created once per request that needs it) or ``"app"``
             (once per process, cleaned up at shutdown).
+        :param cleanup: when a request-scoped value is cleaned up: ``"before_response"``
+            (after the handler, before the response is sent; a failing cleanup is the
+            response), ``"after_response"`` (once the body is sent, before the tasks) or
+            ``"after_tasks"`` (after the request's tasks, on the pool thread).
         """
-        self.registry.register(name, factory, scope)
+        self.registry.register(name, factory, scope, cleanup)
 
     @property
     def dependency_overrides(self) -> DependencyOverrides:
@@ -170,6 +196,7 @@ class App(RouteDecorators):
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(fn):
                 raise TypeError(f"an exception handler must be callable, got {fn!r}")
+            refuse_async(fn, f"exception_handler({exc_type.__name__})", "exception handler")
             self._check_setup(
                 f"exception_handler({exc_type.__name__})",
                 "register exception handlers before the first request",
@@ -186,6 +213,7 @@ class App(RouteDecorators):
         """
         if not callable(fn):
             raise TypeError(f"on_startup() takes a callable, got {fn!r}")
+        refuse_async(fn, "on_startup()", "startup hook")
         self.lifecycle.add_startup(fn)
         return fn
 
@@ -193,6 +221,7 @@ class App(RouteDecorators):
         """Run ``fn()`` at process exit, after the background pool drained."""
         if not callable(fn):
             raise TypeError(f"on_shutdown() takes a callable, got {fn!r}")
+        refuse_async(fn, "on_shutdown()", "shutdown hook")
         self.lifecycle.add_shutdown(fn)
         return fn
 
@@ -292,11 +321,16 @@ class App(RouteDecorators):
             if serves:
                 shutdown_process()
 
-    def test_client(self, **kwargs: Any) -> TestClient:
-        """A werkzeug test ``Client`` whose calls return after the request's tasks ran."""
+    def test_client(self, *, raise_task_errors: bool = False, **kwargs: Any) -> TestClient:
+        """A werkzeug test ``Client`` whose calls return after the request's tasks ran.
+
+        :param raise_task_errors: run each request's tasks in the calling thread and
+            re-raise a task's exception from the call (by default it is logged, as in
+            production, and does not change the response).
+        """
         from .testing import TestClient
 
-        return TestClient(self, **kwargs)
+        return TestClient(self, raise_task_errors=raise_task_errors, **kwargs)
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

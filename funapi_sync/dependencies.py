@@ -10,12 +10,19 @@ from collections import UserDict
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from ._callables import is_async_callable
 from .security import guard_steps
 
 logger = logging.getLogger("funapi_sync")
 
 #: Parameter names a dependency (or handler keyword) gets from the request itself.
 BUILTIN_SOURCES = frozenset({"input", "req", "background"})
+
+#: When a request-scoped value is cleaned up, in the order the phases run (SPEC §7).
+CLEANUP_PHASES = ("before_response", "after_response", "after_tasks")
+BEFORE_RESPONSE, AFTER_RESPONSE, AFTER_TASKS = range(3)
+#: The phase of an app-scoped value: after every request phase (it outlives them all).
+APP_PHASE = len(CLEANUP_PHASES)
 
 #: How a cleanup is called: ``exit_(exc_type, exc, traceback)``, as ``__exit__`` is.
 Exit = Callable[..., Any]
@@ -24,25 +31,52 @@ Exit = Callable[..., Any]
 class Depends:
     """Mark a callable as a dependency: ``depends={"user": Depends(current_user)}``.
 
-    Its parameters are resolved by name from ``input``, ``req``, ``background``, registered
-    names and other ``Depends`` defaults, each at most once per request. A generator is
-    a dependency with cleanup: the code after its ``yield`` runs once the request's
-    background tasks finished, with the request's exception (if any) thrown in at the
-    ``yield``.
+    Its parameters are resolved by name from ``input``, ``req``, ``background``, other
+    keys of the same route's ``depends=`` mapping, registered names and ``Depends``
+    defaults, each at most once per request. A generator is a dependency with cleanup:
+    the code after its ``yield`` runs in the ``cleanup`` phase, with the request's
+    exception (if any) thrown in at the ``yield``.
 
     :param dependency: the callable; also usable as a parameter default,
         ``def handler(*, user=Depends(current_user))``.
+    :param cleanup: ``"before_response"`` (default), ``"after_response"`` or
+        ``"after_tasks"``; see ``docs/dependencies.md``.
     """
 
-    __slots__ = ("dependency",)
+    __slots__ = ("cleanup", "dependency")
 
-    def __init__(self, dependency: Callable[..., Any]) -> None:
+    def __init__(self, dependency: Callable[..., Any], *, cleanup: str = "before_response") -> None:
         if not callable(dependency):
             raise TypeError(f"Depends() takes a callable, got {dependency!r}")
+        where = f"Depends({_name(dependency)})"
+        refuse_async(dependency, where, "dependency")
+        self.cleanup = check_cleanup(cleanup, where)
         self.dependency = dependency
 
     def __repr__(self) -> str:
-        return f"Depends({_name(self.dependency)})"
+        if self.cleanup == "before_response":
+            return f"Depends({_name(self.dependency)})"
+        return f"Depends({_name(self.dependency)}, cleanup={self.cleanup!r})"
+
+
+def check_cleanup(cleanup: Any, where: str) -> str:
+    """Return ``cleanup`` if it names a phase, else raise a ``ValueError`` listing them."""
+    if not isinstance(cleanup, str) or cleanup not in CLEANUP_PHASES:
+        raise ValueError(
+            f"{where}: cleanup must be 'before_response', 'after_response' or"
+            f" 'after_tasks', got {cleanup!r}"
+        )
+    return cleanup
+
+
+def refuse_async(fn: Any, where: str, what: str) -> None:
+    """Raise a ``TypeError`` naming the fix when calling ``fn`` would make a coroutine."""
+    if is_async_callable(fn):
+        raise TypeError(
+            f"{where}: {_name(fn)} is an async {what}, and funapi_sync is synchronous: it"
+            " would get a coroutine object that nothing awaits; write it with plain def"
+            " (call async code inside it with asyncio.run(...) if you must)"
+        )
 
 
 def _name(obj: Any) -> str:
@@ -56,10 +90,13 @@ def _label(key: Any) -> str:
 class Provider:
     """A registered factory: its name, scope, and the process-wide value for ``scope="app"``."""
 
-    def __init__(self, name: str, factory: Callable[..., Any], scope: str) -> None:
+    def __init__(
+        self, name: str, factory: Callable[..., Any], scope: str, cleanup: str = "before_response"
+    ) -> None:
         self.name = name
         self.factory = factory
         self.scope = scope
+        self.phase = CLEANUP_PHASES.index(cleanup)
         self.lock = threading.Lock()
         self.has_value = False
         self.value: Any = None
@@ -90,6 +127,7 @@ class DependencyOverrides(UserDict[Any, Callable[..., Any]]):
                 f"dependency_overrides[{key!r}] must be a callable that makes the replacement"
                 f" value, got {value!r}; write dependency_overrides[{key!r}] = lambda: value"
             )
+        refuse_async(value, f"dependency_overrides[{key!r}]", "dependency")
         missing = object()
         previous: Any = self.data.get(key, missing)
         self.data[key] = value
@@ -113,9 +151,10 @@ class DependencyOverrides(UserDict[Any, Callable[..., Any]]):
         self.version += 1
 
 
-# A plan step: (key, callable, {param: source key}, kind) where kind is "call" (once per
-# request) or "app" (a process-wide registered value).
-Step = tuple[Any, Callable[..., Any], dict[str, Any], str]
+# A plan step: (key, callable, {param: source key}, kind, phase) where kind is "call" (once
+# per request) or "app" (a process-wide registered value), and phase indexes CLEANUP_PHASES
+# (APP_PHASE for an app-scoped value).
+Step = tuple[Any, Callable[..., Any], dict[str, Any], str, int]
 
 
 class Plan:
@@ -134,7 +173,7 @@ class Plan:
 
     def _uses(self, source: str) -> bool:
         return source in self.kwargs.values() or any(
-            source in params.values() for _, _, params, _ in self.steps
+            source in params.values() for _, _, params, _, _ in self.steps
         )
 
 
@@ -150,7 +189,13 @@ class Registry:
     def _check_override(self, key: Any) -> None:
         self.plan({"override": key}, (), f"dependency_overrides[{_label(key)}]")
 
-    def register(self, name: str, factory: Callable[..., Any], scope: str = "request") -> None:
+    def register(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        scope: str = "request",
+        cleanup: str = "before_response",
+    ) -> None:
         """Add ``name``; reject what can already be seen to be wrong (see ``App.register``)."""
         where = f"app.register({name!r}, ...)"
         if not isinstance(name, str) or not name.isidentifier():
@@ -163,6 +208,14 @@ class Registry:
             raise TypeError(f"{where}: the factory must be callable, got {factory!r}")
         if scope not in ("request", "app"):
             raise ValueError(f"{where}: scope must be 'request' or 'app', got {scope!r}")
+        refuse_async(factory, where, "dependency")
+        check_cleanup(cleanup, where)
+        if scope == "app" and cleanup != "before_response":
+            raise ValueError(
+                f"{where}: cleanup={cleanup!r} applies to request-scoped values; an"
+                " app-scoped value is cleaned up once, at shutdown; drop cleanup= or use"
+                " scope='request'"
+            )
         if name in self.providers:
             raise ValueError(
                 f"{where}: {name!r} is already registered; register each name once and use"
@@ -175,7 +228,7 @@ class Registry:
                     raise ValueError(_app_takes_request_message(name, pname))
                 if not isinstance(source, str) and source is not None:
                     raise ValueError(_app_takes_request_message(name, pname))
-        provider = Provider(name, factory, scope)
+        provider = Provider(name, factory, scope, cleanup)
         self.providers[name] = provider
         try:
             # NOTE: names not registered yet are skipped here (they may come later) and
@@ -194,10 +247,14 @@ class Registry:
         for their effect (e.g. raising 401) and not passed.
         """
         steps: list[Step] = []
-        done: dict[Any, None] = {}
+        done: dict[Any, int] = {}
         kwargs: dict[str, Any] = {}
-        for keyword, target in depends.items():
-            key = self._visit(_key_of(target, where), steps, done, (), where)
+        # NOTE: a dependency's parameter named like another key of the same mapping is
+        # that key's value (SPEC §7): depends={"db": Depends(get_db), "user": Depends(u)}
+        # gives u(db) the route's db, even when a name 'db' is registered too.
+        siblings = {keyword: _target(target, where) for keyword, target in depends.items()}
+        for keyword, (target, phase) in siblings.items():
+            key = self._visit(target, steps, done, (), where, phase=phase, siblings=siblings)
             if keyword in passed:
                 kwargs[keyword] = key
         if "background" in passed:
@@ -219,14 +276,23 @@ class Registry:
         self,
         key: Any,
         steps: list[Step],
-        done: dict[Any, None],
+        done: dict[Any, int],
         path: tuple[Any, ...],
         where: str,
         lenient: bool = False,
+        phase: str | None = None,
+        siblings: Mapping[str, tuple[Any, str | None]] | None = None,
     ) -> Any:
         if isinstance(key, str) and key in BUILTIN_SOURCES:
             return key
         if key in done:
+            if phase is not None and done[key] not in (CLEANUP_PHASES.index(phase), APP_PHASE):
+                raise ValueError(
+                    f"{where}: dependency {_label(key)} is asked for with cleanup={phase!r}"
+                    f" and cleanup={CLEANUP_PHASES[done[key]]!r}; it is made once per"
+                    " request and cleaned up once, so give every Depends() of it the same"
+                    " cleanup="
+                )
             return key
         if key in path:
             cycle = " -> ".join(_label(k) for k in (*path, key))
@@ -253,19 +319,44 @@ class Registry:
         # NOTE: an overridden app-scoped name is made per request: a test that swaps it
         # must get the replacement at once, not a value cached before the swap.
         app_scoped = provider is not None and provider.scope == "app" and not overridden
+        if app_scoped:
+            own = APP_PHASE
+        elif provider is not None:
+            own = provider.phase
+        else:
+            own = CLEANUP_PHASES.index(phase or "before_response")
+        refuse_async(func, where, "dependency")
         params: dict[str, Any] = {}
         for pname, source in _parameters(func, where).items():
             if source is None:
                 continue
-            sub = self._visit(source, steps, done, (*path, key), where, lenient)
+            target: Any = source
+            sub_phase: str | None = None
+            if isinstance(source, Depends):
+                target, sub_phase = source.dependency, source.cleanup
+            elif siblings and source in siblings and siblings[source][0] != key:
+                target, sub_phase = siblings[source]
+            sub = self._visit(
+                target, steps, done, (*path, key), where, lenient, sub_phase, siblings
+            )
             if app_scoped and self._request_bound(sub):
                 assert provider is not None
                 raise ValueError(f"{where}: " + _app_takes_request_message(provider.name, pname))
+            if sub in done and done[sub] < own:
+                # NOTE: refused, not promoted: keeping the sub-dependency open longer would
+                # silently move its cleanup (a commit) after the response.
+                raise ValueError(
+                    f"{where}: dependency {_label(key)} (cleanup={CLEANUP_PHASES[own]!r})"
+                    f" takes {pname!r}, which is cleaned up earlier"
+                    f" (cleanup={CLEANUP_PHASES[done[sub]]!r}), so {_label(key)} would use"
+                    f" it after it closed; give {_label(sub)} cleanup={CLEANUP_PHASES[own]!r},"
+                    f" or {_label(key)} cleanup={CLEANUP_PHASES[done[sub]]!r}"
+                )
             params[pname] = sub
         if inspect.isgeneratorfunction(func):
             func = contextlib.contextmanager(func)
-        steps.append((key, func, params, "app" if app_scoped else "call"))
-        done[key] = None
+        steps.append((key, func, params, "app" if app_scoped else "call", own))
+        done[key] = own
         return key
 
     def _request_bound(self, key: Any) -> bool:
@@ -324,11 +415,12 @@ def _hashable(obj: Any) -> bool:
     return True
 
 
-def _key_of(target: Any, where: str) -> Any:
+def _target(target: Any, where: str) -> tuple[Any, str | None]:
+    """A ``depends=`` value as ``(key, cleanup phase or None for the registered one)``."""
     if isinstance(target, Depends):
-        return target.dependency
+        return target.dependency, target.cleanup
     if isinstance(target, str) or callable(target):
-        return target
+        return target, None
     raise TypeError(
         f"{where}: depends values must be registered names, Depends(callable) or callables;"
         f" got {target!r}"
@@ -351,7 +443,7 @@ def _parameters(func: Callable[..., Any], where: str) -> dict[str, Any]:
                 f" {param.name!r}; dependencies receive their arguments by name"
             )
         if isinstance(param.default, Depends):
-            sources[param.name] = param.default.dependency
+            sources[param.name] = param.default
         elif param.default is param.empty:
             sources[param.name] = param.name
         else:
@@ -363,14 +455,15 @@ def _parameters(func: Callable[..., Any], where: str) -> dict[str, Any]:
 
 
 class RequestScope:
-    """One request's dependency values and the exits to run, newest first."""
+    """One request's dependency values and their exits, one list per cleanup phase."""
 
     __slots__ = ("exits", "registry", "values")
 
     def __init__(self, registry: Registry, builtins: dict[str, Any]) -> None:
         self.registry = registry
         self.values: dict[Any, Any] = builtins
-        self.exits: list[tuple[str, Exit]] = []
+        #: The exits of each phase of CLEANUP_PHASES, in creation order.
+        self.exits: tuple[list[tuple[str, Exit]], ...] = ([], [], [])
 
     def resolve(self, plan: Plan) -> dict[str, Any]:
         """Make each value of ``plan`` not made yet; return the handler's keyword arguments."""
@@ -381,7 +474,7 @@ class RequestScope:
     def make(self, steps: list[Step]) -> None:
         """Make the value of each step not made yet, in order."""
         values = self.values
-        for key, func, params, kind in steps:
+        for key, func, params, kind, phase in steps:
             if key in values:
                 continue
             kwargs = {name: values[source] for name, source in params.items()}
@@ -390,13 +483,32 @@ class RequestScope:
                 continue
             value, exit_ = _enter(func(**kwargs))
             if exit_ is not None:
-                self.exits.append((_label(key), exit_))
+                self.exits[phase].append((_label(key), exit_))
             values[key] = value
 
+    def close_phase(self, phase: int, exc: BaseException | None) -> None:
+        """Run one phase's exits newest first; log each failure and go on."""
+        exits = self.exits[phase]
+        if exits:
+            pending = list(exits)
+            exits.clear()
+            close_exits(pending, exc)
+
+    def close_before_response(self, exc: Exception | None) -> Exception | None:
+        """Run the ``before_response`` exits; return the failure the response must show.
+
+        When the request succeeded so far, the first ``Exception`` a cleanup raises (a
+        failing commit) is returned, not logged, and the older exits see it thrown in.
+        """
+        exits = self.exits[BEFORE_RESPONSE]
+        pending = list(exits)
+        exits.clear()
+        return close_exits(pending, exc, keep_first=exc is None)
+
     def close(self, exc: BaseException | None) -> None:
-        """Run the exits in reverse order of creation; log each failure and go on."""
-        exits, self.exits = self.exits, []
-        close_exits(exits, exc)
+        """Run every phase's exits, phase after phase, each newest first."""
+        for phase in range(len(CLEANUP_PHASES)):
+            self.close_phase(phase, exc)
 
 
 def _enter(result: Any) -> tuple[Any, Exit | None]:
@@ -417,9 +529,15 @@ def _cleanup_exit(cleanup: Callable[[], Any]) -> Exit:
     return exit_
 
 
-def close_exits(exits: list[tuple[str, Exit]], exc: BaseException | None) -> None:
-    """Call each exit newest first with ``exc``; a failure is logged and the rest still run."""
+def close_exits(
+    exits: list[tuple[str, Exit]], exc: BaseException | None, keep_first: bool = False
+) -> Exception | None:
+    """Call each exit newest first with ``exc``; a failure is logged and the rest still run.
+
+    :param keep_first: return the first ``Exception`` raised instead of logging it.
+    """
     exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
+    first: Exception | None = None
     for label, exit_ in reversed(exits):
         try:
             exit_(*exc_info)
@@ -428,4 +546,10 @@ def close_exits(exits: list[tuple[str, Exit]], exc: BaseException | None) -> Non
             # that is not a cleanup failure.
             if failure is exc:
                 continue
+            if keep_first and first is None and isinstance(failure, Exception):
+                # As in an ExitStack, the older exits see the failure thrown in.
+                first = exc = failure
+                exc_info = (type(failure), failure, failure.__traceback__)
+                continue
             logger.error("cleanup of dependency %s failed", label, exc_info=failure)
+    return first

@@ -15,7 +15,15 @@ from . import _route_checks
 from .background import BackgroundTask, BackgroundTasks
 from .closing import ClosingIterable
 from .concurrency import TASK
-from .dependencies import Depends, RequestScope
+from .dependencies import (
+    AFTER_RESPONSE,
+    AFTER_TASKS,
+    BEFORE_RESPONSE,
+    Depends,
+    RequestScope,
+    refuse_async,
+)
+from .inline import InlineIterable, run_inline
 from .inputs import build_input
 from .pool import Batch, PoolSettings, get_pool, report_never_closed
 from .responses import Parts, render, status_line
@@ -38,8 +46,20 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 #: The environ key of a list that collects the request's task batch (set by the test
 #: client; a list, because servers and middleware may hand the app a shallow copy).
 BATCHES_KEY = "funapi_sync.batches"
+#: The environ key that makes a request run its tasks inline and raise their failures
+#: (set by ``app.test_client(raise_task_errors=True)``).
+INLINE_KEY = "funapi_sync.inline"
 #: The environ key of the request id that ``add_request_logger()`` sets.
 REQUEST_ID_KEY = "funapi_sync.request_id"
+
+
+class Mode:
+    """The app's switches that may change after it is made: ``app.testing``."""
+
+    __slots__ = ("testing",)
+
+    def __init__(self) -> None:
+        self.testing = False
 
 
 class Runtime(NamedTuple):
@@ -49,6 +69,7 @@ class Runtime(NamedTuple):
     request_class: type[Request]
     errors: ErrorResponder
     pool_settings: PoolSettings
+    mode: Mode
 
 
 def route_label(handler: Callable[..., Any], methods: Iterable[str], path: str) -> str:
@@ -231,12 +252,21 @@ class Endpoint:
                 elif background is not None:
                     kwargs = {"background": background}
                 rv = self.handler(*(input_, request, TASK)[: self.arity], **kwargs)
-                result = render(rv, self.status_code, self.response_schema)
+                result: Parts | Response | None = render(rv, self.status_code, self.response_schema)
             except Exception as exc:
                 failure = exc
+                result = None
+            if scope is not None and scope.exits[BEFORE_RESPONSE]:
+                # NOTE: before the response starts, so a failing commit is the client's
+                # answer (exception handlers apply) and its add_task tasks are dropped.
+                error = scope.close_before_response(failure)
+                if error is not None:
+                    failure, result = error, None
+            if result is None:
+                assert failure is not None
                 if request is None:
                     request = runtime.request_class(environ)
-                result = runtime.errors.respond(request, exc)
+                result = runtime.errors.respond(request, failure)
             on_close = unclosed = None
             # PERF: most requests have nothing for close() to do (no task, no scope, no
             # upload); they skip building the callbacks.
@@ -246,7 +276,8 @@ class Endpoint:
                 or (request is not None and "files" in request.__dict__)
             ):
                 on_close, unclosed = self._after_close(environ, background, scope, failure, request)
-            iterable = send(environ, start_response, result, on_close, unclosed)
+            inline = on_close is not None and (runtime.mode.testing or INLINE_KEY in environ)
+            iterable = send(environ, start_response, result, on_close, unclosed, inline)
             handed_over = True
             return iterable
         finally:
@@ -266,25 +297,36 @@ class Endpoint:
         """Build the one callback the response's ``close()`` runs (None for no work), and
         the report for a response garbage-collected without ``close()`` (None: no tasks).
 
-        It hands the tasks to the pool (a request that failed keeps only its
-        ``add_task_always`` tasks), and the pool runs the scope's cleanup after them.
+        It runs the ``after_response`` cleanups, then hands the tasks to the pool (a
+        request that failed keeps only its ``add_task_always`` tasks); the pool runs the
+        ``after_tasks`` cleanups after them. With no tasks, nothing waits: every phase
+        runs here, in ``close()``. With ``app.testing`` the tasks run in this thread too.
         """
         tasks = background.to_run(failure is not None) if background is not None else ()
-        after = None if scope is None else _closer(scope, failure)
+        first = after = None
+        if scope is not None:
+            if scope.exits[AFTER_RESPONSE]:
+                first = _phase_closer(scope, AFTER_RESPONSE, failure)
+            if scope.exits[AFTER_TASKS]:
+                after = _phase_closer(scope, AFTER_TASKS, failure)
         if request is not None and request.__dict__.get("files"):
             # NOTE: werkzeug spools uploads to temporary files; close them after the
             # tasks (which may still read an upload) and the cleanups, or they leak.
             after = _then(after, request.close)
         if not tasks:
-            return after, None
+            if first is None or after is None:
+                return first or after, None
+            return _then(first, after), None
         label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
         if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
             label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
+        unclosed = _never_closed(tasks, label)
+        if self.runtime.mode.testing or INLINE_KEY in environ:
+            return (lambda: run_inline(tasks, label, first, after)), unclosed
         settings = self.runtime.pool_settings
-        return (
-            lambda: hand_over(environ, settings, tasks, after, label),
-            lambda: report_never_closed(tasks, label),
-        )
+        if first is None:
+            return (lambda: hand_over(environ, settings, tasks, after, label)), unclosed
+        return _then(first, lambda: hand_over(environ, settings, tasks, after, label)), unclosed
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
@@ -316,10 +358,13 @@ def send(
     result: Parts | Response,
     on_close: Callable[[], Any] | None = None,
     unclosed: Callable[[], Any] | None = None,
+    inline: bool = False,
 ) -> Iterable[bytes]:
     """Start the response and return its body, wrapped so ``close()`` runs ``on_close``.
 
     :param unclosed: run instead if the body is garbage-collected without ``close()``.
+    :param inline: run ``on_close`` as soon as the body is read to the end too, and let
+        its exceptions raise (``app.testing``).
     """
     if isinstance(result, tuple):
         status, headers, body = result
@@ -329,11 +374,22 @@ def send(
         iterable = result(environ, start_response)
     if on_close is None:
         return iterable
+    if inline:
+        return InlineIterable(iterable, on_close, unclosed=unclosed)
     return ClosingIterable(iterable, on_close, unclosed=unclosed)
 
 
-def _closer(scope: RequestScope, failure: BaseException | None) -> Callable[[], None]:
-    return lambda: scope.close(failure)
+def _never_closed(tasks: list[BackgroundTask], label: str) -> Callable[[], None]:
+    return lambda: report_never_closed(tasks, label)
+
+
+def _phase_closer(
+    scope: RequestScope, phase: int, failure: BaseException | None
+) -> Callable[[], None]:
+    def close() -> None:
+        scope.close_phase(phase, failure)
+
+    return close
 
 
 def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
@@ -447,6 +503,7 @@ def _depends_defaults(handler: Callable[..., Any]) -> dict[str, Any]:
 
 def inspect_handler(handler: Callable[..., Any], where: str) -> tuple[int, dict[str, bool]]:
     """Return the positional arity (0-3) and ``{keyword: has_default}`` of a handler."""
+    refuse_async(handler, where, "handler")
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError) as exc:

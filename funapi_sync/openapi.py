@@ -311,7 +311,7 @@ class _SecuritySchemes:
 def _schemes_of(endpoint: Endpoint) -> list[SecurityScheme]:
     providers = endpoint.registry.providers
     schemes: list[SecurityScheme] = []
-    for key, _func, _params, _kind in endpoint.current_plan().steps:
+    for key, _func, _params, _kind, _phase in endpoint.current_plan().steps:
         target = key
         if isinstance(key, str) and key in providers:
             target = providers[key].factory

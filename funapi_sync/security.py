@@ -245,7 +245,7 @@ class APIKeyCookie(_APIKey):
         return req.cookies.get(self.name)
 
 
-def guard_steps(steps: Sequence[tuple[Any, Any, dict[str, Any], str]]) -> list[Any]:
+def guard_steps(steps: Sequence[tuple[Any, ...]]) -> list[Any]:
     """The dependency plan steps that check credentials, with what they need, in order.
 
     A guard is a security scheme, or a dependency built on one (``current_user(token=
@@ -255,7 +255,7 @@ def guard_steps(steps: Sequence[tuple[Any, Any, dict[str, Any], str]]) -> list[A
     """
     needs_input: set[Any] = set()
     guarded: set[Any] = set()
-    for key, func, params, _kind in steps:
+    for key, func, params, *_rest in steps:
         sources = params.values()
         if "input" in sources or any(source in needs_input for source in sources):
             needs_input.add(key)

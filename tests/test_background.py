@@ -379,7 +379,7 @@ def test_dependency_cleanup_runs_after_the_tasks_that_use_it(app, client):
         yield "conn"
         events.append("close")
 
-    app.register("db", connection)
+    app.register("db", connection, cleanup="after_tasks")
 
     @app.post("/save", depends=["db"])
     def save(*, db, background):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 
@@ -140,7 +141,7 @@ def test_generator_cleanup_runs_after_the_tasks_in_order(app, client):
         yield "conn"
         events.append("cleanup")
 
-    app.register("db", connect)
+    app.register("db", connect, cleanup="after_tasks")
 
     @app.post("/", depends=["db"])
     def create(*, db, background):
@@ -158,14 +159,14 @@ def test_generator_cleanup_runs_after_the_tasks_in_order(app, client):
     assert events == ["connect", "handler", "task start with conn", "task end", "cleanup"]
 
 
-def test_cleanup_without_tasks_runs_when_the_response_is_closed(app):
+def test_after_response_cleanup_runs_when_the_response_is_closed(app):
     events: list[str] = []
 
     def connect():
         yield "conn"
         events.append("cleanup")
 
-    app.register("db", connect)
+    app.register("db", connect, cleanup="after_response")
 
     @app.get("/", depends=["db"])
     def index(*, db):
@@ -230,9 +231,9 @@ def test_cleanups_run_in_reverse_order_of_creation_and_a_failure_does_not_stop_t
 
         return factory
 
-    app.register("first", make("first"))
-    app.register("second", make("second", fail=True))
-    app.register("third", make("third"))
+    app.register("first", make("first"), cleanup="after_response")
+    app.register("second", make("second", fail=True), cleanup="after_response")
+    app.register("third", make("third"), cleanup="after_response")
 
     @app.get("/", depends=["first", "second", "third"])
     def index(*, first, second, third):
@@ -277,7 +278,8 @@ def test_handler_exception_reaches_the_generator_and_drops_plain_tasks(app, clie
     response = client.post("/")
     assert response.status_code == 500
     assert response.json == {"detail": "Internal Server Error"}
-    assert events == ["always task", ("rollback", "ZeroDivisionError")]
+    # The default cleanup runs before the response, so the rollback comes first.
+    assert events == [("rollback", "ZeroDivisionError"), "always task"]
     # The generator re-raising the request's own exception is not a cleanup failure.
     assert "cleanup of dependency" not in caplog_funapi.text
 
@@ -810,7 +812,7 @@ def test_cleanup_does_not_run_twice_when_close_is_called_twice(app):
         yield "r"
         closed.append(1)
 
-    app.register("r", resource)
+    app.register("r", resource, cleanup="after_response")
 
     @app.get("/", depends=["r"])
     def index(*, r):
@@ -842,3 +844,341 @@ def test_an_override_whose_parameters_nothing_supplies_fails_when_assigned(app):
 def test_overriding_a_name_that_is_not_registered_fails_when_assigned(app):
     with pytest.raises(ValueError, match=r"'maler' is not registered"):
         app.dependency_overrides["maler"] = lambda: "fake"
+
+
+# -- cleanup phases ---------------------------------------------------------------------
+
+
+def test_default_cleanup_runs_before_the_response_is_sent(app):
+    events: list[str] = []
+
+    def connect():
+        yield "conn"
+        events.append("cleanup")
+
+    app.register("db", connect)
+
+    @app.get("/", depends=["db"])
+    def index(*, db):
+        events.append("handler")
+        return {"db": db}
+
+    def start_response(status, headers, exc_info=None):
+        events.append("response started")
+
+    iterable = app(EnvironBuilder(path="/").get_environ(), start_response)
+    assert events == ["handler", "cleanup", "response started"]
+    assert b"".join(iterable) == b'{"db":"conn"}'
+    assert events == ["handler", "cleanup", "response started"]
+    assert not hasattr(iterable, "close")  # nothing left for close() to do
+
+
+def test_the_three_phases_run_in_order_around_the_tasks(app):
+    events: list[str] = []
+    seen_threads: dict[str, int] = {}
+
+    def make(name, cleanup):
+        def factory():
+            yield name
+            events.append(f"close {name}")
+            seen_threads[name] = threading.get_ident()
+
+        app.register(name, factory, cleanup=cleanup)
+
+    make("before", "before_response")
+    make("after", "after_response")
+    make("tasks", "after_tasks")
+
+    @app.post("/", depends=["before", "after", "tasks"])
+    def create(*, before, after, tasks, background):
+        background.add_task(events.append, "task")
+        return {}
+
+    def start_response(status, headers, exc_info=None):
+        events.append("response started")
+
+    iterable = app(EnvironBuilder(path="/", method="POST").get_environ(), start_response)
+    b"".join(iterable)
+    assert events == ["close before", "response started"]
+    iterable.close()
+    assert events[:3] == ["close before", "response started", "close after"]
+    assert app.background.drain(timeout=10)
+    assert events == ["close before", "response started", "close after", "task", "close tasks"]
+    server_thread = threading.get_ident()
+    assert seen_threads["before"] == seen_threads["after"] == server_thread
+    assert seen_threads["tasks"] != server_thread  # the pool thread, after the task
+
+
+def test_with_no_tasks_every_phase_runs_in_close_without_waiting(app):
+    events: list[str] = []
+
+    def tasks_value():
+        yield "v"
+        events.append(("after_tasks", threading.get_ident()))
+
+    app.register("value", tasks_value, cleanup="after_tasks")
+
+    @app.get("/", depends=["value"])
+    def index(*, value):
+        return {}
+
+    iterable = app(EnvironBuilder(path="/").get_environ(), lambda *a: None)
+    b"".join(iterable)
+    assert events == []
+    iterable.close()
+    assert events == [("after_tasks", threading.get_ident())]
+
+
+def test_a_failing_before_response_cleanup_is_the_response_and_drops_plain_tasks(
+    app, client, caplog_funapi
+):
+    events: list[object] = []
+
+    class CommitFailed(Exception):
+        pass
+
+    @app.exception_handler(CommitFailed)
+    def on_commit_failed(req, exc):
+        return {"detail": "not saved"}, 503
+
+    def outer():
+        try:
+            yield "outer"
+        except CommitFailed:
+            events.append("outer saw the failure")
+            raise
+
+    def failing_commit(outer):
+        yield "db"
+        raise CommitFailed("constraint violated at commit")
+
+    app.register("outer", outer)
+    app.register("db", failing_commit)
+
+    @app.post("/", depends=["db"])
+    def create(*, db, background):
+        background.add_task(events.append, "plain task")
+        background.add_task_always(events.append, "always task")
+        return {"saved": True}, 201
+
+    response = client.post("/")
+    assert (response.status_code, response.json) == (503, {"detail": "not saved"})
+    assert events == ["outer saw the failure", "always task"]
+    assert "cleanup of dependency" not in caplog_funapi.text
+
+
+def test_a_failing_before_response_cleanup_without_a_handler_is_a_logged_500(
+    app, client, caplog_funapi
+):
+    def failing_commit():
+        yield "db"
+        raise RuntimeError("disk I/O error")
+
+    app.register("db", failing_commit)
+
+    @app.post("/", depends=["db"])
+    def create(*, db):
+        return {"saved": True}, 201
+
+    response = client.post("/")
+    assert (response.status_code, response.json) == (500, {"detail": "Internal Server Error"})
+    assert "disk I/O error" in caplog_funapi.text
+
+
+def test_after_response_and_after_tasks_failures_are_logged_not_answered(
+    app, client, caplog_funapi
+):
+    def failing(name):
+        def factory():
+            yield name
+            raise RuntimeError(f"{name} broke")
+
+        return factory
+
+    app.register("late", failing("late"), cleanup="after_response")
+    app.register("later", failing("later"), cleanup="after_tasks")
+
+    @app.post("/", depends=["late", "later"])
+    def create(*, late, later, background):
+        background.add_task(lambda: None)
+        return {}, 201
+
+    assert client.post("/").status_code == 201
+    messages = [r.getMessage() for r in caplog_funapi.records if r.levelno == logging.ERROR]
+    assert messages == [
+        "cleanup of dependency 'late' failed",
+        "cleanup of dependency 'later' failed",
+    ]
+
+
+def test_depends_takes_a_cleanup_phase(app, client):
+    events: list[str] = []
+
+    def session():
+        yield "s"
+        events.append("closed")
+
+    @app.post("/", depends={"s": Depends(session, cleanup="after_tasks")})
+    def create(*, s, background):
+        background.add_task(events.append, "task")
+        return {}
+
+    client.post("/")
+    assert events == ["task", "closed"]
+
+
+@pytest.mark.parametrize("cleanup", ["after_request", "", None, "BEFORE_RESPONSE"])
+def test_an_unknown_cleanup_is_refused_at_registration(app, cleanup):
+    message = (
+        "cleanup must be 'before_response', 'after_response' or 'after_tasks', got "
+        + re.escape(repr(cleanup))
+    )
+    with pytest.raises(ValueError, match=r"app.register\('db', ...\): " + message):
+        app.register("db", lambda: 1, cleanup=cleanup)
+    with pytest.raises(ValueError, match=message):
+        Depends(lambda: 1, cleanup=cleanup)
+
+
+def test_cleanup_with_app_scope_is_refused(app):
+    with pytest.raises(ValueError, match="cleanup='after_tasks' applies to request-scoped values"):
+        app.register("pool", lambda: 1, scope="app", cleanup="after_tasks")
+
+
+def test_a_later_cleanup_taking_an_earlier_one_is_refused_at_registration(app):
+    app.register("db", lambda: "db")  # before_response
+    with pytest.raises(
+        ValueError,
+        match=r"dependency 'audit' \(cleanup='after_tasks'\) takes 'db', which is cleaned up"
+        r" earlier \(cleanup='before_response'\), so 'audit' would use it after it closed",
+    ):
+        app.register("audit", lambda db: db, cleanup="after_tasks")
+
+
+def test_a_later_cleanup_through_depends_is_refused_at_decoration(app):
+    def db():
+        yield "db"
+
+    def audit(db=Depends(db)):
+        return db
+
+    with pytest.raises(
+        ValueError, match=r"create\(\) at POST /: dependency \S*audit\(\) \(cleanup='after_tasks'\)"
+    ):
+
+        @app.post("/", depends={"audit": Depends(audit, cleanup="after_tasks")})
+        def create(*, audit):
+            return {}
+
+
+def test_an_earlier_cleanup_may_take_a_later_one(app, client):
+    events: list[str] = []
+
+    def session():
+        yield "session"
+        events.append("session closed")
+
+    def repo(session):
+        yield f"repo({session})"
+        events.append("repo closed")
+
+    app.register("session", session, cleanup="after_tasks")
+    app.register("repo", repo)
+
+    @app.post("/", depends=["repo"])
+    def create(*, repo, background):
+        background.add_task(events.append, "task")
+        return {"repo": repo}
+
+    assert client.post("/").json == {"repo": "repo(session)"}
+    assert events == ["repo closed", "task", "session closed"]
+
+
+def test_one_callable_with_two_cleanups_in_one_route_is_refused(app):
+    def session():
+        yield "s"
+
+    with pytest.raises(ValueError, match="is asked for with cleanup='after_tasks' and"):
+
+        @app.get("/", depends={"a": Depends(session), "b": Depends(session, cleanup="after_tasks")})
+        def index(*, a, b):
+            return {}
+
+
+# -- sibling keys -----------------------------------------------------------------------
+
+
+def test_a_depends_parameter_named_like_a_sibling_key_gets_that_value(app, client):
+    made: list[str] = []
+
+    def get_db():
+        made.append("db")
+        return "route db"
+
+    def current_user(db):
+        return f"user from {db}"
+
+    @app.get("/", depends={"db": Depends(get_db), "user": Depends(current_user)})
+    def index(*, db, user):
+        return {"db": db, "user": user}
+
+    assert client.get("/").json == {"db": "route db", "user": "user from route db"}
+    assert made == ["db"]  # made once, shared
+
+
+def test_a_sibling_key_wins_over_a_registered_name_and_maps_to_names(app, client):
+    app.register("db", lambda: "registered db")
+    app.register("database", lambda: "the database")
+
+    def current_user(db):
+        return f"user from {db}"
+
+    @app.get("/", depends={"db": "database", "user": Depends(current_user)})
+    def index(*, user):
+        return {"user": user}
+
+    assert client.get("/").json == {"user": "user from the database"}
+
+
+def test_a_sibling_named_like_the_dependency_itself_falls_back_to_the_registered_name(app, client):
+    app.register("user", lambda: "registered user")
+
+    def current_user(user):
+        return f"checked {user}"
+
+    @app.get("/", depends={"user": Depends(current_user)})
+    def index(*, user):
+        return {"user": user}
+
+    assert client.get("/").json == {"user": "checked registered user"}
+
+
+def test_depends_repr_names_a_cleanup_other_than_the_default():
+    def session():
+        yield "s"
+
+    assert repr(Depends(session)).endswith("session)")
+    assert repr(Depends(session, cleanup="after_tasks")).endswith("session, cleanup='after_tasks')")
+
+
+def test_without_tasks_after_response_then_after_tasks_run_at_close(app):
+    events: list[str] = []
+
+    def make(name, cleanup):
+        def factory():
+            yield name
+            events.append(name)
+
+        app.register(name, factory, cleanup=cleanup)
+
+    make("late", "after_response")
+    make("latest", "after_tasks")
+
+    @app.get("/", depends=["late", "latest"])
+    def index(*, late, latest):
+        return {}
+
+    iterable = app(EnvironBuilder(path="/").get_environ(), lambda *a: None)
+    b"".join(iterable)
+    assert events == []
+    iterable.close()
+    assert events == ["late", "latest"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 
 import pytest
 from server import ROOT, Server
+from werkzeug.test import Client
 
 
 @pytest.fixture
@@ -53,16 +55,51 @@ def test_the_database_file_comes_from_the_environment(bank, db_file):
     assert bank.db_path() == str(db_file)
 
 
-def test_transfer_commits_and_the_audit_task_writes_after_the_response(client, db_file):
+def test_transfer_commits_before_the_response_and_the_tasks_write_after_it(client, db_file):
     open_accounts(client, alice=100, bob=5)
     response = client.post("/transfers", json={"source": "alice", "target": "bob", "amount": 30})
     assert response.status_code == 201
-    assert response.json == {"source": "alice", "target": "bob", "amount": 30, "balance": 70}
-    # Read through another connection: the cleanup has committed by the time the
-    # test client returns (it waits for the request's tasks and cleanup).
+    assert response.json == {
+        "id": 1,
+        "source": "alice",
+        "target": "bob",
+        "amount": 30,
+        "balance": 70,
+    }
+    # Read through another connection: committed before the response was sent.
     assert balances(db_file) == {"alice": 70, "bob": 35}
+    assert client.get("/transfers/1").json == {
+        "id": 1,
+        "source": "alice",
+        "target": "bob",
+        "amount": 30,
+    }
+    # The test client returns once the tasks and the after_tasks cleanup have run.
     assert client.get("/audit").json == ["alice -> bob: 30"]
+    assert client.get("/messages").json == [{"to": "bob", "text": "you received 30"}]
     assert client.get("/accounts/bob").json == {"name": "bob", "balance": 35}
+
+
+def test_many_transfers_each_committed_and_audited_once(client, db_file, caplog):
+    open_accounts(client, alice=1000, bob=0)
+    for number in range(1, 21):
+        response = client.post("/transfers", json={"source": "alice", "target": "bob", "amount": 1})
+        assert response.status_code == 201
+        assert client.get(f"/transfers/{number}").status_code == 200
+    assert balances(db_file) == {"alice": 980, "bob": 20}
+    assert client.get("/audit").json == ["alice -> bob: 1"] * 20
+    assert len(client.get("/messages").json) == 20
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_werkzeug_client_in_testing_mode_sees_the_tasks_after_reading_the_body(bank, db_file):
+    bank.app.testing = True
+    client = Client(bank.app)
+    open_accounts(client, alice=100, bob=0)
+    response = client.post("/transfers", json={"source": "alice", "target": "bob", "amount": 7})
+    assert response.json["balance"] == 93  # reading the body ran the tasks, here
+    assert Client(bank.app).get("/audit").json == ["alice -> bob: 7"]
+    assert Client(bank.app).get("/messages").json == [{"to": "bob", "text": "you received 7"}]
 
 
 def test_transfer_to_a_missing_account_rolls_back_the_debit(client, db_file):
@@ -137,7 +174,7 @@ def test_runs_as_a_script_under_gunicorn(tmp_path):
         assert post("/accounts", {"name": "bob", "balance": 0})[0] == 201
         assert post("/transfers", {"source": "alice", "target": "bob", "amount": 20}) == (
             201,
-            {"source": "alice", "target": "bob", "amount": 20, "balance": 30},
+            {"id": 1, "source": "alice", "target": "bob", "amount": 20, "balance": 30},
         )
         server.wait_for_log("audited transfer alice -> bob")
         assert server.stop() == 0
