@@ -123,6 +123,27 @@ def tasks_table(figures: dict[str, Any]) -> str:
     )
 
 
+def rq_table(figures: dict[str, Any]) -> str:
+    per = figures["per_request_us"]
+    thread, rq = per["thread"], per["rq"]
+    rows = [
+        [
+            str(n),
+            f"{thread[n]:.1f}",
+            f"{rq[n]:.1f}",
+            f"{rq[n] - thread[n]:+.1f}",
+        ]
+        for n in TASK_COUNTS
+    ]
+    header = ["tasks", "in-process pool µs", "RQBackend µs", "RQ hand-off µs"]
+    return (
+        "Per request (handler, close() and hand-off; median of rounds) with n trivial tasks:"
+        f" the in-process pool vs RQBackend on a loopback redis-server {figures['redis']}"
+        " (one job and one round trip per request; 0 tasks never touches Redis).\n\n"
+        + _table(header, rows)
+    )
+
+
 def _latency_lines(figures: dict[str, Any]) -> str:
     text = ""
     latency = figures.get("start_latency")
@@ -265,4 +286,6 @@ def results_markdown(results: dict[str, Any], command: str) -> str:
         sections.append("## Latency isolation\n\n" + isolation_table(results["isolation"], seconds))
     if "tasks" in results:
         sections.append("## Background-task costs\n\n" + tasks_table(results["tasks"]))
+    if "rq" in results:
+        sections.append("## RQ hand-off\n\n" + rq_table(results["rq"]))
     return "\n\n".join(sections) + "\n"

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make funapi_sync and benchmarks importable
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import inprocess, overhttp, report, scenarios, tasks  # noqa: E402
+from benchmarks import inprocess, overhttp, report, rq_handoff, scenarios, tasks  # noqa: E402
 
-PARTS = ("conformance", "inprocess", "tasks", "http", "isolation")
+PARTS = ("conformance", "inprocess", "tasks", "http", "isolation", "rq")
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 
 
@@ -67,7 +67,9 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions = {"python": platform.python_version()}
-    for package in ("funapi_sync", "werkzeug", "marshmallow", "gunicorn", "flask", "falcon"):
+    for package in (
+        "funapi_sync", "werkzeug", "marshmallow", "gunicorn", "flask", "falcon", "rq", "redis"
+    ):  # fmt: skip
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -107,6 +109,14 @@ def run(parts: list[str], quick: bool) -> dict[str, Any]:
             "idle": tasks.idle_cost(app, cfg["idle_seconds"]),
         }
         _say(report.tasks_table(results["tasks"]))
+    if "rq" in parts:
+        if not rq_handoff.redis_available():
+            raise SystemExit(
+                "the rq part needs redis-server (apt-get install -y redis-server) or"
+                " BENCH_REDIS_URL; or --parts without it"
+            )
+        results["rq"] = rq_handoff.run(cfg["rounds"], cfg["task_calls"])
+        _say(report.rq_table(results["rq"]))
     if "http" in parts and overhttp.wrk_path() is None:
         raise SystemExit("the http part needs wrk: apt-get install -y wrk (or --parts without it)")
     with overhttp.temporary_log_dir() as log_dir:

@@ -25,9 +25,9 @@ def noop() -> None:
     """The trivial task."""
 
 
-def build_app() -> App:
+def build_app(**settings: Any) -> App:
     """``GET /tasks/<n>`` adds n trivial tasks; ``/tasks/0`` takes no ``background`` at all."""
-    app = App(title="Task benchmark")
+    app = App(title="Task benchmark", **settings)
 
     @app.get("/tasks/0")
     def none() -> Any:

@@ -13,13 +13,14 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request
 
 from . import logconfig
+from .backends import resolve as resolve_backend
 from .dependencies import DependencyOverrides, Registry, refuse_async
 from .endpoint import Endpoint, Mode, Runtime, send
 from .errors import ErrorResponder
 from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
 from .openapi import OpenAPI
-from .pool import PoolView, check_settings
+from .pool import check_settings
 from .responses import error_parts
 from .route_options import RouteOptions
 from .router import RouteDecorators, Router
@@ -51,6 +52,8 @@ class App(RouteDecorators):
         ``max_body_size`` (bytes, default 1 MiB), ``background_workers`` (4),
         ``background_queue_size`` (1024), ``background_slow_warning`` (30.0 s),
         ``background_shutdown_timeout`` (25.0 s), ``background_submit_timeout`` (10.0 s),
+        ``background_backend`` (``"thread"``, ``"inline"``, ``"record"`` or a backend
+        object such as ``funapi_sync.backends.rq.RQBackend(...)``; see docs/job-queues.md),
         ``openapi_url`` and ``docs_url``.
     """
 
@@ -69,8 +72,10 @@ class App(RouteDecorators):
         max_body = self.settings.max_body_size
         pool_settings = self.settings.pool
         check_settings(pool_settings)
-        #: The process-wide background pool, as this app sees it: ``stats()``, ``drain()``.
-        self.background = PoolView(pool_settings)
+        #: Where this app's background tasks go: the backend (``stats()``, ``drain()``),
+        #: which ``settings["background_backend"]`` holds too (made from its name).
+        self.background = resolve_backend(self.settings.background_backend, pool_settings)
+        self.settings = self.settings.with_backend(self.background)
         self.registry = Registry()
         self.routes = RouteTable()
         self.lifecycle = Lifecycle(self.registry)
@@ -85,7 +90,12 @@ class App(RouteDecorators):
         )
         self._mode = Mode()
         self._runtime = Runtime(
-            self.registry, self.request_class, self.errors, pool_settings, self._mode
+            self.registry,
+            self.request_class,
+            self.errors,
+            pool_settings,
+            self._mode,
+            self.background,
         )
         self._frozen = False
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with

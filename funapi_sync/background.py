@@ -45,12 +45,18 @@ class BackgroundTasks:
 
     A handler gets one by declaring the keyword-only parameter ``background``; a dependency
     taking ``background`` shares the same list.
+
+    :param check: ``check(fn, args, kwargs)`` raises TypeError for a task the app's
+        background backend cannot run (a durable backend refuses lambdas, for one).
     """
 
-    __slots__ = ("_tasks",)
+    __slots__ = ("_check", "_tasks")
 
-    def __init__(self) -> None:
+    def __init__(
+        self, check: Callable[[Any, tuple[Any, ...], dict[str, Any]], None] | None = None
+    ) -> None:
         self._tasks: list[BackgroundTask] = []
+        self._check = check
 
     def add_task(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Run ``fn(*args, **kwargs)`` after the response, unless the handler raised.
@@ -78,6 +84,8 @@ class BackgroundTasks:
                 " client, e.g. httpx.Client rather than AsyncClient), or add a plain def"
                 " that calls asyncio.run(...) on it"
             )
+        if self._check is not None:
+            self._check(fn, args, kwargs)
         self._tasks.append(BackgroundTask(fn, args, kwargs, contextvars.copy_context(), always))
 
     def __len__(self) -> int:

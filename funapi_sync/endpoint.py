@@ -25,7 +25,7 @@ from .dependencies import (
 )
 from .inline import InlineIterable, run_inline
 from .inputs import build_input
-from .pool import Batch, PoolSettings, get_pool, report_never_closed
+from .pool import Batch, PoolSettings, report_never_closed
 from .responses import Parts, render, status_line
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
     from werkzeug.wrappers import Request, Response
 
+    from .backends import Backend
     from .dependencies import Plan, Registry
     from .errors import ErrorResponder
 
@@ -70,6 +71,8 @@ class Runtime(NamedTuple):
     errors: ErrorResponder
     pool_settings: PoolSettings
     mode: Mode
+    #: Where the request's batches go (funapi_sync.backends), and its add_task check.
+    backend: Backend
 
 
 def route_label(handler: Callable[..., Any], methods: Iterable[str], path: str) -> str:
@@ -221,7 +224,7 @@ class Endpoint:
         try:
             try:
                 if self._wants_background:
-                    background = BackgroundTasks()
+                    background = BackgroundTasks(check=runtime.backend.check)
                 # PERF: the werkzeug Request is built only for a handler or dependency that
                 # takes `req` (or a body that needs werkzeug's form parser).
                 if self._wants_request:
@@ -323,10 +326,14 @@ class Endpoint:
         unclosed = _never_closed(tasks, label)
         if self.runtime.mode.testing or INLINE_KEY in environ:
             return (lambda: run_inline(tasks, label, first, after)), unclosed
-        settings = self.runtime.pool_settings
+        settings, backend = self.runtime.pool_settings, self.runtime.backend
+
+        def submit() -> None:
+            hand_over(environ, settings, backend, tasks, after, label)
+
         if first is None:
-            return (lambda: hand_over(environ, settings, tasks, after, label)), unclosed
-        return _then(first, lambda: hand_over(environ, settings, tasks, after, label)), unclosed
+            return submit, unclosed
+        return _then(first, submit), unclosed
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
@@ -335,11 +342,12 @@ class Endpoint:
 def hand_over(
     environ: WSGIEnvironment,
     settings: PoolSettings,
+    backend: Backend,
     tasks: list[BackgroundTask] | tuple[()],
     after: Callable[[], None] | None,
     label: str,
 ) -> None:
-    """Submit the request's batch: its tasks in order, then ``after`` (the cleanups).
+    """Submit the request's batch to the app's backend: its tasks in order, then ``after``.
 
     NOTE: this runs in the response iterable's close(), which PEP 3333 servers call once
     the body is sent; gunicorn's sync worker holds the client socket until it returns, so
@@ -349,7 +357,7 @@ def hand_over(
     sink = environ.get(BATCHES_KEY)
     if sink is not None:
         sink.append(batch)
-    get_pool(settings).submit(batch, settings.submit_timeout)
+    backend.submit(batch)
 
 
 def send(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .pool import PoolSettings
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 Check = Callable[[str, Any], None]
 
@@ -55,6 +58,11 @@ class Settings(Mapping[str, Any]):
     background_slow_warning: float = setting(30.0, _seconds)
     background_shutdown_timeout: float = setting(25.0, _seconds)
     background_submit_timeout: float = setting(10.0, _seconds)
+    #: ``"thread"``, ``"inline"``, ``"record"`` or a backend object; once the app is made,
+    #: the backend object itself (``App`` resolves the name, see funapi_sync.backends).
+    #: NOTE: ``setting()`` returns a ``dataclasses.field``, as for the fields above; ruff
+    #: only cannot tell that a ``str | Backend`` default is safe to share.
+    background_backend: str | Backend = setting("thread")  # noqa: RUF009
     openapi_url: str | None = setting("/openapi.json", _url_path)
     docs_url: str | None = setting("/docs", _url_path)
 
@@ -89,6 +97,10 @@ class Settings(Mapping[str, Any]):
             shutdown_timeout=float(self.background_shutdown_timeout),
             submit_timeout=float(self.background_submit_timeout),
         )
+
+    def with_backend(self, backend: Backend) -> Settings:
+        """A copy whose ``background_backend`` is the resolved backend object."""
+        return dataclasses.replace(self, background_backend=backend)
 
     # -- the read-only mapping -------------------------------------------------------
 

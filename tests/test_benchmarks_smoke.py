@@ -85,3 +85,15 @@ def test_write_results_renders_markdown(tmp_path: Path) -> None:
     text = target.read_text()
     assert "# Benchmark results" in text
     assert "tasks/s" in text
+
+
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed (CI installs it)"
+)
+def test_rq_part_times_the_handoff_against_the_pool_on_its_own_redis(tmp_path: Path) -> None:
+    figures = run_part("rq", tmp_path)["rq"]
+    per_request = figures["per_request_us"]
+    assert set(per_request) == {"thread", "rq"}
+    for per_n in per_request.values():
+        assert set(per_n) == {"0", "1", "3"}
+        assert all(positive(us) for us in per_n.values())

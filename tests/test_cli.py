@@ -723,17 +723,12 @@ def test_run_help_is_gunicorns(tmp_path):
 WORKER_APP = """
     import json
     import os
-    from collections.abc import Mapping
 
     from funapi_sync import App
-
-    try:  # a real (non-durable) backend to extend, where App has background_backend=
-        from funapi_sync.backends import RecordBackend as BackendBase
-    except ImportError:
-        BackendBase = object
+    from funapi_sync.backends import RecordBackend
 
 
-    class Backend(BackendBase):
+    class Backend(RecordBackend):
         # A backend with the worker seam: run_worker(app, *, burst, queues) -> status.
 
         def run_worker(self, app, *, burst, queues):
@@ -741,41 +736,7 @@ WORKER_APP = """
             return int(os.environ.get("WORKER_STATUS", "0"))
 
 
-    class WithBackend(Mapping):
-        # app.settings plus the contract's key, for an App without background_backend=.
-        def __init__(self, settings):
-            self._settings = settings
-
-        def __getitem__(self, name):
-            if name == "background_backend":
-                return BACKEND
-            return self._settings[name]
-
-        def __iter__(self):
-            return iter([*self._settings, "background_backend"])
-
-        def __len__(self):
-            return len(self._settings) + 1
-
-        def __getattr__(self, name):
-            return getattr(self._settings, name)
-
-
-    class DurableApp(App):
-        @property
-        def settings(self):
-            return WithBackend(self._settings)
-
-        @settings.setter
-        def settings(self, value):
-            self._settings = value
-
-
-    BACKEND = Backend()
-    try:
-        app = App(title="Durable", background_backend=BACKEND)
-    except (TypeError, ValueError):  # an App without durable backends yet
-        app = DurableApp(title="Durable")
+    app = App(title="Durable", background_backend=Backend())
 """
 
 

@@ -12,9 +12,13 @@ from funapi_sync.settings import Settings
 
 
 def test_settings_read_as_a_mapping_with_every_default():
-    settings = App().settings
+    app = App()
+    settings = app.settings
     assert settings["debug"] is False
+    # The backend's name is resolved to the backend object when the app is made.
+    assert settings["background_backend"] is app.background
     assert dict(settings) == {
+        "background_backend": app.background,
         "debug": False,
         "max_body_size": 1024 * 1024,
         "background_workers": 4,

@@ -1,0 +1,332 @@
+"""RQBackend: hand a request's background tasks to RQ on Redis, one job per request.
+
+Install with ``pip install 'funapi_sync[rq]'``. See docs/job-queues.md for when to use it,
+how to run the workers, and what changes compared with the in-process pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+try:
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry as RedisRetry
+    from rq import Queue, Retry, Worker, get_current_job
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "funapi_sync.backends.rq needs rq and redis: pip install 'funapi_sync[rq]'"
+    ) from exc
+
+from ..background import task_name
+from ..pool import Batch, PoolSettings, get_pool
+from . import finish
+from .portable import CarriedTask, carry, check_portable, restore
+
+if TYPE_CHECKING:
+    from ..app import App
+
+logger = logging.getLogger("funapi_sync.background")
+
+#: The Redis key prefix of a job's progress (the indexes of its tasks that succeeded).
+PROGRESS_KEY = "funapi_sync:done:"
+#: How long a failed job's progress is kept, so ``rq requeue`` resumes it (30 days).
+PROGRESS_TTL = 30 * 24 * 3600
+
+
+class RQBackend:
+    """Hand each request's tasks to RQ as **one job** that runs them in order on a worker.
+
+    :param redis: a Redis URL (``"redis://localhost:6379/0"``) or a ``redis.Redis``.
+    :param queue: the RQ queue's name.
+    :param retry: an ``rq.Retry``; a retried job resumes at the task that failed.
+    :param job_timeout: seconds for the whole request's job (RQ's default: 180).
+    :param fallback: when Redis cannot be reached in ``close()``: ``"thread"`` runs the
+        tasks in this process's pool, ``"error"`` drops them; both log each at ERROR.
+    :param timeout: socket and connect timeout (seconds) of a connection made from a URL;
+        it bounds ``close()`` (about twice this at worst, with the one reconnect) so a
+        slow Redis cannot hold a gunicorn worker past its heartbeat. A ``redis.Redis``
+        passed in keeps its own timeouts.
+
+    NOTE: one job per request, not one per task: one round trip in ``close()`` whatever
+    the number of tasks, the request's order kept on any number of workers, and one
+    retry story: the job reruns from the task that failed, never the ones that succeeded.
+    """
+
+    def __init__(
+        self,
+        redis: str | Redis,
+        queue: str = "default",
+        retry: Retry | None = None,
+        job_timeout: int | None = None,
+        fallback: Literal["thread", "error"] = "thread",
+        *,
+        timeout: float = 2.0,
+    ) -> None:
+        if fallback not in ("thread", "error"):
+            raise ValueError(f"RQBackend(fallback={fallback!r}): use 'thread' or 'error'")
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"RQBackend(retry={retry!r}) takes an rq.Retry, e.g. Retry(max=3)")
+        if isinstance(redis, str):
+            self.connection = Redis.from_url(
+                redis,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=RedisRetry(NoBackoff(), 1),
+            )
+        elif isinstance(redis, Redis):
+            self.connection = redis
+            kwargs = redis.connection_pool.connection_kwargs
+            if kwargs.get("socket_timeout") is None:
+                logger.warning(
+                    "RQBackend got a redis.Redis without socket_timeout: a slow Redis can"
+                    " hold a server thread in close() indefinitely; pass socket_timeout="
+                    " (and socket_connect_timeout=) to redis.Redis, or pass a URL"
+                )
+        else:
+            raise TypeError(
+                f"RQBackend() takes a Redis URL or a redis.Redis, got {type(redis).__name__}"
+            )
+        self.queue_name = queue
+        self.retry = retry
+        self.job_timeout = job_timeout
+        self.fallback = fallback
+        self.queue = Queue(queue, connection=self.connection, default_timeout=job_timeout)
+        self.settings = PoolSettings()
+        self._lock = threading.Lock()
+        self._counts = {"enqueued": 0, "fallback": 0, "not_enqueued": 0}
+
+    def __repr__(self) -> str:
+        return f"RQBackend(queue={self.queue_name!r}, fallback={self.fallback!r})"
+
+    # -- the app side -----------------------------------------------------------------
+
+    def check(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse at ``add_task`` what an rq worker could not run (see :func:`check_portable`)."""
+        check_portable(fn, args, kwargs)
+
+    def bind(self, settings: PoolSettings) -> None:
+        # The fallback pool is the app's, sized by its background_* settings.
+        self.settings = settings
+
+    def submit(self, batch: Batch) -> None:
+        """Enqueue ``batch`` as one job (one round trip), then run its cleanup here.
+
+        NOTE: dependencies are not carried to the worker, so the batch's cleanup runs
+        right after the enqueue; a value a task needs must be passed as an argument.
+        """
+        try:
+            tasks = [carry(task) for task in batch.tasks]
+            self.queue.enqueue_many(
+                [
+                    Queue.prepare_data(
+                        run_request,
+                        args=(batch.label, tasks),
+                        timeout=self.job_timeout,
+                        retry=self.retry,
+                        description=f"{batch.label}: {', '.join(t.name for t in batch.tasks)}",
+                    )
+                ]
+            )
+        except Exception as exc:
+            self._fall_back(batch, exc)
+            return
+        with self._lock:
+            self._counts["enqueued"] += len(batch.tasks)
+        finish(batch)
+
+    def _fall_back(self, batch: Batch, exc: Exception) -> None:
+        names = ", ".join(task.name for task in batch.tasks)
+        if self.fallback == "thread":
+            logger.error(
+                "could not enqueue the tasks of %s on RQ queue %r (%s: %s); running them in"
+                " this process instead (fallback='thread'): %s",
+                batch.label,
+                self.queue_name,
+                type(exc).__name__,
+                exc,
+                names,
+            )
+            with self._lock:
+                self._counts["fallback"] += len(batch.tasks)
+            get_pool(self.settings).submit(batch, self.settings.submit_timeout)
+            return
+        for task in batch.tasks:
+            logger.error(
+                "background task %s of %s was not enqueued on RQ queue %r (%s: %s) and will"
+                " not run (fallback='error')",
+                task.name,
+                batch.label,
+                self.queue_name,
+                type(exc).__name__,
+                exc,
+            )
+        with self._lock:
+            self._counts["not_enqueued"] += len(batch.tasks)
+        finish(batch)
+
+    # -- introspection ----------------------------------------------------------------
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """This process's tasks ``enqueued``, run in-process (``fallback``), ``not_enqueued``.
+
+        Unlike :meth:`stats`, this asks Redis nothing, so it works while Redis is down.
+        """
+        with self._lock:
+            return dict(self._counts)
+
+    def stats(self) -> dict[str, int]:
+        """Jobs on the queue (all processes) plus this process's hand-off counts.
+
+        ``queued``, ``running``, ``scheduled`` (retries waiting for their interval) and
+        ``failed`` count *jobs* (one per request) in Redis; ``completed`` counts jobs
+        that finished; ``enqueued``, ``fallback`` and ``not_enqueued`` count tasks this
+        process handed over, ran in-process, or dropped. Raises redis errors when Redis
+        cannot be reached.
+        """
+        queue = self.queue
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.llen(queue.key)
+            pipe.zcard(queue.started_job_registry.key)
+            pipe.zcard(queue.scheduled_job_registry.key)
+            pipe.zcard(queue.failed_job_registry.key)
+            pipe.zcard(queue.finished_job_registry.key)
+            queued, running, scheduled, failed, finished = pipe.execute()
+        return {
+            "queued": int(queued),
+            "running": int(running),
+            "scheduled": int(scheduled),
+            "failed": int(failed),
+            "completed": int(finished),
+            **self.counts,
+        }
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until the queue has no queued, running, scheduled or deferred job.
+
+        Workers do the running: this only watches Redis (every 50 ms), plus the
+        in-process pool that ``fallback="thread"`` uses. False on timeout.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        queue = self.queue
+        keys = (
+            queue.started_job_registry.key,
+            queue.scheduled_job_registry.key,
+            queue.deferred_job_registry.key,
+        )
+        while True:
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.llen(queue.key)
+                for key in keys:
+                    pipe.zcard(key)
+                if not any(pipe.execute()):
+                    break
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        from .. import pool as pool_module
+
+        current = pool_module.current_pool()
+        if current is None:
+            return True
+        return current.drain(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    # -- the worker side --------------------------------------------------------------
+
+    def run_worker(self, app: App, *, burst: bool = False, queues: list[str] | None = None) -> int:
+        """Run the app's startup hooks, an rq ``Worker`` on this backend's queues, then shutdown.
+
+        This is ``funapi-sync worker APP``. The worker forks a work-horse per job (RQ's
+        default), which inherits what the startup hooks set up.
+
+        :param burst: stop once the queues are empty (``rq worker --burst``).
+        :param queues: queue names (default: this backend's queue).
+        :returns: the exit status, 0.
+        """
+        from ..lifecycle import shutdown_process
+
+        app.lifecycle.ensure_started()
+        try:
+            worker = Worker(queues or [self.queue_name], connection=self.connection)
+            worker.work(burst=burst)
+        finally:
+            shutdown_process()
+        return 0
+
+
+# -- the job ------------------------------------------------------------------------
+
+
+class _Task:
+    """A carried task run like an in-process one: in its context, named in logs."""
+
+    __slots__ = ("args", "context", "fn", "kwargs")
+
+    def __init__(self, carried: CarriedTask) -> None:
+        self.fn, self.args, self.kwargs, context = carried
+        self.context = restore(context)
+
+    @property
+    def name(self) -> str:
+        return task_name(self.fn)
+
+    def run(self) -> Any:
+        return self.context.run(self.fn, *self.args, **self.kwargs)
+
+
+def run_request(label: str, tasks: list[CarriedTask]) -> int:
+    """The job: run one request's tasks in order, in the context each was added in.
+
+    Each task that succeeds is recorded in Redis, so a retry (``Retry``) or an
+    ``rq requeue`` resumes at the first task that has not succeeded and never reruns
+    one that did. A failing task is logged at WARNING; while RQ will retry the job, the
+    job stops there (so later tasks keep their order behind it); on its last attempt the
+    later tasks still run, as in-process, and the job then fails with the first error.
+
+    :returns: the number of tasks run in this attempt.
+    """
+    job = get_current_job()
+    done: set[int] = set()
+    progress_key = None
+    if job is not None:
+        progress_key = PROGRESS_KEY + job.id
+        done = {int(index) for index in job.connection.smembers(progress_key)}
+    last_attempt = job is None or not job.should_retry
+    first_error: BaseException | None = None
+    ran = 0
+    for index, carried in enumerate(tasks):
+        if index in done:
+            continue
+        task = _Task(carried)
+        ran += 1
+        try:
+            task.run()
+        except Exception as exc:
+            logger.warning(
+                "background task %s of %s failed%s",
+                task.name,
+                label,
+                "" if last_attempt else "; the job will be retried from this task",
+                exc_info=True,
+            )
+            if not last_attempt:
+                raise
+            first_error = first_error or exc
+            continue
+        if job is not None and progress_key is not None:
+            with job.connection.pipeline() as pipe:
+                pipe.sadd(progress_key, index)
+                pipe.expire(progress_key, PROGRESS_TTL)
+                pipe.execute()
+    if first_error is not None:
+        raise first_error
+    if job is not None and progress_key is not None:
+        job.connection.delete(progress_key)
+    return ran
+
+
+__all__ = ["RQBackend", "check_portable", "run_request"]
