@@ -11,15 +11,17 @@ import argparse
 import cProfile
 import io
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.apps.funapi_app import create_app  # noqa: E402
+from benchmarks.apps import funapi_app, funapi_seed_app  # noqa: E402
 from benchmarks.scenarios import TIMED, Scenario, base_environ, call, fresh_environ  # noqa: E402
 from funapi_sync import App  # noqa: E402
 
@@ -27,7 +29,7 @@ from funapi_sync import App  # noqa: E402
 STAGES = (
     ("App.__call__ (everything)", "funapi_sync/app.py", "__call__"),
     ("route match", "funapi_sync/routing.py", "match"),
-    ("werkzeug Request()", "werkzeug/wrappers/request.py", "__init__"),
+    ("werkzeug Request() (runs on first read of req)", "werkzeug/wrappers/request.py", "__init__"),
     ("build_input", "funapi_sync/inputs.py", "build_input"),
     ("  request.args", "werkzeug/sansio/request.py", "args"),
     ("  read_body", "funapi_sync/inputs.py", "read_body"),
@@ -38,7 +40,7 @@ STAGES = (
     ("    body schema load (marshmallow)", "funapi_sync/inputs.py", "_load"),
     ("  Input()", "funapi_sync/inputs.py", "__init__"),
     ("BackgroundTasks + add_task", "funapi_sync/background.py", "_add"),
-    ("handler", "benchmarks/apps/funapi_app.py", ""),
+    ("handler", "_app.py", ""),  # funapi_app.py or funapi_seed_app.py
     ("render (payload to JSON parts)", "funapi_sync/responses.py", "render"),
     ("  encode_json", "funapi_sync/responses.py", "encode_json"),
     ("send (start_response, body list)", "funapi_sync/endpoint.py", "send"),
@@ -77,13 +79,52 @@ def requests(app: App, scenario: Scenario, calls: int) -> float:
     return (time.perf_counter_ns() - started) / 1000 / calls
 
 
+def task_cost(shape: str, rounds: int = 31, calls: int = 500) -> str:
+    """The signup's one background task, whole: the app against itself without ``add_task``.
+
+    cProfile sees only the request thread; the task's run on a pool thread (which the
+    benchmark counts, since each batch ends with ``drain()``, and which a server pays on
+    the same GIL) shows only in this difference. Interleaved rounds; median and fastest.
+    """
+    from benchmarks.apps.common import signup_payload
+
+    app = (funapi_seed_app if shape == "seed" else funapi_app).create_app()
+    without = App(title="Benchmark API, signup without its task")
+
+    @without.post("/signup", body=funapi_app.SignupSchema, status_code=201)
+    def signup(input: Any, *, background: Any) -> Any:
+        return signup_payload(input.body)
+
+    signup_scenario = next(s for s in TIMED if s.name == "signup")
+    apps = {"with the task": app, "without add_task": without}
+    samples: dict[str, list[float]] = {name: [] for name in apps}
+    for each in apps.values():
+        requests(each, signup_scenario, calls)  # warm-up
+    for round_ in range(rounds):
+        for name in apps if round_ % 2 else reversed(list(apps)):
+            samples[name].append(requests(apps[name], signup_scenario, calls))
+    lines = ["| signup | median µs | fastest round µs |", "|---|---|---|"]
+    for name, values in samples.items():
+        lines.append(f"| {name} | {statistics.median(values):.1f} | {min(values):.1f} |")
+    added = statistics.median(samples["with the task"]) - statistics.median(
+        samples["without add_task"]
+    )
+    return "\n".join(lines) + f"\n\nOne background task costs {added:.1f} µs per request (median)."
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--pyinstrument", action="store_true")
+    parser.add_argument(
+        "--shape",
+        choices=("lean", "seed"),
+        default="lean",
+        help="lean handlers, or the seed's (input, req, task, *, background) on every route",
+    )
     args = parser.parse_args()
-    app = create_app()
+    app = (funapi_seed_app if args.shape == "seed" else funapi_app).create_app()
     for scenario in TIMED:
         requests(app, scenario, 500)  # warm-up
         plain = min(requests(app, scenario, args.calls) for _ in range(3))
@@ -116,6 +157,8 @@ def main() -> int:
             print("```")
             print(tree.output_text(unicode=True, color=False, show_all=False))
             print("```\n")
+    print("## signup's background task, request thread and pool thread together\n")
+    print(task_cost(args.shape) + "\n")
     return 0
 
 

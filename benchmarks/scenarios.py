@@ -20,6 +20,12 @@ APPS = {
     "falcon": "falcon_app",
     "flask": "flask_app",
     "funapi_sync": "funapi_app",
+    "funapi_sync_seed": "funapi_seed_app",
+}
+#: funapi_sync's two handler shapes: the lean one, and the seed's (input, req, task, ...).
+FUNAPI_SHAPES = {
+    "funapi_sync": "lean: (input, *, background) as needed",
+    "funapi_sync_seed": "seed: (input, req, task, *, background)",
 }
 
 SIGNUP_BODY = json.dumps({"name": "Ada", "email": "ada@example.com"}).encode()

@@ -18,6 +18,7 @@ from .dependencies import DependencyOverrides, Registry, refuse_async
 from .endpoint import Endpoint, Mode, Runtime, send
 from .errors import ErrorResponder
 from .inputs import BodyRequest
+from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
 from .openapi import OpenAPI
 from .pool import check_settings
@@ -82,9 +83,11 @@ class App(RouteDecorators):
         self.errors = ErrorResponder(self.settings.debug)
         # NOTE: max_content_length on a per-app Request class makes werkzeug refuse an
         # oversized Content-Length before reading and stop a chunked body while reading.
+        # PERF: built on LazyRequest, so a `req` the handler never reads costs nothing.
+        # BodyRequest: every read of the body refuses one cut short or badly framed.
         self.request_class: type[Request] = type(
             "Request",
-            (BodyRequest,),
+            (BodyRequest, LazyRequest),
             {"max_content_length": max_body, "max_form_memory_size": max_body},
         )
         self._mode = Mode()

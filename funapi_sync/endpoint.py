@@ -270,7 +270,15 @@ class Endpoint:
                 if request is None:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, failure)
-            on_close, unclosed = self._after_close(environ, background, scope, failure, request)
+            on_close = unclosed = None
+            # PERF: most requests have nothing for close() to do (no task, no scope, no
+            # upload); they skip building the callbacks.
+            if (
+                scope is not None
+                or (background is not None and len(background))
+                or (request is not None and "files" in request.__dict__)
+            ):
+                on_close, unclosed = self._after_close(environ, background, scope, failure, request)
             inline = on_close is not None and (runtime.mode.testing or INLINE_KEY in environ)
             iterable = send(environ, start_response, result, on_close, unclosed, inline)
             handed_over = True

@@ -90,21 +90,29 @@ def parse_query(query_string: str) -> MultiDict[str, str]:
     """Parse a WSGI ``QUERY_STRING`` (latin-1 per PEP 3333, UTF-8 on the wire).
 
     PERF: the same pairs as ``parse_qsl(..., keep_blank_values=True)``, but percent-
-    decoding only the pairs that need it and adding to the MultiDict directly, which
-    halves the cost of a typical ``?verbose=1``.
+    decoding only the pairs that need it, which halves the cost of a typical
+    ``?verbose=1``. The values are collected in a plain dict of lists, the MultiDict's own
+    storage (its constructor builds the same), and handed over in one ``dict.update``:
+    ``MultiDict.add`` per pair costs a ``super()`` call each.
     """
     query = MultiDict[str, str]()
     if not query_string:
         return query
     if not query_string.isascii():
         query_string = query_string.encode("latin-1").decode("utf-8", "replace")
+    lists: dict[str, list[str]] = {}
     for pair in query_string.split("&"):
         if not pair:
             continue
         name, _, value = pair.partition("=")
         if "%" in pair or "+" in pair:
             name, value = unquote_plus(name), unquote_plus(value)
-        query.add(name, value)
+        values = lists.get(name)
+        if values is None:
+            lists[name] = [value]
+        else:
+            values.append(value)
+    dict.update(query, lists)
     return query
 
 

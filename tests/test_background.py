@@ -897,3 +897,33 @@ def test_other_pool_settings_are_warned_about_on_every_path_once_per_app():
         " pool per process, sized by the first app that uses it; give every app the same"
         " value)",
     ], result.stderr
+
+
+def test_is_async_callable_answers_plain_functions_as_inspect_does():
+    # The fast path for plain functions must agree with inspect's answer for each kind.
+    import functools
+    import inspect
+
+    from funapi_sync._callables import is_async_callable
+
+    def plain():
+        pass
+
+    def generator():
+        yield
+
+    async def coroutine():
+        pass
+
+    async def async_generator():
+        yield
+
+    @functools.wraps(coroutine)
+    def sync_wrapper():
+        pass
+
+    for fn in (plain, generator, coroutine, async_generator, sync_wrapper, lambda: None):
+        expected = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+        assert is_async_callable(fn) is expected, fn
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+        assert is_async_callable(inspect.markcoroutinefunction(lambda: None))

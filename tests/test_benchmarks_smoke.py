@@ -38,11 +38,18 @@ def test_conformance_passes_for_every_app(tmp_path: Path) -> None:
 
 
 def test_inprocess_times_every_scenario_for_every_app(tmp_path: Path) -> None:
-    figures = run_part("inprocess", tmp_path)["inprocess"]
+    results = run_part("inprocess", tmp_path)
+    figures = results["inprocess"]
     assert set(figures) == {"hello", "users", "signup"}
     for per_app in figures.values():
-        assert set(per_app) == {"raw", "falcon", "flask", "funapi_sync"}
+        assert set(per_app) == {"raw", "falcon", "flask", "funapi_sync", "funapi_sync_seed"}
         assert all(positive(us) for us in per_app.values())
+    # Both handler shapes get their in-process targets, with a figure each.
+    targets = {t["target"]: t for t in results["targets"]}
+    for scenario in ("hello", "users", "signup"):
+        assert f"in process {scenario}, seed: µs ≤ 1.0 x Falcon's" in targets
+    assert "in process users, lean: µs ≤ 0.8 x Falcon's" in targets
+    assert all(positive(t["value"]) for t in targets.values())
 
 
 def test_tasks_part_measures_close_cost_and_drain_rate(tmp_path: Path) -> None:
@@ -60,6 +67,7 @@ def test_http_part_runs_wrk_against_each_app_and_worker_class(tmp_path: Path) ->
     assert set(figures) == {"sync", "gthread"}
     for per_scenario in figures.values():
         for per_app in per_scenario.values():
+            assert set(per_app) == {"raw", "falcon", "flask", "funapi_sync", "funapi_sync_seed"}
             for app in per_app.values():
                 assert positive(app["rps"])
                 assert app["status_errors"] == 0

@@ -678,7 +678,18 @@ def test_a_request_without_length_or_chunking_has_no_body_and_is_not_read():
 
 @pytest.mark.parametrize(
     "query_string",
-    ["", "a", "a=", "=b", "a=1&a=2&b=", "x=%E2%82%AC&y=a+b&&z=%zz", "k=v=w", "a%20b=c%2Bd", ";a=1"],
+    [
+        "",
+        "a",
+        "a=",
+        "=b",
+        "a=1&a=2&b=",
+        "a=1&b=2&a=3&a=%31",
+        "x=%E2%82%AC&y=a+b&&z=%zz",
+        "k=v=w",
+        "a%20b=c%2Bd",
+        ";a=1",
+    ],
 )
 def test_query_parsing_gives_the_pairs_parse_qsl_gives(query_string):
     from urllib.parse import parse_qsl
@@ -686,7 +697,14 @@ def test_query_parsing_gives_the_pairs_parse_qsl_gives(query_string):
     from funapi_sync.inputs import parse_query
 
     expected = parse_qsl(query_string, keep_blank_values=True)
-    assert list(parse_query(query_string).items(multi=True)) == expected
+    parsed = parse_query(query_string)
+    # The same MultiDict as werkzeug builds from those pairs (which groups repeats by key).
+    reference = MultiDict(expected)
+    assert list(parsed.items(multi=True)) == list(reference.items(multi=True))
+    assert sorted(parsed.items(multi=True)) == sorted(expected)
+    assert parsed == reference
+    assert parsed.to_dict(flat=False) == reference.to_dict(flat=False)
+    assert repr(parsed) == repr(reference)
 
 
 @pytest.mark.parametrize(

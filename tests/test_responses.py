@@ -217,6 +217,97 @@ def test_payload_types_are_encoded_as_json(app, client, payload, expected):
     assert_content_length(response)
 
 
+_ENCODER_TABLE = [
+    {"a": [1, 2], "b": {"c": None}},
+    [1, "two", None, True, False],
+    "text",
+    '\x00\x1f"\\ \u2028 \u00e9 \U0001f600',
+    42,
+    3**80,
+    -0.0,
+    1.5,
+    1e16,
+    1e-7,
+    {1: "int key", 2.5: "float key", None: "none key", False: "bool key"},
+    [Point(1, 2), Colour.RED, Level.HIGH, {1, 2}, datetime.timedelta(seconds=90)],
+    (1, 2),
+    [],
+    {},
+]
+
+
+@pytest.mark.parametrize("payload", _ENCODER_TABLE, ids=repr)
+def test_encoding_gives_the_bytes_json_encoder_gives(payload):
+    from funapi_sync.responses import _encoder, encode_json
+
+    assert encode_json(payload) == _encoder.encode(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (float("nan"), ValueError),
+        ({"x": object()}, TypeError),
+        ({(1, 2): 3}, TypeError),
+        ("\ud800", UnicodeEncodeError),
+    ],
+    ids=["nan", "unknown-type", "tuple-key", "lone-surrogate"],
+)
+def test_encoding_fails_as_json_encoder_fails_and_the_next_call_still_works(payload, error):
+    from funapi_sync.responses import _encoder, encode_json
+
+    with pytest.raises(error):
+        _encoder.encode(payload).encode()
+    with pytest.raises(error):
+        encode_json({"nested": [payload]})
+    assert encode_json({"nested": [1]}) == b'{"nested":[1]}'
+
+
+def test_a_circular_payload_is_refused_and_does_not_poison_later_calls():
+    from funapi_sync.responses import encode_json
+
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        encode_json({"loop": loop})
+    # The markers left by the failure must be gone: the same objects encode fine now.
+    loop.clear()
+    assert encode_json({"loop": loop}) == b'{"loop":[]}'
+
+
+def test_two_threads_may_encode_one_shared_payload_at_once():
+    # NOTE: a cycle check shared between threads would take the other thread's
+    # in-progress container for a cycle. The first encode is held inside the shared
+    # list (while the list is on its cycle markers) until the second one has finished.
+    import threading
+
+    from funapi_sync.responses import encode_json
+
+    inside, release = threading.Event(), threading.Event()
+
+    class HoldingSet(set):
+        held = False
+
+        def __iter__(self):
+            if not HoldingSet.held:
+                HoldingSet.held = True
+                inside.set()
+                release.wait(10)
+            return super().__iter__()
+
+    shared = [HoldingSet({1})]
+    results: list[bytes] = []
+    first = threading.Thread(target=lambda: results.append(encode_json(shared)))
+    first.start()
+    try:
+        assert inside.wait(10)
+        assert encode_json(shared) == b"[[1]]"
+    finally:
+        release.set()
+        first.join(10)
+    assert results == [b"[[1]]"]
+
+
 def test_non_ascii_json_has_a_byte_content_length(app, client):
     @app.get("/")
     def handler():

@@ -1,4 +1,7 @@
-"""funapi_sync: the spec's handler shape, a body schema, and ``background.add_task``."""
+"""funapi_sync, lean: each handler declares only what it uses; a body schema, ``add_task``.
+
+``funapi_seed_app`` is the same app in the seed's ``(input, req, task, *, background)`` shape.
+"""
 
 from __future__ import annotations
 
