@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.routing import BaseConverter, Map, MapAdapter, Rule, ValidationError
+from werkzeug.routing import BaseConverter, FloatConverter, Map, MapAdapter, Rule, ValidationError
 
 from ._route_checks import rule_shape
 
@@ -16,6 +17,25 @@ if TYPE_CHECKING:
 
 _BRACES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _COLON = re.compile(r"(?<=/):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class _FiniteFloatConverter(FloatConverter):
+    """werkzeug's ``<float:...>``, refusing values that overflow to ``inf``.
+
+    NOTE: a few hundred digits match werkzeug's regex and convert to ``inf``, which no
+    JSON encoder can echo back; such a value is no match (a 404), like any other value
+    a converter refuses.
+    """
+
+    def to_python(self, value: str) -> Any:
+        number = super().to_python(value)
+        if not math.isfinite(number):
+            raise ValidationError()
+        return number
+
+
+#: The converters of every Map the app builds (werkzeug's defaults, ``float`` made finite).
+CONVERTERS = {"float": _FiniteFloatConverter}
 
 
 def to_rule(path: str) -> str:
@@ -104,7 +124,7 @@ class RouteTable:
                 seen[(seen_key, method)] = endpoint
             probe = _rule(endpoint)
             try:
-                Map([probe])  # compiles the rule: a bad path fails here
+                Map([probe], converters=CONVERTERS)  # compiles the rule: a bad path fails here
             except (ValueError, LookupError) as exc:
                 raise ValueError(
                     f"{endpoint.name}() has an invalid path {endpoint.path!r}: {exc}"
@@ -142,7 +162,9 @@ class RouteTable:
             rules = [_rule(endpoint) for endpoint in self._ordered]
             # NOTE: no redirects: trailing slashes are optional and '//' is not merged, so
             # a JSON client is never sent a 308 to a URL it did not ask for.
-            adapter = Map(rules, strict_slashes=False, merge_slashes=False).bind("localhost")
+            adapter = Map(
+                rules, strict_slashes=False, merge_slashes=False, converters=CONVERTERS
+            ).bind("localhost")
             compiled = self._compiled = (adapter, _SegmentTree(rules))
         return compiled
 

@@ -52,6 +52,18 @@ def test_int_converter_rejects_a_non_int_with_404(app, client):
     assert response.json == {"detail": "Not Found"}
 
 
+
+def test_float_converter_refuses_a_value_that_overflows_to_inf_with_404(app, client):
+    @app.get("/scale/<float:x>")
+    def scale(input):
+        return {"x": input.path["x"]}
+
+    assert client.get("/scale/2.5").json == {"x": 2.5}
+    huge = "9" * 400 + ".0"  # matches werkzeug's regex, converts to inf
+    response = client.get(f"/scale/{huge}")
+    assert response.status_code == 404
+    assert response.json == {"detail": "Not Found"}
+
 @pytest.mark.parametrize("static_first", [True, False])
 def test_static_segment_wins_over_parameter_whatever_the_order(app, client, static_first):
     def me():
