@@ -1,16 +1,20 @@
 """Every ```python block of every docs/*.md page and of README.md runs, so they cannot rot.
 
-One test case per page (its id is the file name). The page's blocks run in order in one
-fresh module namespace, so a later block may use the names an earlier one defined; that
-is how the pages are written, as a story. A block whose first line is ``# doc: skip`` is
-not run (it starts a server, or needs what a test cannot provide). Examples end in
-assertions through ``app.test_client()``, so running them checks what they claim.
+The standard is "every snippet runs as pasted": a reader copies one block, not the page.
+So each block runs alone, in its own fresh module namespace and its own fresh temporary
+working directory; a block that leans on a name or a file an earlier block made fails
+here. One test case per page (its id is the file name). A block whose first line is
+``# doc: skip`` is not run (it starts a server, or needs what a test cannot provide).
+Examples end in assertions through ``app.test_client()``, so running them checks what
+they claim.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import tempfile
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,20 +60,52 @@ def python_blocks(text: str) -> list[Block]:
     return blocks
 
 
-def run_page(path: Path) -> int:
-    """Run the page's blocks in one namespace; return how many ran."""
+def run_block(path: Path, block: Block) -> None:
+    """Run one block as a reader pasting it would: fresh namespace, fresh empty cwd."""
     name = "docs_" + re.sub(r"\W", "_", path.stem)
     module = types.ModuleType(name)
     module.__file__ = str(path)
     # NOTE: a real, registered module, so dataclasses, pickling and logging that look the
     # defining module up in sys.modules work as they do in a user's file.
     sys.modules[name] = module
+    previous_cwd = os.getcwd()
+    try:
+        with tempfile.TemporaryDirectory() as cwd:
+            # A block that writes files (SQLite, templates) writes them here, so it
+            # neither litters the repo nor finds a file an earlier block left behind.
+            os.chdir(cwd)
+            try:
+                # Pad with newlines so tracebacks point at the line in the .md file.
+                code = compile("\n" * (block.first_line - 1) + block.source, str(path), "exec")
+                exec(code, module.__dict__)
+            finally:
+                os.chdir(previous_cwd)
+    finally:
+        del sys.modules[name]
+
+
+def run_page(path: Path) -> int:
+    """Run each of the page's blocks alone; return how many ran."""
+    ran = 0
+    for block in python_blocks(path.read_text(encoding="utf-8")):
+        if block.skipped:
+            continue
+        run_block(path, block)
+        ran += 1
+    return ran
+
+
+def run_story(path: Path) -> int:
+    """Run the page's blocks in order in one shared namespace; return how many ran."""
+    name = "docs_" + re.sub(r"\W", "_", path.stem)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module
     ran = 0
     try:
         for block in python_blocks(path.read_text(encoding="utf-8")):
             if block.skipped:
                 continue
-            # Pad with newlines so tracebacks point at the line in the .md file.
             code = compile("\n" * (block.first_line - 1) + block.source, str(path), "exec")
             exec(code, module.__dict__)
             ran += 1
@@ -78,6 +114,27 @@ def run_page(path: Path) -> int:
     return ran
 
 
+#: TODO: pages whose blocks still build on earlier blocks, so they run as one story until
+#: each block is made to stand alone. Remove a page from here once it is fixed; do not
+#: add to it.
+STORY_PAGES = frozenset(
+    {
+        "background-tasks.md",
+        "dependencies.md",
+        "job-queues.md",
+        "lifecycle.md",
+        "openapi.md",
+        "quickstart.md",
+        "routing.md",
+        "security.md",
+        "templates.md",
+        "testing.md",
+        "uploads.md",
+        "validation.md",
+        "README.md",
+    }
+)
+
 #: Every docs page, and the README, whose first example is the one most often pasted.
 PAGES = [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
 
@@ -85,7 +142,8 @@ PAGES = [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
 def test_docs_page_examples_run(page):
     blocks = python_blocks(page.read_text(encoding="utf-8"))
-    assert all(block.skipped for block in blocks) or run_page(page) > 0
+    run = run_story if page.name in STORY_PAGES else run_page
+    assert all(block.skipped for block in blocks) or run(page) > 0
 
 
 # -- the extractor itself -------------------------------------------------------------
@@ -134,17 +192,21 @@ def test_extractor_rejects_an_unclosed_fence():
         python_blocks("text\n```python\nx = 1\n")
 
 
-def test_blocks_share_one_namespace_and_failures_point_at_the_page(tmp_path):
+def test_each_block_runs_alone_and_failures_point_at_the_page(tmp_path):
     page = tmp_path / "example.md"
     page.write_text(
-        "```python\nvalue = 41\n```\n\n```python\n# doc: skip\nraise SystemExit\n```\n"
-        "```python\nvalue += 1\nassert value == 41, 'wrong'\n```\n",
+        "```python\nvalue = 41\nopen('left.txt', 'w').close()\n```\n\n"
+        "```python\n# doc: skip\nraise SystemExit\n```\n"
+        "```python\nimport os\nassert not os.path.exists('left.txt'), 'cwd shared'\n"
+        "assert 'value' not in globals(), 'namespace shared'\n```\n"
+        "```python\nvalue += 1\n```\n",
         encoding="utf-8",
     )
 
-    with pytest.raises(AssertionError, match="wrong") as info:
+    with pytest.raises(NameError, match="value") as info:
         run_page(page)
 
     frame = info.traceback[-1]
     assert frame.path == page
-    assert frame.lineno + 1 == 11
+    assert frame.lineno + 1 == 16
+    assert not (tmp_path / "left.txt").exists()
