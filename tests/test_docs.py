@@ -121,17 +121,11 @@ STORY_PAGES = frozenset(
     {
         "background-tasks.md",
         "dependencies.md",
-        "job-queues.md",
-        "lifecycle.md",
         "openapi.md",
-        "quickstart.md",
         "routing.md",
         "security.md",
         "templates.md",
-        "testing.md",
-        "uploads.md",
         "validation.md",
-        "README.md",
     }
 )
 
