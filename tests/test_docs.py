@@ -125,7 +125,6 @@ STORY_PAGES = frozenset(
         "routing.md",
         "security.md",
         "templates.md",
-        "validation.md",
     }
 )
 
