@@ -124,7 +124,6 @@ STORY_PAGES = frozenset(
         "openapi.md",
         "routing.md",
         "security.md",
-        "templates.md",
     }
 )
 
