@@ -123,7 +123,6 @@ STORY_PAGES = frozenset(
         "dependencies.md",
         "openapi.md",
         "routing.md",
-        "security.md",
     }
 )
 
