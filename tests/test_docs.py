@@ -121,7 +121,6 @@ STORY_PAGES = frozenset(
     {
         "background-tasks.md",
         "dependencies.md",
-        "routing.md",
     }
 )
 
