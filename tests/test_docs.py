@@ -120,7 +120,6 @@ def run_story(path: Path) -> int:
 STORY_PAGES = frozenset(
     {
         "background-tasks.md",
-        "dependencies.md",
     }
 )
 
