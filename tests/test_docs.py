@@ -95,34 +95,6 @@ def run_page(path: Path) -> int:
     return ran
 
 
-def run_story(path: Path) -> int:
-    """Run the page's blocks in order in one shared namespace; return how many ran."""
-    name = "docs_" + re.sub(r"\W", "_", path.stem)
-    module = types.ModuleType(name)
-    module.__file__ = str(path)
-    sys.modules[name] = module
-    ran = 0
-    try:
-        for block in python_blocks(path.read_text(encoding="utf-8")):
-            if block.skipped:
-                continue
-            code = compile("\n" * (block.first_line - 1) + block.source, str(path), "exec")
-            exec(code, module.__dict__)
-            ran += 1
-    finally:
-        del sys.modules[name]
-    return ran
-
-
-#: TODO: pages whose blocks still build on earlier blocks, so they run as one story until
-#: each block is made to stand alone. Remove a page from here once it is fixed; do not
-#: add to it.
-STORY_PAGES = frozenset(
-    {
-        "background-tasks.md",
-    }
-)
-
 #: Every docs page, and the README, whose first example is the one most often pasted.
 PAGES = [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
 
@@ -130,8 +102,7 @@ PAGES = [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
 def test_docs_page_examples_run(page):
     blocks = python_blocks(page.read_text(encoding="utf-8"))
-    run = run_story if page.name in STORY_PAGES else run_page
-    assert all(block.skipped for block in blocks) or run(page) > 0
+    assert all(block.skipped for block in blocks) or run_page(page) > 0
 
 
 # -- the extractor itself -------------------------------------------------------------
