@@ -337,6 +337,9 @@ def test_unknown_app_setting_is_a_type_error():
         ({"max_body_size": "1MB"}, "max_body_size must be a non-negative int, got '1MB'"),
         ({"background_workers": 0}, "background_workers must be a positive int, got 0"),
         ({"background_queue_size": 0}, "background_queue_size must be a positive int, got 0"),
+        # NOTE: bool is an int subclass; True is a typo for a count, not 1 worker.
+        ({"background_workers": True}, "background_workers must be a positive int, got True"),
+        ({"max_body_size": False}, "max_body_size must be a non-negative int, got False"),
     ],
 )
 def test_bad_app_setting_value_is_a_value_error(setting, message):
