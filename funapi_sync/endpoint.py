@@ -26,7 +26,7 @@ from .dependencies import (
 from .inline import InlineIterable, run_inline
 from .inputs import build_input
 from .pool import Batch, PoolSettings, report_never_closed
-from .responses import Parts, refuse_split_headers, render, status_line
+from .responses import Parts, UnsafeHeaderError, refuse_split_headers, render, status_line
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
 from .schema import as_schema
@@ -270,6 +270,15 @@ class Endpoint:
                 if request is None:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, failure)
+            # NOTE: checked before the close callback is built: a refused response is a
+            # failed request, so only its add_task_always tasks run (SPEC §5).
+            checked = refuse_split_headers(result, environ)
+            if checked is not result:
+                result = checked
+                if failure is None:
+                    failure = UnsafeHeaderError(
+                        "the response was refused: a header has a CR, LF or NUL character"
+                    )
             on_close = unclosed = None
             # PERF: most requests have nothing for close() to do (no task, no scope, no
             # upload); they skip building the callbacks.
@@ -280,7 +289,9 @@ class Endpoint:
             ):
                 on_close, unclosed = self._after_close(environ, background, scope, failure, request)
             inline = on_close is not None and (runtime.mode.testing or INLINE_KEY in environ)
-            iterable = send(environ, start_response, result, on_close, unclosed, inline)
+            iterable = send(
+                environ, start_response, result, on_close, unclosed, inline, checked=True
+            )
             handed_over = True
             return iterable
         finally:
@@ -367,14 +378,17 @@ def send(
     on_close: Callable[[], Any] | None = None,
     unclosed: Callable[[], Any] | None = None,
     inline: bool = False,
+    checked: bool = False,
 ) -> Iterable[bytes]:
     """Start the response and return its body, wrapped so ``close()`` runs ``on_close``.
 
     :param unclosed: run instead if the body is garbage-collected without ``close()``.
     :param inline: run ``on_close`` as soon as the body is read to the end too, and let
         its exceptions raise (``app.testing``).
+    :param checked: ``result`` already went through ``refuse_split_headers``.
     """
-    result = refuse_split_headers(result, environ)
+    if not checked:
+        result = refuse_split_headers(result, environ)
     if isinstance(result, tuple):
         status, headers, body = result
         start_response(status_line(status), headers)

@@ -435,6 +435,31 @@ def test_a_header_with_cr_lf_or_nul_is_a_logged_500(caplog_funapi, path, value, 
     assert errors[0].startswith(f"refused to send the response to GET {path}: header ")
 
 
+def test_a_response_refused_for_a_split_header_runs_only_its_add_task_always_tasks(
+    caplog_funapi,
+):
+    # A refused response is a failed request (SPEC §5): the client got a 500, so the
+    # handler's plain add_task work (a welcome email) must not go out.
+    app = App(background_backend="record")
+
+    def notify(what):
+        pass
+
+    @app.get("/x")
+    def echo(input, *, background):
+        background.add_task(notify, "dropped")
+        background.add_task_always(notify, "audit")
+        return {}, 200, {"X": input.query["v"]}
+
+    response = app.test_client().get("/x?v=a%0d%0aSet-Cookie:1")
+
+    assert response.status_code == 500
+    assert app.background.recorded == [(notify, ("audit",), {})]
+    errors = [r.getMessage() for r in caplog_funapi.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "(response splitting)" in errors[0]
+
+
 def test_the_dev_server_never_writes_a_split_response(caplog_funapi):
     # werkzeug's own server writes header lines as given; the framework must refuse first.
     import socket
