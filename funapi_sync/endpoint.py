@@ -81,15 +81,27 @@ def route_label(handler: Callable[..., Any], methods: Iterable[str], path: str) 
     return f"{name}() at {'/'.join(str(m).upper() for m in methods)} {path}"
 
 
+class Compiled(NamedTuple):
+    """An endpoint's dependency plan and what a request needs, swapped as one value.
+
+    NOTE: one immutable record, replaced in one assignment and read once per request,
+    so a request running while ``dependency_overrides`` changes never pairs a new plan
+    with the old plan's flags.
+    """
+
+    plan: Plan
+    version: int
+    wants_background: bool
+    wants_request: bool
+    wants_input: bool
+
+
 class Endpoint:
     """A compiled route: handler arity, schemas, dependency plan and OpenAPI metadata."""
 
     __slots__ = (
+        "_compiled",
         "_keywords",
-        "_plan_version",
-        "_wants_background",
-        "_wants_input",
-        "_wants_request",
         "arity",
         "body_lists",
         "body_media_type",
@@ -104,7 +116,6 @@ class Endpoint:
         "needs_input",
         "path",
         "path_schema",
-        "plan",
         "query_lists",
         "query_schema",
         "registry",
@@ -191,19 +202,36 @@ class Endpoint:
         )
         self._compile_plan(where)
 
-    def _compile_plan(self, where: str) -> None:
+    def _compile_plan(self, where: str) -> Compiled:
         # PERF: what a request needs is decided here, once per plan, not on each request.
-        plan = self.plan = self.registry.plan(self.depends, self._keywords, where)
-        self._plan_version = self.registry.overrides.version
-        self._wants_background = plan.needs_background
-        self._wants_request = self.arity > 1 or plan.needs_request
-        self._wants_input = self.needs_input or plan.needs_input
+        # NOTE: the version is read before the plan is built, so an override changed
+        # meanwhile makes the next request recompile rather than keep a stale plan.
+        version = self.registry.overrides.version
+        plan = self.registry.plan(self.depends, self._keywords, where)
+        compiled = self._compiled = Compiled(
+            plan,
+            version,
+            plan.needs_background,
+            self.arity > 1 or plan.needs_request,
+            self.needs_input or plan.needs_input,
+        )
+        return compiled
+
+    def compiled(self) -> Compiled:
+        """The plan and its flags, recompiled when ``dependency_overrides`` changed."""
+        compiled = self._compiled
+        if compiled.version != self.registry.overrides.version:
+            return self._compile_plan(f"{self.name}() at {'/'.join(self.methods)} {self.path}")
+        return compiled
+
+    @property
+    def plan(self) -> Plan:
+        """The dependency plan a request would use now."""
+        return self.compiled().plan
 
     def current_plan(self) -> Plan:
         """The plan, recompiled when ``dependency_overrides`` changed since it was built."""
-        if self._plan_version != self.registry.overrides.version:
-            self._compile_plan(f"{self.name}() at {'/'.join(self.methods)} {self.path}")
-        return self.plan
+        return self.compiled().plan
 
     def run(
         self, environ: WSGIEnvironment, start_response: StartResponse, path_values: dict[str, Any]
@@ -215,7 +243,8 @@ class Endpoint:
         or here, in ``finally``, when nothing could be handed to ``close()``.
         """
         runtime = self.runtime
-        plan = self.current_plan()
+        compiled = self.compiled()
+        plan = compiled.plan
         request: Request | None = None
         background: BackgroundTasks | None = None
         scope: RequestScope | None = None
@@ -223,11 +252,11 @@ class Endpoint:
         handed_over = False
         try:
             try:
-                if self._wants_background:
+                if compiled.wants_background:
                     background = BackgroundTasks(check=runtime.backend.check)
                 # PERF: the werkzeug Request is built only for a handler or dependency that
                 # takes `req` (or a body that needs werkzeug's form parser).
-                if self._wants_request:
+                if compiled.wants_request:
                     request = runtime.request_class(environ)
                 input_ = None
                 if plan.guards:
@@ -238,7 +267,7 @@ class Endpoint:
                         runtime.registry, {"input": None, "req": request, "background": background}
                     )
                     scope.make(plan.guards)
-                if self._wants_input:
+                if compiled.wants_input:
                     input_, request = build_input(
                         environ, self, path_values, request, runtime.request_class
                     )
