@@ -19,6 +19,7 @@ from .dependencies import (
     AFTER_RESPONSE,
     AFTER_TASKS,
     BEFORE_RESPONSE,
+    CLEANUP_PHASES,
     Depends,
     RequestScope,
     refuse_async,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .errors import ErrorResponder
 
 logger = logging.getLogger("funapi_sync")
+background_logger = logging.getLogger("funapi_sync.background")
 
 POSITIONAL_NAMES = ("input", "req", "task")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -356,14 +358,12 @@ class Endpoint:
             # NOTE: werkzeug spools uploads to temporary files; close them after the
             # tasks (which may still read an upload) and the cleanups, or they leak.
             after = _then(after, request.close)
+        unclosed = _never_closed(environ, tasks, scope, failure)
         if not tasks:
             if first is None or after is None:
-                return first or after, None
-            return _then(first, after), None
-        label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
-        if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
-            label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
-        unclosed = _never_closed(tasks, label)
+                return first or after, unclosed
+            return _then(first, after), unclosed
+        label = _request_label(environ)
         if self.runtime.mode.testing or INLINE_KEY in environ:
             return (lambda: run_inline(tasks, label, first, after)), unclosed
         settings, backend = self.runtime.pool_settings, self.runtime.backend
@@ -431,8 +431,51 @@ def send(
     return ClosingIterable(iterable, on_close, unclosed=unclosed)
 
 
-def _never_closed(tasks: list[BackgroundTask], label: str) -> Callable[[], None]:
-    return lambda: report_never_closed(tasks, label)
+def _request_label(environ: WSGIEnvironment) -> str:
+    label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+    if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
+        label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
+    return label
+
+
+def _never_closed(
+    environ: WSGIEnvironment,
+    tasks: list[BackgroundTask] | tuple[()],
+    scope: RequestScope | None,
+    failure: BaseException | None,
+) -> Callable[[], None] | None:
+    """The report for a response garbage-collected without ``close()`` (None: nothing lost).
+
+    Each task is named at ERROR (it can never run now), and so is each dependency whose
+    ``after_response`` or ``after_tasks`` cleanup was waiting for ``close()``; those
+    cleanups then run here, so a connection or a lock is not leaked with the response.
+    NOTE: this runs on whatever thread collects the response; a cleanup that cannot run
+    there (a SQLite connection made on another thread) fails, and is logged, as in close().
+    """
+    waiting = scope is not None and bool(scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS])
+    if not tasks and not waiting:
+        return None
+    label = _request_label(environ)
+
+    def report() -> None:
+        if tasks:
+            report_never_closed(list(tasks), label)
+        if scope is not None:
+            for phase in (AFTER_RESPONSE, AFTER_TASKS):
+                for name, _exit in scope.exits[phase]:
+                    background_logger.error(
+                        "the %s cleanup of dependency %s of %s ran late: the response was"
+                        " garbage-collected without close() (a middleware that does not"
+                        " forward close(), or a client that never closed the response);"
+                        " running it now",
+                        CLEANUP_PHASES[phase],
+                        name,
+                        label,
+                    )
+            for phase in (AFTER_RESPONSE, AFTER_TASKS):
+                scope.close_phase(phase, failure)
+
+    return report
 
 
 def _phase_closer(
