@@ -11,6 +11,7 @@ import http.client
 import importlib
 import logging
 import os
+import pickle
 import signal
 import socket
 import sqlite3
@@ -313,12 +314,18 @@ def _refused():
         def method(self) -> None:
             pass
 
+    class Callable_:
+        def __call__(self) -> None:
+            pass
+
     main_function = types_function_in_main()
     return [
         ("lambda", (lambda: None,), "a lambda has no importable name"),
         ("nested", (nested,), "defined inside another function"),
         ("closure", (closure,), "defined inside another function"),
-        ("bound method of a local class", (Local().method,), "a method of an object cannot"),
+        ("bound method of a local class", (Local().method,), "a method of class"),
+        ("callable instance of a local class", (Callable_(),), "a callable instance of class"),
+        ("local class", (Local,), "defined inside another function has no importable name"),
         ("__main__", (main_function,), "is defined in __main__, which a worker cannot import"),
         ("lock argument", (module_level, threading.Lock()), "its arguments cannot be serialised"),
         (
@@ -344,6 +351,34 @@ def test_a_durable_backend_refuses_at_add_task_what_a_worker_cannot_run(
     with pytest.raises(TypeError, match=r"add_task\(") as info:
         background.add_task(*call)  # type: ignore[arg-type]
     assert message in str(info.value)
+    assert len(background) == 0
+
+
+def test_a_method_or_callable_of_a_main_class_is_refused_though_pickle_accepts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The class really is an attribute of __main__ here, so pickle succeeds by reference;
+    # an rq worker's __main__ is rq's, and the job would fail there.
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(
+        "class Job:\n    def run(self):\n        pass\n    def __call__(self):\n        pass\n",
+        namespace,
+    )
+    job_class = namespace["Job"]
+    monkeypatch.setattr(sys.modules["__main__"], "Job", job_class, raising=False)
+    job = job_class()  # type: ignore[operator]
+    background = BackgroundTasks(check=RQBackend(unreachable_url()).check)
+    for fn, what in [
+        (job.run, "a method of class Job"),
+        (job, "a callable instance of class Job"),
+        (functools.partial(job.run), "a method of class Job"),
+    ]:
+        pickle.dumps(fn)  # the check cannot lean on pickle failing
+        with pytest.raises(TypeError, match=r"add_task\(") as info:
+            background.add_task(fn)
+        assert f"{what}: Job is defined in __main__, which a worker cannot import" in str(
+            info.value
+        )
     assert len(background) == 0
 
 

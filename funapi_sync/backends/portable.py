@@ -46,15 +46,14 @@ def check_portable(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
     while hasattr(target, "func") and hasattr(target, "keywords"):  # functools.partial
         target = target.func
     name = task_name(fn)
-    if inspect.isfunction(target):
-        problem = _function_problem(target)
-        if problem is not None:
-            raise TypeError(
-                f"add_task({name}): {problem}, and the durable background backend runs"
-                " tasks in another process, which imports each task by module and name;"
-                " define it as a module-level function in an importable module and pass"
-                " it the values it needs (ids, not connections)"
-            )
+    problem = _callable_problem(target)
+    if problem is not None:
+        raise TypeError(
+            f"add_task({name}): {problem}, and the durable background backend runs"
+            " tasks in another process, which imports each task by module and name;"
+            " define it as a module-level function (or a method of a module-level class)"
+            " in an importable module and pass it the values it needs (ids, not connections)"
+        )
     try:
         pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
@@ -67,13 +66,37 @@ def check_portable(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
         ) from exc
 
 
-def _function_problem(fn: Any) -> str | None:
+def _callable_problem(target: Any) -> str | None:
+    # pickle stores a function, a class, and a bound method's or callable object's class
+    # by reference, and succeeds here for a class of __main__ or of a function's locals
+    # (it finds them in this process); the worker's import then fails, so check each.
+    if inspect.isfunction(target):
+        return _function_problem(target)
+    if inspect.ismethod(target):
+        owner = target.__self__
+        cls = owner if isinstance(owner, type) else type(owner)
+        return _class_problem(cls, "a method of")
+    if isinstance(target, type):
+        return _class_problem(target, "the class")
+    cls = type(target)
+    if inspect.isbuiltin(target) or cls.__module__ == "builtins":
+        return None
+    return _class_problem(cls, "a callable instance of")
+
+
+def _class_problem(cls: type, what: str) -> str | None:
+    problem = _function_problem(cls, "class")
+    return None if problem is None else f"{what} class {cls.__qualname__}: {problem}"
+
+
+def _function_problem(fn: Any, kind: str = "function") -> str | None:
     qualname = getattr(fn, "__qualname__", "")
     module = getattr(fn, "__module__", None)
     if qualname == "<lambda>" or qualname.endswith(".<lambda>"):
         return "a lambda has no importable name"
     if "<locals>" in qualname:
-        return "a function defined inside another function (a closure) has no importable name"
+        closure = " (a closure)" if kind == "function" else ""
+        return f"a {kind} defined inside another function{closure} has no importable name"
     if module in (None, "__main__"):
         return f"{qualname} is defined in __main__, which a worker cannot import"
     owner: Any = sys.modules.get(module)
@@ -83,8 +106,7 @@ def _function_problem(fn: Any) -> str | None:
         owner = getattr(owner, part, None)
     if owner is not fn:
         return (
-            f"{module}.{qualname} does not name this function"
-            " (a decorator without functools.wraps?)"
+            f"{module}.{qualname} does not name this {kind} (a decorator without functools.wraps?)"
         )
     return None
 
