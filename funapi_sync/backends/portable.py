@@ -75,18 +75,18 @@ def _callable_problem(target: Any) -> str | None:
     if inspect.ismethod(target):
         owner = target.__self__
         cls = owner if isinstance(owner, type) else type(owner)
-        return _class_problem(cls, "a method of")
+        return _class_problem(cls, "a method of class")
     if isinstance(target, type):
-        return _class_problem(target, "the class")
+        return _class_problem(target, "class")
     cls = type(target)
     if inspect.isbuiltin(target) or cls.__module__ == "builtins":
         return None
-    return _class_problem(cls, "a callable instance of")
+    return _class_problem(cls, "a callable instance of class")
 
 
 def _class_problem(cls: type, what: str) -> str | None:
     problem = _function_problem(cls, "class")
-    return None if problem is None else f"{what} class {cls.__qualname__}: {problem}"
+    return None if problem is None else f"{what} {cls.__qualname__}: {problem}"
 
 
 def _function_problem(fn: Any, kind: str = "function") -> str | None:
