@@ -6,6 +6,7 @@ tests count every run (no sampling). No fakeredis, no mock of RQ.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import http.client
 import importlib
@@ -605,3 +606,28 @@ def test_testing_mode_runs_the_tasks_inline_and_still_refuses_what_a_worker_cann
     response = Client(app).get("/lambda")
     assert response.status_code == 500
     response.close()
+
+
+# -- which context variables are carried -------------------------------------------------
+
+
+def test_context_variables_made_per_request_do_not_grow_the_reference_cache() -> None:
+    from funapi_sync.backends import portable
+
+    made = [contextvars.ContextVar(f"per_request_{i}") for i in range(300)]
+    assert [portable._var_ref(var) for var in made] == [None] * 300
+    assert not any(var in portable._var_refs for var in made)
+    assert len(getattr(portable, "_var_misses", made)) <= 256
+
+
+def test_a_context_variable_is_found_once_its_module_is_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from funapi_sync.backends import portable
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
+    assert portable._var_ref(var) is None  # not module-level yet
+    module = ModuleType("late_tenant_module")
+    module.tenant = var  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "late_tenant_module", module)
+    assert portable._var_ref(var) == "late_tenant_module:tenant"

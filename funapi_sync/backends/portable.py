@@ -113,29 +113,47 @@ def _function_problem(fn: Any, kind: str = "function") -> str | None:
 
 # -- context carried to the worker ---------------------------------------------------
 
-_var_refs: dict[contextvars.ContextVar[Any], str | None] = {}
+#: Every module-level ContextVar found by the last scan of ``sys.modules``: rebuilt by
+#: each scan, so it holds only what loaded modules define (a reloaded module's old
+#: variable drops out).
+_var_refs: dict[contextvars.ContextVar[Any], str] = {}
+#: Variables no scan found (a ContextVar made in a function), each with the number of
+#: loaded modules at its scan: rescanned only once a module was imported since. Bounded,
+#: oldest out first, since such variables may be made per request.
+_var_misses: dict[contextvars.ContextVar[Any], int] = {}
+_MAX_MISSES = 256
 _var_refs_lock = threading.Lock()
 
 
 def _var_ref(var: contextvars.ContextVar[Any]) -> str | None:
     """``"module:attribute"`` of a module-level ContextVar, or None when it has none."""
-    try:
-        return _var_refs[var]
-    except KeyError:
-        pass
+    global _var_refs
+    ref = _var_refs.get(var)
+    if ref is not None or _var_misses.get(var) == len(sys.modules):
+        return ref
     with _var_refs_lock:
-        if var not in _var_refs:
-            # PERF: one scan of the loaded modules indexes every module-level ContextVar;
-            # it runs again only for a variable it has never seen.
-            for module_name, module in list(sys.modules.items()):
-                namespace = getattr(module, "__dict__", None)
-                if not namespace:
-                    continue
-                for attr, value in list(namespace.items()):
-                    if isinstance(value, contextvars.ContextVar) and value not in _var_refs:
-                        _var_refs[value] = f"{module_name}:{attr}"
-            _var_refs.setdefault(var, None)
-        return _var_refs[var]
+        ref = _var_refs.get(var)
+        if ref is not None or _var_misses.get(var) == len(sys.modules):
+            return ref
+        # PERF: one scan of the loaded modules indexes every module-level ContextVar;
+        # it runs again only for a variable it did not find, once per module count.
+        loaded = len(sys.modules)
+        found: dict[contextvars.ContextVar[Any], str] = {}
+        for module_name, module in list(sys.modules.items()):
+            namespace = getattr(module, "__dict__", None)
+            if not namespace:
+                continue
+            for attr, value in list(namespace.items()):
+                if isinstance(value, contextvars.ContextVar) and value not in found:
+                    found[value] = f"{module_name}:{attr}"
+        _var_refs = found
+        ref = found.get(var)
+        _var_misses.pop(var, None)
+        if ref is None:
+            while len(_var_misses) >= _MAX_MISSES:
+                del _var_misses[next(iter(_var_misses))]
+            _var_misses[var] = loaded
+        return ref
 
 
 def carry(task: BackgroundTask) -> CarriedTask:
