@@ -8,8 +8,8 @@ Each worker runs the apps' startup hooks after fork (a failing hook fails the wo
 boot), and at exit drains the background pool before running the shutdown hooks; on a
 worker timeout (``worker_abort``) it names every queued and running task at ERROR before
 the arbiter's SIGKILL. Plain ``gunicorn module:app`` still runs and drains tasks (at
-interpreter exit) and wires the heartbeat and, for a sync worker, the abort naming on its
-first request; this module adds startup before the first request is accepted, a drain
+interpreter exit) and wires the heartbeat and, for a sync worker, the abort naming when
+the app is created; this module adds startup before the first request is accepted, a drain
 inside gunicorn's own exit path, and abort naming for every worker class. Both send the
 framework's and the app's log records to gunicorn's error log when the program configured
 no logging itself.
