@@ -19,6 +19,7 @@ from .dependencies import (
     AFTER_RESPONSE,
     AFTER_TASKS,
     BEFORE_RESPONSE,
+    CLEANUP_PHASES,
     Depends,
     RequestScope,
     refuse_async,
@@ -26,7 +27,7 @@ from .dependencies import (
 from .inline import InlineIterable, run_inline
 from .inputs import build_input
 from .pool import Batch, PoolSettings, report_never_closed
-from .responses import Parts, refuse_split_headers, render, status_line
+from .responses import Parts, UnsafeHeaderError, refuse_split_headers, render, status_line
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
 from .schema import as_schema
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .errors import ErrorResponder
 
 logger = logging.getLogger("funapi_sync")
+background_logger = logging.getLogger("funapi_sync.background")
 
 POSITIONAL_NAMES = ("input", "req", "task")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -81,15 +83,27 @@ def route_label(handler: Callable[..., Any], methods: Iterable[str], path: str) 
     return f"{name}() at {'/'.join(str(m).upper() for m in methods)} {path}"
 
 
+class Compiled(NamedTuple):
+    """An endpoint's dependency plan and what a request needs, swapped as one value.
+
+    NOTE: one immutable record, replaced in one assignment and read once per request,
+    so a request running while ``dependency_overrides`` changes never pairs a new plan
+    with the old plan's flags.
+    """
+
+    plan: Plan
+    version: int
+    wants_background: bool
+    wants_request: bool
+    wants_input: bool
+
+
 class Endpoint:
     """A compiled route: handler arity, schemas, dependency plan and OpenAPI metadata."""
 
     __slots__ = (
+        "_compiled",
         "_keywords",
-        "_plan_version",
-        "_wants_background",
-        "_wants_input",
-        "_wants_request",
         "arity",
         "body_lists",
         "body_media_type",
@@ -104,7 +118,6 @@ class Endpoint:
         "needs_input",
         "path",
         "path_schema",
-        "plan",
         "query_lists",
         "query_schema",
         "registry",
@@ -191,19 +204,36 @@ class Endpoint:
         )
         self._compile_plan(where)
 
-    def _compile_plan(self, where: str) -> None:
+    def _compile_plan(self, where: str) -> Compiled:
         # PERF: what a request needs is decided here, once per plan, not on each request.
-        plan = self.plan = self.registry.plan(self.depends, self._keywords, where)
-        self._plan_version = self.registry.overrides.version
-        self._wants_background = plan.needs_background
-        self._wants_request = self.arity > 1 or plan.needs_request
-        self._wants_input = self.needs_input or plan.needs_input
+        # NOTE: the version is read before the plan is built, so an override changed
+        # meanwhile makes the next request recompile rather than keep a stale plan.
+        version = self.registry.overrides.version
+        plan = self.registry.plan(self.depends, self._keywords, where)
+        compiled = self._compiled = Compiled(
+            plan,
+            version,
+            plan.needs_background,
+            self.arity > 1 or plan.needs_request,
+            self.needs_input or plan.needs_input,
+        )
+        return compiled
+
+    def compiled(self) -> Compiled:
+        """The plan and its flags, recompiled when ``dependency_overrides`` changed."""
+        compiled = self._compiled
+        if compiled.version != self.registry.overrides.version:
+            return self._compile_plan(f"{self.name}() at {'/'.join(self.methods)} {self.path}")
+        return compiled
+
+    @property
+    def plan(self) -> Plan:
+        """The dependency plan a request would use now."""
+        return self.compiled().plan
 
     def current_plan(self) -> Plan:
         """The plan, recompiled when ``dependency_overrides`` changed since it was built."""
-        if self._plan_version != self.registry.overrides.version:
-            self._compile_plan(f"{self.name}() at {'/'.join(self.methods)} {self.path}")
-        return self.plan
+        return self.compiled().plan
 
     def run(
         self, environ: WSGIEnvironment, start_response: StartResponse, path_values: dict[str, Any]
@@ -215,7 +245,8 @@ class Endpoint:
         or here, in ``finally``, when nothing could be handed to ``close()``.
         """
         runtime = self.runtime
-        plan = self.current_plan()
+        compiled = self.compiled()
+        plan = compiled.plan
         request: Request | None = None
         background: BackgroundTasks | None = None
         scope: RequestScope | None = None
@@ -223,11 +254,11 @@ class Endpoint:
         handed_over = False
         try:
             try:
-                if self._wants_background:
+                if compiled.wants_background:
                     background = BackgroundTasks(check=runtime.backend.check)
                 # PERF: the werkzeug Request is built only for a handler or dependency that
                 # takes `req` (or a body that needs werkzeug's form parser).
-                if self._wants_request:
+                if compiled.wants_request:
                     request = runtime.request_class(environ)
                 input_ = None
                 if plan.guards:
@@ -238,7 +269,7 @@ class Endpoint:
                         runtime.registry, {"input": None, "req": request, "background": background}
                     )
                     scope.make(plan.guards)
-                if self._wants_input:
+                if compiled.wants_input:
                     input_, request = build_input(
                         environ, self, path_values, request, runtime.request_class
                     )
@@ -270,6 +301,15 @@ class Endpoint:
                 if request is None:
                     request = runtime.request_class(environ)
                 result = runtime.errors.respond(request, failure)
+            # NOTE: checked before the close callback is built: a refused response is a
+            # failed request, so only its add_task_always tasks run (SPEC §5).
+            checked = refuse_split_headers(result, environ)
+            if checked is not result:
+                result = checked
+                if failure is None:
+                    failure = UnsafeHeaderError(
+                        "the response was refused: a header has a CR, LF or NUL character"
+                    )
             on_close = unclosed = None
             # PERF: most requests have nothing for close() to do (no task, no scope, no
             # upload); they skip building the callbacks.
@@ -280,7 +320,9 @@ class Endpoint:
             ):
                 on_close, unclosed = self._after_close(environ, background, scope, failure, request)
             inline = on_close is not None and (runtime.mode.testing or INLINE_KEY in environ)
-            iterable = send(environ, start_response, result, on_close, unclosed, inline)
+            iterable = send(
+                environ, start_response, result, on_close, unclosed, inline, checked=True
+            )
             handed_over = True
             return iterable
         finally:
@@ -316,14 +358,12 @@ class Endpoint:
             # NOTE: werkzeug spools uploads to temporary files; close them after the
             # tasks (which may still read an upload) and the cleanups, or they leak.
             after = _then(after, request.close)
+        unclosed = _never_closed(environ, tasks, scope, failure)
         if not tasks:
             if first is None or after is None:
-                return first or after, None
-            return _then(first, after), None
-        label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
-        if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
-            label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
-        unclosed = _never_closed(tasks, label)
+                return first or after, unclosed
+            return _then(first, after), unclosed
+        label = _request_label(environ)
         if self.runtime.mode.testing or INLINE_KEY in environ:
             return (lambda: run_inline(tasks, label, first, after)), unclosed
         settings, backend = self.runtime.pool_settings, self.runtime.backend
@@ -367,14 +407,17 @@ def send(
     on_close: Callable[[], Any] | None = None,
     unclosed: Callable[[], Any] | None = None,
     inline: bool = False,
+    checked: bool = False,
 ) -> Iterable[bytes]:
     """Start the response and return its body, wrapped so ``close()`` runs ``on_close``.
 
     :param unclosed: run instead if the body is garbage-collected without ``close()``.
     :param inline: run ``on_close`` as soon as the body is read to the end too, and let
         its exceptions raise (``app.testing``).
+    :param checked: ``result`` already went through ``refuse_split_headers``.
     """
-    result = refuse_split_headers(result, environ)
+    if not checked:
+        result = refuse_split_headers(result, environ)
     if isinstance(result, tuple):
         status, headers, body = result
         start_response(status_line(status), headers)
@@ -388,8 +431,51 @@ def send(
     return ClosingIterable(iterable, on_close, unclosed=unclosed)
 
 
-def _never_closed(tasks: list[BackgroundTask], label: str) -> Callable[[], None]:
-    return lambda: report_never_closed(tasks, label)
+def _request_label(environ: WSGIEnvironment) -> str:
+    label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+    if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
+        label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
+    return label
+
+
+def _never_closed(
+    environ: WSGIEnvironment,
+    tasks: list[BackgroundTask] | tuple[()],
+    scope: RequestScope | None,
+    failure: BaseException | None,
+) -> Callable[[], None] | None:
+    """The report for a response garbage-collected without ``close()`` (None: nothing lost).
+
+    Each task is named at ERROR (it can never run now), and so is each dependency whose
+    ``after_response`` or ``after_tasks`` cleanup was waiting for ``close()``; those
+    cleanups then run here, so a connection or a lock is not leaked with the response.
+    NOTE: this runs on whatever thread collects the response; a cleanup that cannot run
+    there (a SQLite connection made on another thread) fails, and is logged, as in close().
+    """
+    waiting = scope is not None and bool(scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS])
+    if not tasks and not waiting:
+        return None
+    label = _request_label(environ)
+
+    def report() -> None:
+        if tasks:
+            report_never_closed(list(tasks), label)
+        if scope is not None:
+            for phase in (AFTER_RESPONSE, AFTER_TASKS):
+                for name, _exit in scope.exits[phase]:
+                    background_logger.error(
+                        "the %s cleanup of dependency %s of %s ran late: the response was"
+                        " garbage-collected without close() (a middleware that does not"
+                        " forward close(), or a client that never closed the response);"
+                        " running it now",
+                        CLEANUP_PHASES[phase],
+                        name,
+                        label,
+                    )
+            for phase in (AFTER_RESPONSE, AFTER_TASKS):
+                scope.close_phase(phase, failure)
+
+    return report
 
 
 def _phase_closer(

@@ -233,6 +233,10 @@ def _unsafe(text: str) -> bool:
     return "\r" in text or "\n" in text or "\x00" in text
 
 
+class UnsafeHeaderError(ValueError):
+    """The failure a request is marked with when its response was refused for a header."""
+
+
 def refuse_split_headers(
     result: tuple[int, list[tuple[str, str]], bytes] | Response, environ: WSGIEnvironment
 ) -> tuple[int, list[tuple[str, str]], bytes] | Response:

@@ -927,3 +927,73 @@ def test_is_async_callable_answers_plain_functions_as_inspect_does():
         assert is_async_callable(fn) is expected, fn
     if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
         assert is_async_callable(inspect.markcoroutinefunction(lambda: None))
+
+
+def test_a_response_never_closed_names_and_runs_its_after_response_and_after_tasks_cleanups(
+    app, caplog
+):
+    # Without close() the after_* cleanups would never run: a connection or a lock leaked
+    # with no line saying so, tasks or not.
+    import gc
+
+    from werkzeug.test import Client
+
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    closed: list[str] = []
+
+    def connection():
+        yield "conn"
+        closed.append("connection")
+
+    def upload_dir():
+        yield "dir"
+        closed.append("upload_dir")
+
+    app.register("connection", connection, cleanup="after_response")
+    app.register("upload_dir", upload_dir, cleanup="after_tasks")
+
+    @app.get("/plain", depends=["connection"])
+    def plain(*, connection):
+        return {}
+
+    @app.post("/with-task", depends=["connection", "upload_dir"])
+    def with_task(*, background, connection, upload_dir):
+        background.add_task(closed.append, upload_dir)
+        return {}, 201
+
+    late = (
+        "ran late: the response was garbage-collected without close() (a middleware that does"
+        " not forward close(), or a client that never closed the response); running it now"
+    )
+    response = Client(app).get("/plain")
+    assert response.status_code == 200
+    del response
+    gc.collect()
+    assert background_errors(caplog) == [
+        f"the after_response cleanup of dependency 'connection' of GET /plain {late}"
+    ]
+    assert closed == ["connection"]
+
+    caplog.clear()
+    closed.clear()
+    response = Client(app).post("/with-task")
+    assert response.status_code == 201
+    del response
+    gc.collect()
+    assert background_errors(caplog) == [
+        f"background task list.append of POST /with-task {NEVER_CLOSED}",
+        f"the after_response cleanup of dependency 'connection' of POST /with-task {late}",
+        f"the after_tasks cleanup of dependency 'upload_dir' of POST /with-task {late}",
+    ]
+    assert closed == ["connection", "upload_dir"]  # the task never ran, the cleanups did
+
+    # A response that is closed is not reported.
+    caplog.clear()
+    closed.clear()
+    with Client(app).post("/with-task") as response:
+        assert response.status_code == 201
+    assert app.background.drain(timeout=5)
+    del response
+    gc.collect()
+    assert background_errors(caplog) == []
+    assert closed == ["connection", "dir", "upload_dir"]

@@ -288,3 +288,43 @@ def test_failed_registration_leaves_no_route(app, client):
 def test_bad_responses_option_fails_at_decoration(app, responses, error, message):
     with pytest.raises(error, match=message):
         app.post("/x", responses=responses)(lambda: 1)
+
+
+# -- the compiled plan: one snapshot per request ---------------------------------------
+
+
+def test_a_request_reads_the_plan_and_its_flags_as_one_snapshot(app, client):
+    # A recompile (dependency_overrides changed) in one thread while a request runs in
+    # another must never pair the new plan with the old flags. Racing threads is not
+    # deterministic, so this checks the structure that rules the race out: the plan and
+    # its flags are one immutable record, swapped in one assignment, that run() reads once.
+    import inspect
+
+    from funapi_sync.endpoint import Compiled, Endpoint
+
+    app.register("who", lambda input: input.query.get("who", "anon"))
+
+    @app.get("/", depends=["who"])
+    def hello(*, who):
+        return {"who": who}
+
+    (endpoint,) = app.routes.endpoints
+    before = endpoint._compiled
+    assert isinstance(before, Compiled)
+    assert before.wants_input is True
+    assert not any(
+        name.startswith("_wants") or name == "_plan_version" for name in Endpoint.__slots__
+    )
+
+    app.dependency_overrides["who"] = lambda: "fake"
+    assert client.get("/?who=ada").json == {"who": "fake"}
+    after = endpoint._compiled
+    assert after is not before
+    assert after.version == app.dependency_overrides.version
+    assert after.wants_input is False  # the override does not read input
+    assert before.wants_input is True  # the old record is untouched
+
+    source = inspect.getsource(Endpoint.run)
+    assert source.count("self.compiled()") == 1
+    for stale in ("self._compiled", "self.plan", "self.current_plan()", "self._wants"):
+        assert stale not in source

@@ -337,6 +337,9 @@ def test_unknown_app_setting_is_a_type_error():
         ({"max_body_size": "1MB"}, "max_body_size must be a non-negative int, got '1MB'"),
         ({"background_workers": 0}, "background_workers must be a positive int, got 0"),
         ({"background_queue_size": 0}, "background_queue_size must be a positive int, got 0"),
+        # NOTE: bool is an int subclass; True is a typo for a count, not 1 worker.
+        ({"background_workers": True}, "background_workers must be a positive int, got True"),
+        ({"max_body_size": False}, "max_body_size must be a non-negative int, got False"),
     ],
 )
 def test_bad_app_setting_value_is_a_value_error(setting, message):
@@ -430,6 +433,31 @@ def test_a_header_with_cr_lf_or_nul_is_a_logged_500(caplog_funapi, path, value, 
     assert len(errors) == 1
     assert f"has a CR, LF or NUL character in its {where} (response splitting)" in errors[0]
     assert errors[0].startswith(f"refused to send the response to GET {path}: header ")
+
+
+def test_a_response_refused_for_a_split_header_runs_only_its_add_task_always_tasks(
+    caplog_funapi,
+):
+    # A refused response is a failed request (SPEC §5): the client got a 500, so the
+    # handler's plain add_task work (a welcome email) must not go out.
+    app = App(background_backend="record")
+
+    def notify(what):
+        pass
+
+    @app.get("/x")
+    def echo(input, *, background):
+        background.add_task(notify, "dropped")
+        background.add_task_always(notify, "audit")
+        return {}, 200, {"X": input.query["v"]}
+
+    response = app.test_client().get("/x?v=a%0d%0aSet-Cookie:1")
+
+    assert response.status_code == 500
+    assert app.background.recorded == [(notify, ("audit",), {})]
+    errors = [r.getMessage() for r in caplog_funapi.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "(response splitting)" in errors[0]
 
 
 def test_the_dev_server_never_writes_a_split_response(caplog_funapi):
