@@ -6,11 +6,13 @@ tests count every run (no sampling). No fakeredis, no mock of RQ.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import http.client
 import importlib
 import logging
 import os
+import pickle
 import signal
 import socket
 import sqlite3
@@ -313,12 +315,18 @@ def _refused():
         def method(self) -> None:
             pass
 
+    class Callable_:
+        def __call__(self) -> None:
+            pass
+
     main_function = types_function_in_main()
     return [
         ("lambda", (lambda: None,), "a lambda has no importable name"),
         ("nested", (nested,), "defined inside another function"),
         ("closure", (closure,), "defined inside another function"),
-        ("bound method of a local class", (Local().method,), "a method of an object cannot"),
+        ("bound method of a local class", (Local().method,), "a method of class"),
+        ("callable instance of a local class", (Callable_(),), "a callable instance of class"),
+        ("local class", (Local,), "defined inside another function has no importable name"),
         ("__main__", (main_function,), "is defined in __main__, which a worker cannot import"),
         ("lock argument", (module_level, threading.Lock()), "its arguments cannot be serialised"),
         (
@@ -344,6 +352,34 @@ def test_a_durable_backend_refuses_at_add_task_what_a_worker_cannot_run(
     with pytest.raises(TypeError, match=r"add_task\(") as info:
         background.add_task(*call)  # type: ignore[arg-type]
     assert message in str(info.value)
+    assert len(background) == 0
+
+
+def test_a_method_or_callable_of_a_main_class_is_refused_though_pickle_accepts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The class really is an attribute of __main__ here, so pickle succeeds by reference;
+    # an rq worker's __main__ is rq's, and the job would fail there.
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(
+        "class Job:\n    def run(self):\n        pass\n    def __call__(self):\n        pass\n",
+        namespace,
+    )
+    job_class = namespace["Job"]
+    monkeypatch.setattr(sys.modules["__main__"], "Job", job_class, raising=False)
+    job = job_class()  # type: ignore[operator]
+    background = BackgroundTasks(check=RQBackend(unreachable_url()).check)
+    for fn, what in [
+        (job.run, "a method of class Job"),
+        (job, "a callable instance of class Job"),
+        (functools.partial(job.run), "a method of class Job"),
+    ]:
+        pickle.dumps(fn)  # the check cannot lean on pickle failing
+        with pytest.raises(TypeError, match=r"add_task\(") as info:
+            background.add_task(fn)
+        assert f"{what}: Job is defined in __main__, which a worker cannot import" in str(
+            info.value
+        )
     assert len(background) == 0
 
 
@@ -570,3 +606,28 @@ def test_testing_mode_runs_the_tasks_inline_and_still_refuses_what_a_worker_cann
     response = Client(app).get("/lambda")
     assert response.status_code == 500
     response.close()
+
+
+# -- which context variables are carried -------------------------------------------------
+
+
+def test_context_variables_made_per_request_do_not_grow_the_reference_cache() -> None:
+    from funapi_sync.backends import portable
+
+    made = [contextvars.ContextVar(f"per_request_{i}") for i in range(300)]
+    assert [portable._var_ref(var) for var in made] == [None] * 300
+    assert not any(var in portable._var_refs for var in made)
+    assert len(getattr(portable, "_var_misses", made)) <= 256
+
+
+def test_a_context_variable_is_found_once_its_module_is_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from funapi_sync.backends import portable
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant")
+    assert portable._var_ref(var) is None  # not module-level yet
+    module = ModuleType("late_tenant_module")
+    module.tenant = var  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "late_tenant_module", module)
+    assert portable._var_ref(var) == "late_tenant_module:tenant"

@@ -703,6 +703,52 @@ def test_private_pool_shutdown_timeout_names_running_and_queued_then_runs_late_o
     assert "the background pool is shut down; running GET /late's tasks inline" in caplog.text
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["finishes", "held past the timeout"])
+def test_private_pool_a_batch_submitted_while_shutdown_drains_is_waited_for_or_named(
+    private_pool, caplog, held
+):
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    pool, gate = private_pool(queue_size=4)
+    late_gate = threading.Event()
+    if not held:
+        late_gate.set()
+    ran: list[str] = []
+
+    def late() -> None:
+        assert late_gate.wait(30)  # held until shutdown() has returned
+        ran.append("late")
+
+    def first() -> None:
+        assert gate.wait(30)
+        pool.submit(batch_of("GET /late", late))  # accepted after the drain's target
+
+    pool.submit(batch_of("GET /first", first))
+    results: list[bool] = []
+    stopping = threading.Thread(target=lambda: results.append(pool.shutdown(timeout=2)))
+    stopping.start()
+    for _ in range(500):  # bounded: until shutdown() waits in its drain
+        with pool._lock:
+            if pool._waiters:
+                break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("shutdown() never started draining")
+    gate.set()
+    stopping.join(30)
+    if not held:  # waited for: it ran before shutdown() returned, and nothing is named
+        assert (results, ran, pool_errors(caplog)) == ([True], ["late"], [])
+        return
+    assert results == [False]
+    assert ran == []  # so it must have been named
+    [error] = [e for e in pool_errors(caplog) if "GET /late" in e]
+    assert re.fullmatch(
+        r"background task \S+<locals>\.late of GET /late did not finish within the 2\.0 s"
+        r" shutdown timeout \((still running|never started)\)",
+        error,
+    ), error
+    late_gate.set()
+
+
 def test_private_pool_a_failing_cleanup_is_logged_and_the_thread_serves_on(private_pool, caplog):
     caplog.set_level(logging.ERROR, logger="funapi_sync.background")
     pool, _ = private_pool()

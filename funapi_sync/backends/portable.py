@@ -46,15 +46,14 @@ def check_portable(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
     while hasattr(target, "func") and hasattr(target, "keywords"):  # functools.partial
         target = target.func
     name = task_name(fn)
-    if inspect.isfunction(target):
-        problem = _function_problem(target)
-        if problem is not None:
-            raise TypeError(
-                f"add_task({name}): {problem}, and the durable background backend runs"
-                " tasks in another process, which imports each task by module and name;"
-                " define it as a module-level function in an importable module and pass"
-                " it the values it needs (ids, not connections)"
-            )
+    problem = _callable_problem(target)
+    if problem is not None:
+        raise TypeError(
+            f"add_task({name}): {problem}, and the durable background backend runs"
+            " tasks in another process, which imports each task by module and name;"
+            " define it as a module-level function (or a method of a module-level class)"
+            " in an importable module and pass it the values it needs (ids, not connections)"
+        )
     try:
         pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
@@ -67,13 +66,37 @@ def check_portable(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
         ) from exc
 
 
-def _function_problem(fn: Any) -> str | None:
+def _callable_problem(target: Any) -> str | None:
+    # pickle stores a function, a class, and a bound method's or callable object's class
+    # by reference, and succeeds here for a class of __main__ or of a function's locals
+    # (it finds them in this process); the worker's import then fails, so check each.
+    if inspect.isfunction(target):
+        return _function_problem(target)
+    if inspect.ismethod(target):
+        owner = target.__self__
+        cls = owner if isinstance(owner, type) else type(owner)
+        return _class_problem(cls, "a method of class")
+    if isinstance(target, type):
+        return _class_problem(target, "class")
+    cls = type(target)
+    if inspect.isbuiltin(target) or cls.__module__ == "builtins":
+        return None
+    return _class_problem(cls, "a callable instance of class")
+
+
+def _class_problem(cls: type, what: str) -> str | None:
+    problem = _function_problem(cls, "class")
+    return None if problem is None else f"{what} {cls.__qualname__}: {problem}"
+
+
+def _function_problem(fn: Any, kind: str = "function") -> str | None:
     qualname = getattr(fn, "__qualname__", "")
     module = getattr(fn, "__module__", None)
     if qualname == "<lambda>" or qualname.endswith(".<lambda>"):
         return "a lambda has no importable name"
     if "<locals>" in qualname:
-        return "a function defined inside another function (a closure) has no importable name"
+        closure = " (a closure)" if kind == "function" else ""
+        return f"a {kind} defined inside another function{closure} has no importable name"
     if module in (None, "__main__"):
         return f"{qualname} is defined in __main__, which a worker cannot import"
     owner: Any = sys.modules.get(module)
@@ -83,37 +106,54 @@ def _function_problem(fn: Any) -> str | None:
         owner = getattr(owner, part, None)
     if owner is not fn:
         return (
-            f"{module}.{qualname} does not name this function"
-            " (a decorator without functools.wraps?)"
+            f"{module}.{qualname} does not name this {kind} (a decorator without functools.wraps?)"
         )
     return None
 
 
 # -- context carried to the worker ---------------------------------------------------
 
-_var_refs: dict[contextvars.ContextVar[Any], str | None] = {}
+#: Every module-level ContextVar found by the last scan of ``sys.modules``: rebuilt by
+#: each scan, so it holds only what loaded modules define (a reloaded module's old
+#: variable drops out).
+_var_refs: dict[contextvars.ContextVar[Any], str] = {}
+#: Variables no scan found (a ContextVar made in a function), each with the number of
+#: loaded modules at its scan: rescanned only once a module was imported since. Bounded,
+#: oldest out first, since such variables may be made per request.
+_var_misses: dict[contextvars.ContextVar[Any], int] = {}
+_MAX_MISSES = 256
 _var_refs_lock = threading.Lock()
 
 
 def _var_ref(var: contextvars.ContextVar[Any]) -> str | None:
     """``"module:attribute"`` of a module-level ContextVar, or None when it has none."""
-    try:
-        return _var_refs[var]
-    except KeyError:
-        pass
+    global _var_refs
+    ref = _var_refs.get(var)
+    if ref is not None or _var_misses.get(var) == len(sys.modules):
+        return ref
     with _var_refs_lock:
-        if var not in _var_refs:
-            # PERF: one scan of the loaded modules indexes every module-level ContextVar;
-            # it runs again only for a variable it has never seen.
-            for module_name, module in list(sys.modules.items()):
-                namespace = getattr(module, "__dict__", None)
-                if not namespace:
-                    continue
-                for attr, value in list(namespace.items()):
-                    if isinstance(value, contextvars.ContextVar) and value not in _var_refs:
-                        _var_refs[value] = f"{module_name}:{attr}"
-            _var_refs.setdefault(var, None)
-        return _var_refs[var]
+        ref = _var_refs.get(var)
+        if ref is not None or _var_misses.get(var) == len(sys.modules):
+            return ref
+        # PERF: one scan of the loaded modules indexes every module-level ContextVar;
+        # it runs again only for a variable it did not find, once per module count.
+        loaded = len(sys.modules)
+        found: dict[contextvars.ContextVar[Any], str] = {}
+        for module_name, module in list(sys.modules.items()):
+            namespace = getattr(module, "__dict__", None)
+            if not namespace:
+                continue
+            for attr, value in list(namespace.items()):
+                if isinstance(value, contextvars.ContextVar) and value not in found:
+                    found[value] = f"{module_name}:{attr}"
+        _var_refs = found
+        ref = found.get(var)
+        _var_misses.pop(var, None)
+        if ref is None:
+            while len(_var_misses) >= _MAX_MISSES:
+                del _var_misses[next(iter(_var_misses))]
+            _var_misses[var] = loaded
+        return ref
 
 
 def carry(task: BackgroundTask) -> CarriedTask:
