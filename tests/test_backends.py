@@ -6,7 +6,7 @@ import logging
 import threading
 
 import pytest
-from werkzeug.test import EnvironBuilder
+from werkzeug.test import Client, EnvironBuilder
 
 from funapi_sync import App
 from funapi_sync.backends import Backend, InlineBackend, RecordBackend, ThreadBackend
@@ -133,6 +133,27 @@ def test_record_keeps_tasks_in_order_and_runs_none() -> None:
     assert client.post("/signup", json={}).status_code == 201
     assert len(app.background.recorded) == 2
 
+
+
+@pytest.mark.parametrize("mode", ["app.testing", "raise_task_errors"])
+def test_record_still_records_in_testing_mode(mode: str) -> None:
+    app = App(background_backend="record")
+    ran: list[str] = []
+
+    @app.post("/signup")
+    def signup(input, *, background):
+        background.add_task(ran.append, "never")
+        return {}, 201
+
+    if mode == "app.testing":
+        app.testing = True
+        response = Client(app).post("/signup", json={})
+        assert response.json == {}  # the body read to its end: testing mode's trigger
+    else:
+        response = app.test_client(raise_task_errors=True).post("/signup", json={})
+    assert response.status_code == 201
+    assert app.background.recorded == [(ran.append, ("never",), {})]
+    assert ran == []
 
 def test_record_keeps_only_add_task_always_tasks_of_a_failed_request() -> None:
     app = App(background_backend="record")
