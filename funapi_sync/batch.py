@@ -41,6 +41,7 @@ class Batch:
         "label",
         "reported",
         "slow_warning",
+        "taken",
         "tasks",
     )
 
@@ -64,6 +65,8 @@ class Batch:
         #: Set once its unfinished tasks were named at ERROR: run none of them any more.
         self.cancelled = False
         self.reported = False
+        #: Set by the pool thread that runs it.
+        self.taken = False
         self.finished = False
 
     def unfinished(self) -> list[tuple[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -12,23 +11,13 @@ import marshmallow
 from marshmallow import fields
 
 from . import _route_checks
-from .backends import RecordBackend
-from .background import BackgroundTask, BackgroundTasks
-from .closing import ClosingIterable
+from .after_close import AfterClose, close_now, send
+from .background import BackgroundTasks
 from .concurrency import TASK
-from .dependencies import (
-    AFTER_RESPONSE,
-    AFTER_TASKS,
-    BEFORE_RESPONSE,
-    CLEANUP_PHASES,
-    Depends,
-    RequestScope,
-    refuse_async,
-)
-from .inline import InlineIterable, run_inline
+from .dependencies import BEFORE_RESPONSE, Depends, RequestScope, refuse_async
 from .inputs import build_input
-from .pool import Batch, PoolSettings, report_never_closed
-from .responses import Parts, UnsafeHeaderError, refuse_split_headers, render, status_line
+from .pool import PoolSettings
+from .responses import Parts, UnsafeHeaderError, refuse_split_headers, render
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
 from .schema import as_schema
@@ -41,20 +30,8 @@ if TYPE_CHECKING:
     from .dependencies import Plan, Registry
     from .errors import ErrorResponder
 
-logger = logging.getLogger("funapi_sync")
-background_logger = logging.getLogger("funapi_sync.background")
-
 POSITIONAL_NAMES = ("input", "req", "task")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
-
-#: The environ key of a list that collects the request's task batch (set by the test
-#: client; a list, because servers and middleware may hand the app a shallow copy).
-BATCHES_KEY = "funapi_sync.batches"
-#: The environ key that makes a request run its tasks inline and raise their failures
-#: (set by ``app.test_client(raise_task_errors=True)``).
-INLINE_KEY = "funapi_sync.inline"
-#: The environ key of the request id that ``add_request_logger()`` sets.
-REQUEST_ID_KEY = "funapi_sync.request_id"
 
 
 class Mode:
@@ -311,223 +288,26 @@ class Endpoint:
                     failure = UnsafeHeaderError(
                         "the response was refused: a header has a CR, LF or NUL character"
                     )
-            on_close = unclosed = None
             # PERF: most requests have nothing for close() to do (no task, no scope, no
-            # upload); they skip building the callbacks.
+            # upload); they get no close-time work at all.
+            after = None
             if (
                 scope is not None
                 or (background is not None and len(background))
                 or (request is not None and "files" in request.__dict__)
             ):
-                on_close, unclosed = self._after_close(environ, background, scope, failure, request)
-            inline = on_close is not None and (runtime.mode.testing or INLINE_KEY in environ)
-            iterable = send(
-                environ, start_response, result, on_close, unclosed, inline, checked=True
-            )
+                after = AfterClose.wanted(environ, runtime, background, scope, failure, request)
+            iterable = send(environ, start_response, result, after, checked=True)
             handed_over = True
             return iterable
         finally:
             if not handed_over:
                 # NOTE: sending failed (or the handler raised a BaseException), so close()
                 # will never run our callback: clean up now, as Flask's wsgi_app does.
-                _close_now(environ, background, scope, failure or sys.exc_info()[1], request)
-
-    def _after_close(
-        self,
-        environ: WSGIEnvironment,
-        background: BackgroundTasks | None,
-        scope: RequestScope | None,
-        failure: BaseException | None,
-        request: Request | None,
-    ) -> tuple[Callable[[], None] | None, Callable[[], None] | None]:
-        """Build the one callback the response's ``close()`` runs (None for no work), and
-        the report for a response garbage-collected without ``close()`` (None: no tasks).
-
-        It runs the ``after_response`` cleanups, then hands the tasks to the pool (a
-        request that failed keeps only its ``add_task_always`` tasks); the pool runs the
-        ``after_tasks`` cleanups after them. With no tasks, nothing waits: every phase
-        runs here, in ``close()``. With ``app.testing`` the tasks run in this thread too.
-        """
-        tasks = background.to_run(failure is not None) if background is not None else ()
-        first = after = None
-        if scope is not None:
-            if scope.exits[AFTER_RESPONSE]:
-                first = _phase_closer(scope, AFTER_RESPONSE, failure)
-            if scope.exits[AFTER_TASKS]:
-                after = _phase_closer(scope, AFTER_TASKS, failure)
-        if request is not None and request.__dict__.get("files"):
-            # NOTE: werkzeug spools uploads to temporary files; close them after the
-            # tasks (which may still read an upload) and the cleanups, or they leak.
-            after = _then(after, request.close)
-        unclosed = _never_closed(environ, tasks, scope, failure)
-        if not tasks:
-            if first is None or after is None:
-                return first or after, unclosed
-            return _then(first, after), unclosed
-        label = _request_label(environ)
-        if (self.runtime.mode.testing or INLINE_KEY in environ) and not isinstance(
-            self.runtime.backend, RecordBackend
-        ):
-            # NOTE: testing mode runs the tasks any backend would run; a recording backend
-            # runs none, so it still records: what it keeps is what the test asserts on.
-            return (lambda: run_inline(tasks, label, first, after)), unclosed
-        settings, backend = self.runtime.pool_settings, self.runtime.backend
-
-        def submit() -> None:
-            hand_over(environ, settings, backend, tasks, after, label)
-
-        if first is None:
-            return submit, unclosed
-        return _then(first, submit), unclosed
+                close_now(environ, background, scope, failure or sys.exc_info()[1], request)
 
     def __repr__(self) -> str:
         return f"<Endpoint {'/'.join(self.methods)} {self.path} -> {self.name}()>"
-
-
-def hand_over(
-    environ: WSGIEnvironment,
-    settings: PoolSettings,
-    backend: Backend,
-    tasks: list[BackgroundTask] | tuple[()],
-    after: Callable[[], None] | None,
-    label: str,
-) -> None:
-    """Submit the request's batch to the app's backend: its tasks in order, then ``after``.
-
-    NOTE: this runs in the response iterable's close(), which PEP 3333 servers call once
-    the body is sent; gunicorn's sync worker holds the client socket until it returns, so
-    it only enqueues.
-    """
-    batch = Batch(list(tasks), label, after, slow_warning=settings.slow_warning)
-    sink = environ.get(BATCHES_KEY)
-    if sink is not None:
-        sink.append(batch)
-    backend.submit(batch)
-
-
-def send(
-    environ: WSGIEnvironment,
-    start_response: StartResponse,
-    result: Parts | Response,
-    on_close: Callable[[], Any] | None = None,
-    unclosed: Callable[[], Any] | None = None,
-    inline: bool = False,
-    checked: bool = False,
-) -> Iterable[bytes]:
-    """Start the response and return its body, wrapped so ``close()`` runs ``on_close``.
-
-    :param unclosed: run instead if the body is garbage-collected without ``close()``.
-    :param inline: run ``on_close`` as soon as the body is read to the end too, and let
-        its exceptions raise (``app.testing``).
-    :param checked: ``result`` already went through ``refuse_split_headers``.
-    """
-    if not checked:
-        result = refuse_split_headers(result, environ)
-    if isinstance(result, tuple):
-        status, headers, body = result
-        start_response(status_line(status), headers)
-        iterable: Iterable[bytes] = [body] if body and environ["REQUEST_METHOD"] != "HEAD" else []
-    else:
-        iterable = result(environ, start_response)
-    if on_close is None:
-        return iterable
-    if inline:
-        return InlineIterable(iterable, on_close, unclosed=unclosed)
-    return ClosingIterable(iterable, on_close, unclosed=unclosed)
-
-
-def _request_label(environ: WSGIEnvironment) -> str:
-    label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
-    if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
-        label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
-    return label
-
-
-def _never_closed(
-    environ: WSGIEnvironment,
-    tasks: list[BackgroundTask] | tuple[()],
-    scope: RequestScope | None,
-    failure: BaseException | None,
-) -> Callable[[], None] | None:
-    """The report for a response garbage-collected without ``close()`` (None: nothing lost).
-
-    Each task is named at ERROR (it can never run now), and so is each dependency whose
-    ``after_response`` or ``after_tasks`` cleanup was waiting for ``close()``; those
-    cleanups then run here, so a connection or a lock is not leaked with the response.
-    NOTE: this runs on whatever thread collects the response; a cleanup that cannot run
-    there (a SQLite connection made on another thread) fails, and is logged, as in close().
-    """
-    waiting = scope is not None and bool(scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS])
-    if not tasks and not waiting:
-        return None
-    label = _request_label(environ)
-
-    def report() -> None:
-        if tasks:
-            report_never_closed(list(tasks), label)
-        if scope is not None:
-            for phase in (AFTER_RESPONSE, AFTER_TASKS):
-                for name, _exit in scope.exits[phase]:
-                    background_logger.error(
-                        "the %s cleanup of dependency %s of %s ran late: the response was"
-                        " garbage-collected without close() (a middleware that does not"
-                        " forward close(), or a client that never closed the response);"
-                        " running it now",
-                        CLEANUP_PHASES[phase],
-                        name,
-                        label,
-                    )
-            for phase in (AFTER_RESPONSE, AFTER_TASKS):
-                scope.close_phase(phase, failure)
-
-    return report
-
-
-def _phase_closer(
-    scope: RequestScope, phase: int, failure: BaseException | None
-) -> Callable[[], None]:
-    def close() -> None:
-        scope.close_phase(phase, failure)
-
-    return close
-
-
-def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
-    if first is None:
-        return second
-
-    def both() -> None:
-        try:
-            first()
-        finally:
-            second()
-
-    return both
-
-
-def _close_now(
-    environ: WSGIEnvironment,
-    background: BackgroundTasks | None,
-    scope: RequestScope | None,
-    failure: BaseException | None,
-    request: Request | None,
-) -> None:
-    if background is not None and len(background):
-        # NOTE: nothing is dropped without a line saying so (the response never started,
-        # so its tasks are not run, as for any request that failed).
-        logger.error(
-            "not running the background tasks %s of %s %s: the response could not be sent (%r)",
-            [task.name for task in background.to_run(False)],
-            environ.get("REQUEST_METHOD"),
-            environ.get("PATH_INFO", "/"),
-            failure,
-        )
-    try:
-        if scope is not None:
-            scope.close(failure)
-    finally:
-        if request is not None and request.__dict__.get("files"):
-            request.close()
 
 
 def _check_route(

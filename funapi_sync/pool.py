@@ -56,15 +56,16 @@ class TaskPool:
 
     PERF: the executor's threads each run one :meth:`_consume` loop for the pool's
     lifetime, blocked in ``SimpleQueue.get()`` (C code, no timeout, so an idle pool takes
-    no GIL turns). ``submit`` takes a slot of a ``BoundedSemaphore``, notes the batch in a
-    dict and puts it on the queue: no ``Future``, no work item, no thread start per
-    request, and an idle consumer wakes at once.
+    no GIL turns). ``submit`` notes the batch and puts it on the queue under one lock, and a
+    consumer takes the lock once more when the batch has finished: no ``Future``, no work
+    item, no semaphore, no thread start per request, and an idle consumer wakes at once.
 
-    NOTE: the semaphore bounds the batches waiting for a thread to ``queue_size``; a full
-    queue blocks the submitting ``close()`` (back-pressure on that server thread; the
-    client already has its response), heart-beating to the server while it waits, and
-    gives up after the app's ``submit_timeout`` with the batch's tasks named at ERROR.
-    Nothing accepted is dropped without a line: see :meth:`abort` and :meth:`shutdown`.
+    NOTE: the bound is on the batches queued or running, ``queue_size + workers``: with
+    every thread busy, at most ``queue_size`` batches wait. A full pool blocks the
+    submitting ``close()`` (back-pressure on that server thread; the client already has its
+    response), heart-beating to the server while it waits, and gives up after the app's
+    ``submit_timeout`` with the batch's tasks named at ERROR. Nothing accepted is dropped
+    without a line: see :meth:`abort` and :meth:`shutdown`.
     """
 
     def __init__(self, settings: PoolSettings) -> None:
@@ -73,14 +74,15 @@ class TaskPool:
         #: Settings already compared with the pool's, by id (kept alive so ids stay unique).
         self.checked: dict[int, PoolSettings] = {id(settings): settings}
         self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
-        self._slots = threading.BoundedSemaphore(settings.queue_size)
+        self._capacity = settings.queue_size + settings.workers
         # NOTE: abort() runs in a signal handler, on a thread that may hold this lock:
         # it takes no lock; everything else does.
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        # Insertion-ordered sets: accepted but not yet taken by a thread, and running.
-        self._pending: dict[Batch, None] = {}
-        self._running: dict[Batch, None] = {}
+        # Insertion-ordered set of the batches accepted and not finished (a batch a thread
+        # has taken is ``taken``); ``_held`` of them are on the queue or running.
+        self._unfinished: dict[Batch, None] = {}
+        self._held = 0
         self._waiters = 0
         self._submitted = self._finished = 0
         self._tasks_submitted = self._completed = self._failed = self._skipped = 0
@@ -99,7 +101,7 @@ class TaskPool:
     # -- the request side -------------------------------------------------------------
 
     def submit(self, batch: Batch, timeout: float | None = None) -> None:
-        """Queue ``batch``; while the queue is full, wait up to ``timeout`` seconds.
+        """Queue ``batch``; while the pool is full, wait up to ``timeout`` seconds.
 
         A batch that cannot be queued is never dropped silently: after ``timeout`` (or
         when the wait is interrupted, e.g. by gunicorn's ``SystemExit`` on a worker
@@ -108,67 +110,75 @@ class TaskPool:
         if self._aborted:
             self._run_unqueued(batch)
             return
-        if self._slots.acquire(blocking=False):
-            with self._lock:
-                # NOTE: put under the lock that shutdown() holds while it closes and
-                # queues its sentinels, so no batch can land behind them.
-                if not self._closed:
-                    self._pending[batch] = None
-                    self._submitted += 1
-                    self._tasks_submitted += len(batch.tasks)
-                    self._queue.put(batch)
-                    return
-            self._slots.release()
+        with self._lock:
+            # NOTE: put under the lock that shutdown() holds while it closes and queues
+            # its sentinels, so no batch can land behind them.
+            if self._closed:
+                queued = False
+            elif self._held < self._capacity:
+                self._accept(batch)
+                self._held += 1
+                self._queue.put(batch)
+                return
+            else:
+                # Noted first: drain() waits for it, and abort() names it while it waits.
+                self._accept(batch)
+                queued = True
+        if not queued:
             self._run_unqueued(batch)
             return
         self._submit_when_free(batch, self.settings.submit_timeout if timeout is None else timeout)
 
-    def _submit_when_free(self, batch: Batch, timeout: float) -> None:
-        with self._lock:
-            # Noted first: drain() waits for it, and abort() names it while it waits.
-            self._pending[batch] = None
-            self._submitted += 1
-            self._tasks_submitted += len(batch.tasks)
-        if not self._wait_for_slot(batch, timeout):
-            return
-        with self._lock:
-            if not self._closed:
-                self._queue.put(batch)
-                return
-        self._slots.release()
-        report(batch, "was not queued: the pool shut down while close() waited")
-        self._finish_unqueued(batch)
+    def _accept(self, batch: Batch) -> None:
+        # Called with the lock held.
+        self._unfinished[batch] = None
+        self._submitted += 1
+        self._tasks_submitted += len(batch.tasks)
 
-    def _wait_for_slot(self, batch: Batch, timeout: float) -> bool:
-        heartbeat = _heartbeat
-        deadline = time.monotonic() + timeout
+    def _submit_when_free(self, batch: Batch, timeout: float) -> None:
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    report(
-                        batch,
-                        f"was not queued: the queue stayed full for {timeout:g} s"
-                        f" (background_queue_size={self.settings.queue_size},"
-                        f" background_submit_timeout={timeout})",
-                    )
-                    self._finish_unqueued(batch)
-                    return False
-                # NOTE: timed waits only while close() is blocked on a full queue, so a
-                # sync worker keeps heart-beating to the gunicorn arbiter.
-                step = remaining if heartbeat is None else min(remaining, heartbeat.interval)
-                if self._slots.acquire(timeout=step):
-                    return True
-                if heartbeat is not None:
-                    heartbeat.notify()
+            with self._changed:
+                what = self._wait_for_room(timeout)
+                if what is None:
+                    self._held += 1
+                    self._queue.put(batch)
+                    return
         except BaseException as exc:
             report(batch, f"was not queued: close() was interrupted by {type(exc).__name__}")
             self._finish_unqueued(batch)
             raise
+        report(batch, what)
+        self._finish_unqueued(batch)
+
+    def _wait_for_room(self, timeout: float) -> str | None:
+        """With the lock held, wait until the pool has room: None, or why it gave up."""
+        heartbeat = _heartbeat
+        now = time.monotonic()
+        deadline = now + timeout
+        beat = now + heartbeat.interval if heartbeat is not None else deadline
+        self._waiters += 1
+        try:
+            while not self._closed and self._held >= self._capacity:
+                if now >= deadline:
+                    return (
+                        f"was not queued: the queue stayed full for {timeout:g} s"
+                        f" (background_queue_size={self.settings.queue_size},"
+                        f" background_submit_timeout={timeout})"
+                    )
+                # NOTE: timed waits only while close() is blocked on a full pool, so a
+                # sync worker keeps heart-beating to the gunicorn arbiter.
+                self._changed.wait(min(deadline, beat) - now)
+                now = time.monotonic()
+                if heartbeat is not None and now >= beat:
+                    heartbeat.notify()
+                    beat = now + heartbeat.interval
+        finally:
+            self._waiters -= 1
+        return "was not queued: the pool shut down while close() waited" if self._closed else None
 
     def _finish_unqueued(self, batch: Batch) -> None:
         with self._lock:
-            self._pending.pop(batch, None)
+            self._unfinished.pop(batch, None)
             self._skipped += len(batch.tasks) - batch.done
             self._end(batch)
 
@@ -194,22 +204,21 @@ class TaskPool:
             batch = get()
             if batch is None:
                 return
-            self._slots.release()
-            with self._lock:
-                self._pending.pop(batch, None)
-                self._running[batch] = None
+            batch.taken = True
             try:
                 batch.run()
             finally:
                 with self._lock:
-                    del self._running[batch]
+                    del self._unfinished[batch]
+                    self._held -= 1
                     self._completed += batch.done - batch.failed
                     self._failed += batch.failed
                     self._skipped += len(batch.tasks) - batch.done
                     self._end(batch)
 
     def _end(self, batch: Batch) -> None:
-        # Called with the lock held.
+        # Called with the lock held. The waiters are drain(), wait() and a close()
+        # waiting for room.
         self._finished += 1
         batch.finished = True
         if self._waiters:
@@ -239,7 +248,7 @@ class TaskPool:
     def stats(self) -> dict[str, int]:
         """Task counts: ``queued``, ``running``, ``completed``, ``failed`` (and settings)."""
         with self._lock:
-            running = tuple(self._running)
+            running = [batch for batch in self._unfinished if batch.taken]
             completed = self._completed + sum(b.done - b.failed for b in running)
             failed = self._failed + sum(b.failed for b in running)
             busy = sum(1 for b in running if b.current >= 0)
@@ -257,11 +266,12 @@ class TaskPool:
         """The batches accepted and not finished: running first, then waiting."""
         # PERF: tuple(dict) copies the keys without releasing the GIL: safe without the
         # lock, which abort() must not take.
-        return [*tuple(self._running), *tuple(self._pending)]
+        batches = tuple(self._unfinished)
+        return [b for b in batches if b.taken] + [b for b in batches if not b.taken]
 
     def still_running(self) -> int:
         """How many tasks are running now (a hung task keeps its thread)."""
-        return sum(1 for batch in tuple(self._running) if batch.current >= 0)
+        return sum(1 for batch in tuple(self._unfinished) if batch.taken and batch.current >= 0)
 
     # -- the end ----------------------------------------------------------------------
 
@@ -289,6 +299,7 @@ class TaskPool:
             self._closed = True
             for _ in range(self.settings.workers):
                 self._queue.put(None)  # one sentinel per thread: the idle ones leave
+            self._changed.notify_all()  # a close() waiting for room gives up now
         # NOTE: the first drain's target was fixed when it began; a batch accepted while
         # it waited (a task's own submit, a last request) is waited for in what is left of
         # the timeout, or named below: never left running past the shutdown hooks unnamed.

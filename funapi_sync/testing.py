@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.test import Client
 
 from . import pool as pool_module
-from .endpoint import BATCHES_KEY, INLINE_KEY
+from .after_close import BATCHES_KEY, INLINE_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

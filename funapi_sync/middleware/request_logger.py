@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..after_close import REQUEST_ID_KEY
 from . import closing
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 #: The environ key holding the request id, for code that has the environ but not the context.
-ENVIRON_KEY = "funapi_sync.request_id"
+ENVIRON_KEY = REQUEST_ID_KEY
 
 #: An incoming id is kept only if it is short and plain: it ends up in logs and headers.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")

@@ -1,0 +1,250 @@
+"""After the response: what a request's ``close()`` does, and how its body is handed out.
+
+Internal. :func:`send` starts the response and, when the request left work for later,
+wraps the body so that the server's ``close()`` runs one :class:`AfterClose`: the
+``after_response`` cleanups, then the hand-over of the tasks to the app's backend, which
+runs the ``after_tasks`` cleanups after them (SPEC §6). With no task, every phase runs in
+``close()`` and nothing waits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .backends import RecordBackend
+from .closing import ClosingIterable
+from .dependencies import AFTER_RESPONSE, AFTER_TASKS, CLEANUP_PHASES
+from .inline import InlineIterable, run_inline
+from .pool import Batch, report_never_closed
+from .responses import Parts, refuse_split_headers, status_line
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from werkzeug.wrappers import Request, Response
+
+    from .background import BackgroundTask, BackgroundTasks
+    from .dependencies import RequestScope
+    from .endpoint import Runtime
+
+logger = logging.getLogger("funapi_sync")
+background_logger = logging.getLogger("funapi_sync.background")
+
+#: The environ key of a list that collects the request's task batch (set by the test
+#: client; a list, because servers and middleware may hand the app a shallow copy).
+BATCHES_KEY = "funapi_sync.batches"
+#: The environ key that makes a request run its tasks inline and raise their failures
+#: (set by ``app.test_client(raise_task_errors=True)``).
+INLINE_KEY = "funapi_sync.inline"
+#: The environ key of the request id that ``add_request_logger()`` sets.
+REQUEST_ID_KEY = "funapi_sync.request_id"
+
+
+class AfterClose:
+    """One request's work for its response's ``close()``; calling it does that work.
+
+    PERF: one object with methods, not a chain of closures: a request with a task pays
+    for one small allocation here, and nothing is decided twice.
+
+    :param tasks: what the backend runs (a failed request keeps only its
+        ``add_task_always`` tasks).
+    :param inline: run the tasks in the closing thread and raise their failures
+        (``app.testing``, ``test_client(raise_task_errors=True)``).
+    """
+
+    __slots__ = ("environ", "failure", "inline", "request", "runtime", "scope", "tasks")
+
+    def __init__(
+        self,
+        environ: WSGIEnvironment,
+        runtime: Runtime,
+        tasks: list[BackgroundTask],
+        scope: RequestScope | None,
+        failure: BaseException | None,
+        request: Request | None,
+        inline: bool,
+    ) -> None:
+        self.environ = environ
+        self.runtime = runtime
+        self.tasks = tasks
+        self.scope = scope
+        self.failure = failure
+        self.request = request
+        self.inline = inline
+
+    @classmethod
+    def wanted(
+        cls,
+        environ: WSGIEnvironment,
+        runtime: Runtime,
+        background: BackgroundTasks | None,
+        scope: RequestScope | None,
+        failure: BaseException | None,
+        request: Request | None,
+    ) -> AfterClose | None:
+        """The request's close-time work, or None when ``close()`` has nothing to do."""
+        tasks = background.to_run(failure is not None) if background is not None else []
+        if not (
+            tasks
+            or (scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS]))
+            or _has_uploads(request)
+        ):
+            return None
+        inline = runtime.mode.testing or INLINE_KEY in environ
+        return cls(environ, runtime, tasks, scope, failure, request, inline)
+
+    def __call__(self) -> None:
+        """Run the ``after_response`` cleanups, then hand the tasks over (or run the rest)."""
+        tasks = self.tasks
+        if not tasks:
+            try:
+                self._after_response()
+            finally:
+                self._after_tasks()
+            return
+        label = request_label(self.environ)
+        after = self._after_tasks if self._waits_after_tasks() else None
+        backend = self.runtime.backend
+        if self.inline and not isinstance(backend, RecordBackend):
+            # NOTE: testing mode runs the tasks any backend would run; a recording backend
+            # runs none, so it still records: what it keeps is what the test asserts on.
+            run_inline(tasks, label, self._after_response, after)
+            return
+        try:
+            self._after_response()
+        finally:
+            slow_warning = self.runtime.pool_settings.slow_warning
+            batch = Batch(list(tasks), label, after, slow_warning=slow_warning)
+            sink = self.environ.get(BATCHES_KEY)
+            if sink is not None:
+                sink.append(batch)
+            # NOTE: gunicorn's sync worker holds the client socket until close() returns,
+            # so this only enqueues.
+            backend.submit(batch)
+
+    def _after_response(self) -> None:
+        scope = self.scope
+        if scope is not None and scope.exits[AFTER_RESPONSE]:
+            scope.close_phase(AFTER_RESPONSE, self.failure)
+
+    def _waits_after_tasks(self) -> bool:
+        scope = self.scope
+        return bool(scope is not None and scope.exits[AFTER_TASKS]) or _has_uploads(self.request)
+
+    def _after_tasks(self) -> None:
+        scope = self.scope
+        try:
+            if scope is not None and scope.exits[AFTER_TASKS]:
+                scope.close_phase(AFTER_TASKS, self.failure)
+        finally:
+            # NOTE: werkzeug spools uploads to temporary files; close them after the
+            # tasks (which may still read an upload) and the cleanups, or they leak.
+            if _has_uploads(self.request):
+                assert self.request is not None
+                self.request.close()
+
+    def lost(self) -> None:
+        """The response was garbage-collected without ``close()``: say what is lost.
+
+        Each task is named at ERROR (it can never run now), and so is each dependency whose
+        ``after_response`` or ``after_tasks`` cleanup was waiting for ``close()``; those
+        cleanups then run here, so a connection or a lock is not leaked with the response.
+        NOTE: this runs on whatever thread collects the response; a cleanup that cannot
+        run there (a SQLite connection made on another thread) fails, and is logged, as
+        in close().
+        """
+        label = request_label(self.environ)
+        if self.tasks:
+            report_never_closed(list(self.tasks), label)
+        scope = self.scope
+        if scope is None:
+            return
+        for phase in (AFTER_RESPONSE, AFTER_TASKS):
+            for name, _exit in scope.exits[phase]:
+                background_logger.error(
+                    "the %s cleanup of dependency %s of %s ran late: the response was"
+                    " garbage-collected without close() (a middleware that does not"
+                    " forward close(), or a client that never closed the response);"
+                    " running it now",
+                    CLEANUP_PHASES[phase],
+                    name,
+                    label,
+                )
+        for phase in (AFTER_RESPONSE, AFTER_TASKS):
+            scope.close_phase(phase, self.failure)
+
+    def reports_loss(self) -> bool:
+        """Whether a response collected without ``close()`` loses a task or a cleanup."""
+        scope = self.scope
+        return bool(self.tasks) or bool(
+            scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS])
+        )
+
+
+def send(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    result: Parts | Response,
+    after: AfterClose | None = None,
+    checked: bool = False,
+) -> Iterable[bytes]:
+    """Start the response and return its body, wrapped so ``close()`` runs ``after``.
+
+    :param checked: ``result`` already went through ``refuse_split_headers``.
+    """
+    if not checked:
+        result = refuse_split_headers(result, environ)
+    if isinstance(result, tuple):
+        status, headers, body = result
+        start_response(status_line(status), headers)
+        iterable: Iterable[bytes] = [body] if body and environ["REQUEST_METHOD"] != "HEAD" else []
+    else:
+        iterable = result(environ, start_response)
+    if after is None:
+        return iterable
+    lost = after.lost if after.reports_loss() else None
+    if after.inline:
+        # NOTE: run as soon as the body is read to the end too, and let failures raise.
+        return InlineIterable(iterable, after, unclosed=lost)
+    return ClosingIterable(iterable, after, unclosed=lost)
+
+
+def close_now(
+    environ: WSGIEnvironment,
+    background: BackgroundTasks | None,
+    scope: RequestScope | None,
+    failure: BaseException | None,
+    request: Request | None,
+) -> None:
+    """Clean up a request whose response could not be handed to the server."""
+    if background is not None and len(background):
+        # NOTE: nothing is dropped without a line saying so (the response never started,
+        # so its tasks are not run, as for any request that failed).
+        logger.error(
+            "not running the background tasks %s of %s %s: the response could not be sent (%r)",
+            [task.name for task in background.to_run(False)],
+            environ.get("REQUEST_METHOD"),
+            environ.get("PATH_INFO", "/"),
+            failure,
+        )
+    try:
+        if scope is not None:
+            scope.close(failure)
+    finally:
+        if _has_uploads(request):
+            assert request is not None
+            request.close()
+
+
+def request_label(environ: WSGIEnvironment) -> str:
+    """``POST /signup request_id=…``: how task log lines name their request."""
+    label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+    if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
+        label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
+    return label
+
+
+def _has_uploads(request: Request | None) -> bool:
+    # NOTE: only a request whose files were parsed has temporary files to close.
+    return request is not None and bool(request.__dict__.get("files"))
