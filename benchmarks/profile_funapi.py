@@ -43,8 +43,8 @@ STAGES = (
     ("handler", "_app.py", ""),  # funapi_app.py or funapi_seed_app.py
     ("render (payload to JSON parts)", "funapi_sync/responses.py", "render"),
     ("  encode_json", "funapi_sync/responses.py", "encode_json"),
-    ("send (start_response, body list)", "funapi_sync/endpoint.py", "send"),
-    ("close(): hand_over (Batch + submit)", "funapi_sync/endpoint.py", "hand_over"),
+    ("send (start_response, body list)", "funapi_sync/after_close.py", "send"),
+    ("close(): AfterClose (Batch + submit)", "funapi_sync/after_close.py", "__call__"),
     ("  pool submit", "funapi_sync/pool.py", "submit"),
 )
 
