@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .backends import RecordBackend
+from .batch import Batch, report_never_closed
 from .closing import ClosingIterable
 from .dependencies import AFTER_RESPONSE, AFTER_TASKS, CLEANUP_PHASES
 from .inline import InlineIterable, run_inline
-from .pool import Batch, report_never_closed
 from .responses import Parts, refuse_split_headers, status_line
 
 if TYPE_CHECKING:
@@ -41,11 +41,15 @@ INLINE_KEY = "funapi_sync.inline"
 REQUEST_ID_KEY = "funapi_sync.request_id"
 
 
-class AfterClose:
-    """One request's work for its response's ``close()``; calling it does that work.
+class AfterClose(Batch):
+    """One request's work for its response's ``close()``: the batch its tasks run in.
 
-    PERF: one object with methods, not a chain of closures: a request with a task pays
-    for one small allocation here, and nothing is decided twice.
+    Calling it does that work: the ``after_response`` cleanups, then it hands itself to the
+    app's backend as the request's :class:`~funapi_sync.batch.Batch` (the tasks, then the
+    ``after_tasks`` cleanups as its ``after``).
+
+    PERF: one object per request with a task, not a chain of closures and then a batch:
+    nothing is allocated or decided twice between the handler's return and the pool.
 
     :param tasks: what the backend runs (a failed request keeps only its
         ``add_task_always`` tasks).
@@ -53,7 +57,7 @@ class AfterClose:
         (``app.testing``, ``test_client(raise_task_errors=True)``).
     """
 
-    __slots__ = ("environ", "failure", "inline", "request", "runtime", "scope", "tasks")
+    __slots__ = ("environ", "failure", "inline", "request", "runtime", "scope")
 
     def __init__(
         self,
@@ -67,11 +71,17 @@ class AfterClose:
     ) -> None:
         self.environ = environ
         self.runtime = runtime
-        self.tasks = tasks
         self.scope = scope
         self.failure = failure
         self.request = request
         self.inline = inline
+        after = self._after_tasks if tasks and self._waits_after_tasks() else None
+        super().__init__(
+            tasks,
+            request_label(environ) if tasks else "",
+            after,
+            slow_warning=runtime.pool_settings.slow_warning,
+        )
 
     @classmethod
     def wanted(
@@ -84,7 +94,8 @@ class AfterClose:
         request: Request | None,
     ) -> AfterClose | None:
         """The request's close-time work, or None when ``close()`` has nothing to do."""
-        tasks = background.to_run(failure is not None) if background is not None else []
+        # NOTE: a copy, so a task added after the handler returned is not half-run.
+        tasks = list(background.to_run(failure is not None)) if background is not None else []
         if not (
             tasks
             or (scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS]))
@@ -96,32 +107,27 @@ class AfterClose:
 
     def __call__(self) -> None:
         """Run the ``after_response`` cleanups, then hand the tasks over (or run the rest)."""
-        tasks = self.tasks
-        if not tasks:
+        if not self.tasks:
             try:
                 self._after_response()
             finally:
                 self._after_tasks()
             return
-        label = request_label(self.environ)
-        after = self._after_tasks if self._waits_after_tasks() else None
         backend = self.runtime.backend
         if self.inline and not isinstance(backend, RecordBackend):
             # NOTE: testing mode runs the tasks any backend would run; a recording backend
             # runs none, so it still records: what it keeps is what the test asserts on.
-            run_inline(tasks, label, self._after_response, after)
+            run_inline(self.tasks, self.label, self._after_response, self.after)
             return
         try:
             self._after_response()
         finally:
-            slow_warning = self.runtime.pool_settings.slow_warning
-            batch = Batch(list(tasks), label, after, slow_warning=slow_warning)
             sink = self.environ.get(BATCHES_KEY)
             if sink is not None:
-                sink.append(batch)
+                sink.append(self)
             # NOTE: gunicorn's sync worker holds the client socket until close() returns,
             # so this only enqueues.
-            backend.submit(batch)
+            backend.submit(self)
 
     def _after_response(self) -> None:
         scope = self.scope

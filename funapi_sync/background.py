@@ -29,6 +29,9 @@ class BackgroundTask(NamedTuple):
         return self.context.run(self.fn, *self.args, **self.kwargs)
 
 
+_new_task = tuple.__new__
+
+
 def task_name(fn: Any) -> str:
     """A readable name for logs: ``module.qualname``, unwrapping partials."""
     if isinstance(fn, functools.partial):
@@ -86,7 +89,9 @@ class BackgroundTasks:
             )
         if self._check is not None:
             self._check(fn, args, kwargs)
-        self._tasks.append(BackgroundTask(fn, args, kwargs, contextvars.copy_context(), always))
+        # PERF: tuple.__new__ skips the NamedTuple's Python-level __new__.
+        task = _new_task(BackgroundTask, (fn, args, kwargs, contextvars.copy_context(), always))
+        self._tasks.append(task)
 
     def __len__(self) -> int:
         return len(self._tasks)
