@@ -408,8 +408,12 @@ def read_body(
     bodies go through werkzeug's parsers, which enforce the same limit while reading.
     """
     schema = endpoint.body_schema
-    mimetype = _mimetype(environ)
     length_header = environ.get("CONTENT_LENGTH")
+    if schema is None and not length_header and "HTTP_TRANSFER_ENCODING" not in environ:
+        # PERF: a GET (or any request) with no body framing and no body schema: there is
+        # no body to read, check or parse, whatever its Content-Type says.
+        return None, request
+    mimetype = _mimetype(environ)
     # NOTE: a request without Content-Length has a body only when it is chunked (RFC 9112
     # §6.3); wsgi.input_terminated says how to read one, not that there is one, and
     # gunicorn sets it on every request.

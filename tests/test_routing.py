@@ -386,6 +386,10 @@ _TREE_CASES = [
     [("/n/<int(fixed_digits=3):code>", ["GET"]), ("/n/<string(length=2):abbr>", ["GET"])],
     [("/p/<path:rest>", ["GET"]), ("/p/<name>/x", ["GET"])],
     [("/m/<a>.<b>", ["GET"]), ("/m/<c>", ["GET"])],
+    # A dead end after a converter, below a choice point: the other branch must not see
+    # the converter's value (the tree walks one-way stretches in a loop).
+    [("/q/s/<x>/end", ["GET"]), ("/q/<y>/<z>/other", ["GET"])],
+    [("/q/s/<x>/end", ["GET"]), ("/q/<y>/<z>/other", ["GET"]), ("/q/s/<x>/<w>/deep", ["PUT"])],
 ]
 _TREE_PATHS = [
     "/users/7",
@@ -418,6 +422,11 @@ _TREE_PATHS = [
     "/",
     "/users/007",
     "/users/-1",
+    "/q/s/1/end",
+    "/q/s/1/other",
+    "/q/t/1/other",
+    "/q/s/1/2/deep",
+    "/q/s/1/2/other",
 ]
 
 
