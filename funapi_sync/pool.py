@@ -215,6 +215,9 @@ class TaskPool:
                     self._failed += batch.failed
                     self._skipped += len(batch.tasks) - batch.done
                     self._end(batch)
+            # NOTE: dropped before the thread waits for the next one, so an idle pool does
+            # not keep its last batch (the tasks' arguments, the request) alive.
+            del batch
 
     def _end(self, batch: Batch) -> None:
         # Called with the lock held. The waiters are drain(), wait() and a close()

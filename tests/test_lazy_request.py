@@ -389,3 +389,42 @@ def test_the_class_itself_can_be_inspected():
     members = dict(inspect.getmembers(LazyRequest))
     assert {"headers", "method", "path"} <= set(members)
     assert "headers" in dir(App().request_class)
+
+
+@pytest.mark.parametrize("route", ["/plain", "/with-task"])
+def test_the_request_leaves_its_environ_so_refcounting_frees_both(route):
+    # werkzeug's Request puts itself in environ["werkzeug.request"]; left there, that
+    # cycle keeps the server's whole environ alive until the garbage collector runs.
+    # (A failed request is left to the collector: its traceback holds the frames.)
+    import gc
+    import weakref
+
+    from benchmarks.scenarios import call
+
+    app = App(background_backend="inline")  # the task has run when close() returns
+    refs: list[weakref.ref[Request]] = []
+    ran: list[str] = []
+
+    @app.get("/plain")
+    def plain(input, req, task):
+        refs.append(weakref.ref(req))
+        return {"path": req.path}
+
+    @app.get("/with-task")
+    def with_task(input, req, task, *, background):
+        refs.append(weakref.ref(req))
+        background.add_task(lambda r: ran.append(r.path), req)  # a task may keep req
+        return {}
+
+    environ = EnvironBuilder(path=route).get_environ()
+    gc.disable()
+    try:
+        status, _body = call(app, environ)
+        assert app.background.drain(5)
+        assert environ["werkzeug.request"] is None
+        (ref,) = refs
+        assert ref() is None, "the request outlived its request without the GC"
+    finally:
+        gc.enable()
+    assert status == 200
+    assert ran == (["/with-task"] if route == "/with-task" else [])

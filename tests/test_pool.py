@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.request
 import warnings
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -765,3 +766,25 @@ def test_private_pool_a_failing_cleanup_is_logged_and_the_thread_serves_on(priva
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.getMessage() == "cleanup after the tasks of GET /a failed"
     assert isinstance(record.exc_info[1], SystemExit)
+
+
+def test_private_pool_an_idle_thread_keeps_nothing_of_its_last_batch(private_pool):
+    pool, _ = private_pool()
+
+    class Payload:
+        """A task argument, such as a request, that must not outlive its batch."""
+
+    freed = threading.Event()
+    payload = Payload()
+    weakref.finalize(payload, freed.set)
+    batch = batch_of("GET /a", functools.partial(noop_with, payload))
+    del payload
+    pool.submit(batch)
+    assert pool.wait(batch, timeout=5)
+    del batch
+    # The thread is idle now, blocked for its next batch: it must hold no reference.
+    assert freed.wait(5), "an idle pool thread kept its last batch alive"
+
+
+def noop_with(_argument: object) -> None:
+    """A task that takes an argument and does nothing with it."""
