@@ -46,42 +46,37 @@ class AfterClose(Batch):
 
     Calling it does that work: the ``after_response`` cleanups, then it hands itself to the
     app's backend as the request's :class:`~funapi_sync.batch.Batch` (the tasks, then the
-    ``after_tasks`` cleanups as its ``after``).
+    ``after_tasks`` cleanups as its ``after``). The tasks are taken from ``background``
+    after the ``after_response`` cleanups, so a task one of them adds runs too.
 
-    PERF: one object per request with a task, not a chain of closures and then a batch:
-    nothing is allocated or decided twice between the handler's return and the pool.
+    PERF: one object per request that leaves close() anything to do, not a chain of
+    closures and then a batch: nothing is allocated or decided twice between the
+    handler's return and the pool.
 
-    :param tasks: what the backend runs (a failed request keeps only its
-        ``add_task_always`` tasks).
     :param inline: run the tasks in the closing thread and raise their failures
         (``app.testing``, ``test_client(raise_task_errors=True)``).
     """
 
-    __slots__ = ("environ", "failure", "inline", "request", "runtime", "scope")
+    __slots__ = ("background", "environ", "failure", "inline", "request", "runtime", "scope")
 
     def __init__(
         self,
         environ: WSGIEnvironment,
         runtime: Runtime,
-        tasks: list[BackgroundTask],
+        background: BackgroundTasks | None,
         scope: RequestScope | None,
         failure: BaseException | None,
         request: Request | None,
         inline: bool,
     ) -> None:
-        self.environ = environ
+        self.environ: WSGIEnvironment | None = environ
         self.runtime = runtime
+        self.background = background
         self.scope = scope
         self.failure = failure
         self.request = request
         self.inline = inline
-        after = self._after_tasks if tasks and self._waits_after_tasks() else None
-        super().__init__(
-            tasks,
-            request_label(environ) if tasks else "",
-            after,
-            slow_warning=runtime.pool_settings.slow_warning,
-        )
+        super().__init__([], "", None, slow_warning=runtime.pool_settings.slow_warning)
 
     @classmethod
     def wanted(
@@ -94,40 +89,52 @@ class AfterClose(Batch):
         request: Request | None,
     ) -> AfterClose | None:
         """The request's close-time work, or None when ``close()`` has nothing to do."""
-        # NOTE: a copy, so a task added after the handler returned is not half-run.
-        tasks = list(background.to_run(failure is not None)) if background is not None else []
         if not (
-            tasks
+            (background is not None and background.to_run(failure is not None))
             or (scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS]))
             or _has_uploads(request)
         ):
             return None
         inline = runtime.mode.testing or INLINE_KEY in environ
-        return cls(environ, runtime, tasks, scope, failure, request, inline)
+        return cls(environ, runtime, background, scope, failure, request, inline)
 
     def __call__(self) -> None:
         """Run the ``after_response`` cleanups, then hand the tasks over (or run the rest)."""
-        if not self.tasks:
-            try:
-                self._after_response()
-            finally:
-                self._after_tasks()
+        try:
+            self._after_response()
+        finally:
+            self._hand_over()
+
+    def _tasks_now(self) -> list[BackgroundTask]:
+        background = self.background
+        return [] if background is None else background.to_run(self.failure is not None)
+
+    def _hand_over(self) -> None:
+        tasks = self._tasks_now()
+        if not tasks:
+            self._after_tasks()
             return
+        environ = self.environ
+        assert environ is not None
+        # NOTE: a copy, so a task added from another thread from now on is not half-run.
+        self.tasks = list(tasks)
+        self.label = request_label(environ)
+        self.after = self._after_tasks if self._waits_after_tasks() else None
         backend = self.runtime.backend
         if self.inline and not isinstance(backend, RecordBackend):
             # NOTE: testing mode runs the tasks any backend would run; a recording backend
             # runs none, so it still records: what it keeps is what the test asserts on.
-            run_inline(self.tasks, self.label, self._after_response, self.after)
+            run_inline(self.tasks, self.label, None, self.after)
             return
-        try:
-            self._after_response()
-        finally:
-            sink = self.environ.get(BATCHES_KEY)
-            if sink is not None:
-                sink.append(self)
-            # NOTE: gunicorn's sync worker holds the client socket until close() returns,
-            # so this only enqueues.
-            backend.submit(self)
+        sink = environ.get(BATCHES_KEY)
+        if sink is not None:
+            sink.append(self)
+        # NOTE: a queued batch need not keep the server's environ (its socket, its
+        # buffers) alive; the request, if any, keeps what a task may read.
+        self.environ = None
+        # NOTE: gunicorn's sync worker holds the client socket until close() returns,
+        # so this only enqueues.
+        backend.submit(self)
 
     def _after_response(self) -> None:
         scope = self.scope
@@ -160,9 +167,11 @@ class AfterClose(Batch):
         run there (a SQLite connection made on another thread) fails, and is logged, as
         in close().
         """
+        assert self.environ is not None  # set to None only once close() handed it over
         label = request_label(self.environ)
-        if self.tasks:
-            report_never_closed(list(self.tasks), label)
+        tasks = self._tasks_now()
+        if tasks:
+            report_never_closed(list(tasks), label)
         scope = self.scope
         if scope is None:
             return
@@ -183,7 +192,7 @@ class AfterClose(Batch):
     def reports_loss(self) -> bool:
         """Whether a response collected without ``close()`` loses a task or a cleanup."""
         scope = self.scope
-        return bool(self.tasks) or bool(
+        return bool(self._tasks_now()) or bool(
             scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS])
         )
 
@@ -192,10 +201,10 @@ def send(
     environ: WSGIEnvironment,
     start_response: StartResponse,
     result: Parts | Response,
-    after: AfterClose | None = None,
+    after_close: AfterClose | None = None,
     checked: bool = False,
 ) -> Iterable[bytes]:
-    """Start the response and return its body, wrapped so ``close()`` runs ``after``.
+    """Start the response and return its body, wrapped so ``close()`` runs ``after_close``.
 
     :param checked: ``result`` already went through ``refuse_split_headers``.
     """
@@ -207,13 +216,13 @@ def send(
         iterable: Iterable[bytes] = [body] if body and environ["REQUEST_METHOD"] != "HEAD" else []
     else:
         iterable = result(environ, start_response)
-    if after is None:
+    if after_close is None:
         return iterable
-    lost = after.lost if after.reports_loss() else None
-    if after.inline:
+    lost = after_close.lost if after_close.reports_loss() else None
+    if after_close.inline:
         # NOTE: run as soon as the body is read to the end too, and let failures raise.
-        return InlineIterable(iterable, after, unclosed=lost)
-    return ClosingIterable(iterable, after, unclosed=lost)
+        return InlineIterable(iterable, after_close, unclosed=lost)
+    return ClosingIterable(iterable, after_close, unclosed=lost)
 
 
 def close_now(

@@ -297,14 +297,16 @@ class Endpoint:
                     )
             # PERF: most requests have nothing for close() to do (no task, no scope, no
             # upload); they get no close-time work at all.
-            after = None
+            after_close = None
             if (
                 scope is not None
                 or (background is not None and len(background))
                 or (request is not None and "files" in request.__dict__)
             ):
-                after = AfterClose.wanted(environ, runtime, background, scope, failure, request)
-            iterable = send(environ, start_response, result, after, checked=True)
+                after_close = AfterClose.wanted(
+                    environ, runtime, background, scope, failure, request
+                )
+            iterable = send(environ, start_response, result, after_close, checked=True)
             handed_over = True
             return iterable
         finally:

@@ -409,9 +409,15 @@ def read_body(
     """
     schema = endpoint.body_schema
     length_header = environ.get("CONTENT_LENGTH")
-    if schema is None and not length_header and "HTTP_TRANSFER_ENCODING" not in environ:
-        # PERF: a GET (or any request) with no body framing and no body schema: there is
-        # no body to read, check or parse, whatever its Content-Type says.
+    if (
+        schema is None
+        and not length_header
+        and "HTTP_TRANSFER_ENCODING" not in environ
+        and not environ.get("CONTENT_TYPE")
+    ):
+        # PERF: a GET (or any request) with no body framing, no Content-Type and no body
+        # schema has no body to read, check or parse. (With a form Content-Type, werkzeug
+        # may still read a form from a server that marks its input terminated.)
         return None, request
     mimetype = _mimetype(environ)
     # NOTE: a request without Content-Length has a body only when it is chunked (RFC 9112

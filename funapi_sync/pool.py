@@ -136,16 +136,21 @@ class TaskPool:
         self._tasks_submitted += len(batch.tasks)
 
     def _submit_when_free(self, batch: Batch, timeout: float) -> None:
+        queued = False
         try:
             with self._changed:
                 what = self._wait_for_room(timeout)
                 if what is None:
                     self._held += 1
+                    queued = True
+                    # NOTE: Python runs a signal handler (gunicorn's SystemExit) only
+                    # after a call returns: never between the flag and the put.
                     self._queue.put(batch)
                     return
         except BaseException as exc:
-            report(batch, f"was not queued: close() was interrupted by {type(exc).__name__}")
-            self._finish_unqueued(batch)
+            if not queued:
+                report(batch, f"was not queued: close() was interrupted by {type(exc).__name__}")
+                self._finish_unqueued(batch)
             raise
         report(batch, what)
         self._finish_unqueued(batch)
@@ -170,7 +175,14 @@ class TaskPool:
                 self._changed.wait(min(deadline, beat) - now)
                 now = time.monotonic()
                 if heartbeat is not None and now >= beat:
-                    heartbeat.notify()
+                    # NOTE: the server's callback runs without the pool's lock, so the
+                    # consumers go on finishing batches meanwhile.
+                    self._lock.release()
+                    try:
+                        heartbeat.notify()
+                    finally:
+                        self._lock.acquire()
+                    now = time.monotonic()
                     beat = now + heartbeat.interval
         finally:
             self._waiters -= 1
@@ -209,7 +221,7 @@ class TaskPool:
                 batch.run()
             finally:
                 with self._lock:
-                    del self._unfinished[batch]
+                    self._unfinished.pop(batch, None)
                     self._held -= 1
                     self._completed += batch.done - batch.failed
                     self._failed += batch.failed
@@ -269,8 +281,13 @@ class TaskPool:
         """The batches accepted and not finished: running first, then waiting."""
         # PERF: tuple(dict) copies the keys without releasing the GIL: safe without the
         # lock, which abort() must not take.
-        batches = tuple(self._unfinished)
-        return [b for b in batches if b.taken] + [b for b in batches if not b.taken]
+        running: list[Batch] = []
+        waiting: list[Batch] = []
+        for batch in tuple(self._unfinished):
+            # NOTE: one read of ``taken`` per batch: a thread taking it meanwhile cannot
+            # make it fall between the two lists.
+            (running if batch.taken else waiting).append(batch)
+        return running + waiting
 
     def still_running(self) -> int:
         """How many tasks are running now (a hung task keeps its thread)."""

@@ -182,6 +182,33 @@ def test_after_response_cleanup_runs_when_the_response_is_closed(app):
     assert events == ["handler", "cleanup"]
 
 
+@pytest.mark.parametrize("handler_adds", [True, False], ids=["with-a-task", "without"])
+def test_a_task_added_by_an_after_response_cleanup_runs_after_the_handlers(app, handler_adds):
+    # The tasks are taken from `background` once the after_response cleanups have run, so
+    # one a cleanup adds (an audit row once the connection is released) is not dropped.
+    ran: list[str] = []
+
+    def connect(background):
+        yield "conn"
+        background.add_task(ran.append, "added by the cleanup")
+
+    app.register("db", connect, cleanup="after_response")
+
+    @app.get("/", depends=["db"])
+    def index(*, db, background):
+        if handler_adds:
+            background.add_task(ran.append, "added by the handler")
+        return {"db": db}
+
+    environ = EnvironBuilder(path="/").get_environ()
+    iterable = app(environ, lambda status, headers, exc_info=None: None)
+    b"".join(iterable)
+    iterable.close()
+    assert app.background.drain(5)
+    expected = ["added by the handler"] if handler_adds else []
+    assert ran == [*expected, "added by the cleanup"]
+
+
 def test_context_manager_value_is_entered_and_exited(app, client):
     events: list[object] = []
 

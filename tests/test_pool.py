@@ -281,7 +281,7 @@ print(app.background.stats())
     assert "'queued': 0, 'running': 0, 'completed': 4, 'failed': 0" in result.stdout
 
 
-def test_a_heartbeat_is_sent_while_close_waits_for_a_slot(tmp_path):
+def test_a_heartbeat_is_sent_while_close_waits_for_room(tmp_path):
     result = run_script(
         "SETTINGS = {'background_submit_timeout': 30}\n"
         + HELD_APP
@@ -294,7 +294,7 @@ def beat():
         release.set()   # the server saw the worker alive three times: let the tasks go
 
 pool.set_heartbeat(beat, 0.02)
-request(app, "/late")   # blocks until a slot frees, beating meanwhile
+request(app, "/late")   # blocks until room frees, beating meanwhile
 assert app.background.drain(10)
 print(len(beats), sorted(ran))
 """,
@@ -310,7 +310,7 @@ print(len(beats), sorted(ran))
 
 def test_a_close_interrupted_while_waiting_names_its_tasks_and_reraises(tmp_path):
     # gunicorn's worker timeout raises SystemExit in the main thread, wherever it is: here,
-    # inside a close() waiting for a slot.
+    # inside a close() waiting for room.
     result = run_script(
         "SETTINGS = {'background_submit_timeout': 30}\n"
         + HELD_APP
@@ -788,3 +788,36 @@ def test_private_pool_an_idle_thread_keeps_nothing_of_its_last_batch(private_poo
 
 def noop_with(_argument: object) -> None:
     """A task that takes an argument and does nothing with it."""
+
+
+def test_private_pool_heartbeat_runs_without_the_pool_lock(private_pool):
+    # A heartbeat that reads the pool (a server's health probe) must not deadlock on
+    # the lock the waiting close() holds between its waits.
+    pool, gate = private_pool(submit_timeout=30)
+    hold_the_thread(pool, gate)
+    pool.submit(batch_of("GET /queued", noop))
+    seen: list[dict[str, int]] = []
+    blocked: list[bool] = []
+
+    def beat() -> None:
+        # stats() takes the pool's lock: read it from another thread, bounded, so a
+        # heartbeat called with the lock held fails this test instead of hanging it.
+        probe = threading.Thread(target=lambda: seen.append(pool.stats()), daemon=True)
+        probe.start()
+        probe.join(2)
+        blocked.append(probe.is_alive())
+        gate.set()  # let the held thread go: room frees, the wait ends
+
+    set_heartbeat(beat, 0.01)
+    late = batch_of("GET /late", noop)
+    done = threading.Event()
+    submitter = threading.Thread(target=lambda: (pool.submit(late), done.set()), daemon=True)
+    try:
+        submitter.start()
+        assert done.wait(10), "close() deadlocked in its heartbeat"
+    finally:
+        set_heartbeat(None)
+    assert pool.drain(5)
+    assert blocked
+    assert not any(blocked), "the heartbeat ran with the pool's lock held"
+    assert (seen[0]["queued"], seen[0]["running"]) == (2, 1)  # /queued and /late wait
