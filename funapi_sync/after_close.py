@@ -163,6 +163,7 @@ class AfterClose(Batch):
         Each task is named at ERROR (it can never run now), and so is each dependency whose
         ``after_response`` or ``after_tasks`` cleanup was waiting for ``close()``; those
         cleanups then run here, so a connection or a lock is not leaked with the response.
+        With neither (a request that only had uploads) it says nothing.
         NOTE: this runs on whatever thread collects the response; a cleanup that cannot
         run there (a SQLite connection made on another thread) fails, and is logged, as
         in close().
@@ -189,13 +190,6 @@ class AfterClose(Batch):
         for phase in (AFTER_RESPONSE, AFTER_TASKS):
             scope.close_phase(phase, self.failure)
 
-    def reports_loss(self) -> bool:
-        """Whether a response collected without ``close()`` loses a task or a cleanup."""
-        scope = self.scope
-        return bool(self._tasks_now()) or bool(
-            scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS])
-        )
-
 
 def send(
     environ: WSGIEnvironment,
@@ -218,11 +212,10 @@ def send(
         iterable = result(environ, start_response)
     if after_close is None:
         return iterable
-    lost = after_close.lost if after_close.reports_loss() else None
     if after_close.inline:
         # NOTE: run as soon as the body is read to the end too, and let failures raise.
-        return InlineIterable(iterable, after_close, unclosed=lost)
-    return ClosingIterable(iterable, after_close, unclosed=lost)
+        return InlineIterable(iterable, after_close, unclosed=after_close.lost)
+    return ClosingIterable(iterable, after_close, unclosed=after_close.lost)
 
 
 def close_now(
