@@ -390,6 +390,10 @@ _TREE_CASES = [
     # the converter's value (the tree walks one-way stretches in a loop).
     [("/q/s/<x>/end", ["GET"]), ("/q/<y>/<z>/other", ["GET"])],
     [("/q/s/<x>/end", ["GET"]), ("/q/<y>/<z>/other", ["GET"]), ("/q/s/<x>/<w>/deep", ["PUT"])],
+    # A parameter as the first segment, beside rules under a static first segment.
+    [("/<a>/x", ["GET"]), ("/s/<b>", ["GET"]), ("/s/x", ["POST"]), ("/<c>/<d>/y", ["PUT"])],
+    # A converter that may match an empty segment: walked segment by segment, not compiled.
+    [("/e/<string(minlength=0):x>/end", ["GET"]), ("/e/<y>", ["GET"])],
 ]
 _TREE_PATHS = [
     "/users/7",
@@ -427,6 +431,14 @@ _TREE_PATHS = [
     "/q/t/1/other",
     "/q/s/1/2/deep",
     "/q/s/1/2/other",
+    "/s/x",
+    "/s/x/",
+    "/q/x",
+    "/s/x/y",
+    "/a/b/y",
+    "/e//end",
+    "/e/a/end",
+    "/e/a",
 ]
 
 
@@ -463,6 +475,23 @@ def test_segment_tree_agrees_with_werkzeug(rules, method):
         except WerkzeugHTTPException as exc:
             got = type(exc).__name__
         assert got == expected, path
+
+
+def test_the_segment_tree_compiles_only_what_one_regex_can_match_alike():
+    from funapi_sync.routing import RouteTable
+
+    for rules, compiled in [
+        (["/users/<int:id>", "/f/<float:v>", "/k/<any(red, blue):c>", "/u/<uuid:u>"], True),
+        (["/users/<int:id>", "/e/<string(minlength=0):x>/end"], False),
+    ]:
+        app = App()
+        for path in rules:
+            app.get(path)(lambda: {})
+        table = app.routes
+        assert isinstance(table, RouteTable)
+        _adapter, tree = table.freeze()
+        assert tree.usable
+        assert tree._compilable is compiled, rules
 
 
 def test_segment_tree_merges_parameters_by_converter_like_werkzeug():
