@@ -483,6 +483,9 @@ def test_the_segment_tree_compiles_only_what_one_regex_can_match_alike():
     for rules, compiled in [
         (["/users/<int:id>", "/f/<float:v>", "/k/<any(red, blue):c>", "/u/<uuid:u>"], True),
         (["/users/<int:id>", "/e/<string(minlength=0):x>/end"], False),
+        # Many static siblings at one node: looked up by the walk, not tried one by one.
+        ([f"/api/r{i}/<int:id>" for i in range(65)], False),
+        ([f"/api/r{i}/<int:id>" for i in range(64)], True),
     ]:
         app = App()
         for path in rules:
