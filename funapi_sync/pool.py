@@ -44,6 +44,10 @@ POOL_WIDE = {
 }
 
 
+#: What _wait_for_room returns when the heartbeat is due (sent without the lock).
+_BEAT = "heartbeat due"
+
+
 class Heartbeat(NamedTuple):
     """How a blocked ``close()`` tells its server it is alive (gunicorn's ``worker.notify``)."""
 
@@ -114,7 +118,7 @@ class TaskPool:
             # NOTE: put under the lock that shutdown() holds while it closes and queues
             # its sentinels, so no batch can land behind them.
             if self._closed:
-                queued = False
+                waits = False
             elif self._held < self._capacity:
                 self._accept(batch)
                 self._held += 1
@@ -123,8 +127,8 @@ class TaskPool:
             else:
                 # Noted first: drain() waits for it, and abort() names it while it waits.
                 self._accept(batch)
-                queued = True
-        if not queued:
+                waits = True
+        if not waits:
             self._run_unqueued(batch)
             return
         self._submit_when_free(batch, self.settings.submit_timeout if timeout is None else timeout)
@@ -136,17 +140,26 @@ class TaskPool:
         self._tasks_submitted += len(batch.tasks)
 
     def _submit_when_free(self, batch: Batch, timeout: float) -> None:
+        heartbeat = _heartbeat
+        deadline = time.monotonic() + timeout
         queued = False
         try:
-            with self._changed:
-                what = self._wait_for_room(timeout)
-                if what is None:
-                    self._held += 1
-                    queued = True
-                    # NOTE: Python runs a signal handler (gunicorn's SystemExit) only
-                    # after a call returns: never between the flag and the put.
-                    self._queue.put(batch)
-                    return
+            while True:
+                with self._changed:
+                    what = self._wait_for_room(deadline, timeout, heartbeat)
+                    if what is None:
+                        self._held += 1
+                        queued = True
+                        # NOTE: Python runs a signal handler (gunicorn's SystemExit) only
+                        # after a call returns: never between the flag and the put.
+                        self._queue.put(batch)
+                        return
+                if what is not _BEAT:
+                    break
+                # NOTE: the server's callback runs without the pool's lock, so the
+                # consumers go on finishing batches (and a heartbeat may read stats()).
+                assert heartbeat is not None
+                heartbeat.notify()
         except BaseException as exc:
             if not queued:
                 report(batch, f"was not queued: close() was interrupted by {type(exc).__name__}")
@@ -155,11 +168,15 @@ class TaskPool:
         report(batch, what)
         self._finish_unqueued(batch)
 
-    def _wait_for_room(self, timeout: float) -> str | None:
-        """With the lock held, wait until the pool has room: None, or why it gave up."""
-        heartbeat = _heartbeat
+    def _wait_for_room(
+        self, deadline: float, timeout: float, heartbeat: Heartbeat | None
+    ) -> str | None:
+        """With the lock held, wait for room until the deadline or the next heartbeat.
+
+        Returns None when there is room, :data:`_BEAT` when the heartbeat is due, or why
+        the batch cannot be queued.
+        """
         now = time.monotonic()
-        deadline = now + timeout
         beat = now + heartbeat.interval if heartbeat is not None else deadline
         self._waiters += 1
         try:
@@ -170,20 +187,12 @@ class TaskPool:
                         f" (background_queue_size={self.settings.queue_size},"
                         f" background_submit_timeout={timeout})"
                     )
+                if now >= beat:
+                    return _BEAT
                 # NOTE: timed waits only while close() is blocked on a full pool, so a
                 # sync worker keeps heart-beating to the gunicorn arbiter.
                 self._changed.wait(min(deadline, beat) - now)
                 now = time.monotonic()
-                if heartbeat is not None and now >= beat:
-                    # NOTE: the server's callback runs without the pool's lock, so the
-                    # consumers go on finishing batches meanwhile.
-                    self._lock.release()
-                    try:
-                        heartbeat.notify()
-                    finally:
-                        self._lock.acquire()
-                    now = time.monotonic()
-                    beat = now + heartbeat.interval
         finally:
             self._waiters -= 1
         return "was not queued: the pool shut down while close() waited" if self._closed else None
