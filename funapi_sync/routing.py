@@ -275,12 +275,20 @@ class _SegmentTree:
                 return
         for node in self._nodes(self.root):
             node.dynamic.sort(key=lambda item: item[0])
-        self._patterns: dict[str, _Compiled] = {}
+        nodes = list(self._nodes(self.root))
         self._compilable = all(
             len(node.static) <= _MAX_STATIC_ALTERNATIVES
             and all(_plain_regex(item[1]) for item in node.dynamic)
-            for node in self._nodes(self.root)
+            for node in nodes
         )
+        # NOTE: compiled here, once, for the methods the rules allow (HEAD with GET); any
+        # other method matches no rule, so a client's made-up methods compile nothing.
+        self._patterns: dict[str, _Compiled] = {}
+        if self._compilable:
+            methods = {m for node in nodes for endpoint, _c in node.rules for m in endpoint.methods}
+            if "GET" in methods:
+                methods.add("HEAD")
+            self._patterns = {method: self._compile(method) for method in methods}
 
     def _nodes(self, node: _Node) -> Iterator[_Node]:
         yield node
@@ -328,7 +336,7 @@ class _SegmentTree:
         # request under gunicorn for /users/<int:id>).
         compiled = self._patterns.get(method)
         if compiled is None:
-            compiled = self._patterns[method] = self._compile(method)
+            return None
         pattern, rules = compiled
         found = pattern.fullmatch(path)
         if found is None:

@@ -497,6 +497,23 @@ def test_the_segment_tree_compiles_only_what_one_regex_can_match_alike():
         assert tree._compilable is compiled, rules
 
 
+def test_a_made_up_method_compiles_nothing_and_gets_werkzeugs_answer():
+    from werkzeug.exceptions import MethodNotAllowed
+
+    from funapi_sync.routing import RouteTable
+
+    app = App()
+    app.get("/users/<int:id>")(lambda: {})
+    table = app.routes
+    assert isinstance(table, RouteTable)
+    _adapter, tree = table.freeze()
+    assert set(tree._patterns) == {"GET", "HEAD"}
+    for method in ("FOO", "PURGE", "BREW"):
+        with pytest.raises(MethodNotAllowed):
+            table.match("/users/1", method)
+    assert set(tree._patterns) == {"GET", "HEAD"}
+
+
 def test_segment_tree_merges_parameters_by_converter_like_werkzeug():
     # werkzeug merges '/u/<a>' and '/u/<b>' into one transition, so at the next segment
     # the static 'c' of the second rule beats the first rule's parameter.
