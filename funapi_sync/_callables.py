@@ -12,7 +12,7 @@ import inspect
 from types import FunctionType
 from typing import Any
 
-_ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
 def is_async_callable(obj: Any) -> bool:
@@ -26,7 +26,7 @@ def is_async_callable(obj: Any) -> bool:
         # PERF: a plain function, the usual task (add_task runs this per task), is answered
         # by the code flags inspect reads, without its layers of unwrapping; a function
         # marked with inspect.markcoroutinefunction (3.12+) takes the full path.
-        return bool(obj.__code__.co_flags & _ASYNC_FLAGS)
+        return bool(obj.__code__.co_flags & ASYNC_FLAGS)
     while isinstance(obj, functools.partial):
         obj = obj.func
     if _is_async_function(obj):

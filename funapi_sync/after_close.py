@@ -1,7 +1,7 @@
 """After the response: what a request's ``close()`` does, and how its body is handed out.
 
 Internal. :func:`send` starts the response and, when the request left work for later,
-wraps the body so that the server's ``close()`` runs one :class:`AfterClose`: the
+returns one :class:`AfterClose` as the body, so that the server's ``close()`` runs: the
 ``after_response`` cleanups, then the hand-over of the tasks to the app's backend, which
 runs the ``after_tasks`` cleanups after them (SPEC §6). With no task, every phase runs in
 ``close()`` and nothing waits.
@@ -9,13 +9,13 @@ runs the ``after_tasks`` cleanups after them (SPEC §6). With no task, every pha
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .backends import RecordBackend
 from .batch import Batch, report_never_closed
-from .closing import ClosingIterable
 from .dependencies import AFTER_RESPONSE, AFTER_TASKS, CLEANUP_PHASES
 from .inline import InlineIterable, run_inline
 from .responses import Parts, refuse_split_headers, status_line
@@ -42,22 +42,37 @@ REQUEST_ID_KEY = "funapi_sync.request_id"
 
 
 class AfterClose(Batch):
-    """One request's work for its response's ``close()``: the batch its tasks run in.
+    """One request's work for its response's ``close()``: its body, and the batch its tasks run in.
 
-    Calling it does that work: the ``after_response`` cleanups, then it hands itself to the
-    app's backend as the request's :class:`~funapi_sync.batch.Batch` (the tasks, then the
-    ``after_tasks`` cleanups as its ``after``). The tasks are taken from ``background``
-    after the ``after_response`` cleanups, so a task one of them adds runs too.
+    :func:`send` makes it the response iterable the server gets. Its ``close()`` does that
+    work: the ``after_response`` cleanups, then it hands itself to the app's backend as
+    the request's :class:`~funapi_sync.batch.Batch` (the tasks, then the ``after_tasks``
+    cleanups as its ``after``). The tasks are taken from ``background`` after the
+    ``after_response`` cleanups, so a task one of them adds runs too.
 
-    PERF: one object per request that leaves close() anything to do, not a chain of
-    closures and then a batch: nothing is allocated or decided twice between the
-    handler's return and the pool.
+    Like :class:`~funapi_sync.closing.ClosingIterable`, ``close()`` is idempotent, a
+    failing inner ``close()`` is logged and never stops the work, and a body
+    garbage-collected without ``close()`` says what is lost (:meth:`lost`).
+
+    PERF: one object per request that leaves close() anything to do: the body, the
+    close() hook and the batch, not a wrapper, a chain of closures and then a batch.
+    In the request loop each Python call and object costs about three times what it
+    costs alone, so the common path here is written out, not split into helpers.
 
     :param inline: run the tasks in the closing thread and raise their failures
         (``app.testing``, ``test_client(raise_task_errors=True)``).
     """
 
-    __slots__ = ("background", "environ", "failure", "inline", "request", "runtime", "scope")
+    __slots__ = (
+        "background",
+        "body",
+        "environ",
+        "failure",
+        "inline",
+        "request",
+        "runtime",
+        "scope",
+    )
 
     def __init__(
         self,
@@ -76,7 +91,16 @@ class AfterClose(Batch):
         self.failure = failure
         self.request = request
         self.inline = inline
-        super().__init__([], "", None, slow_warning=runtime.pool_settings.slow_warning)
+        #: The server's body while the response is out; None before send() and after close().
+        self.body: Iterable[bytes] | None = None
+        # PERF: Batch's fields set here, not by a super().__init__ call.
+        self.tasks: list[BackgroundTask] = []
+        self.label = ""
+        self.after: Callable[[], Any] | None = None
+        self.slow_warning = runtime.pool_settings.slow_warning
+        self.current = -1
+        self.done = self.failed = 0
+        self.cancelled = self.reported = self.taken = self.finished = False
 
     @classmethod
     def wanted(
@@ -90,7 +114,10 @@ class AfterClose(Batch):
     ) -> AfterClose | None:
         """The request's close-time work, or None when ``close()`` has nothing to do."""
         if not (
-            (background is not None and background.to_run(failure is not None))
+            (
+                background is not None
+                and (background.tasks if failure is None else background.to_run(True))
+            )
             or (scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS]))
             or _has_uploads(request)
         ):
@@ -98,19 +125,62 @@ class AfterClose(Batch):
         inline = runtime.mode.testing or INLINE_KEY in environ
         return cls(environ, runtime, background, scope, failure, request, inline)
 
+    # -- the response body ------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[bytes]:
+        body = self.body
+        return iter(() if body is None else body)
+
+    def close(self) -> None:
+        """The server's ``close()``: close the inner body, then do the work (once)."""
+        body = self.body
+        if body is None:
+            return
+        self.body = None
+        inner_close = getattr(body, "close", None)
+        if inner_close is not None:
+            try:
+                inner_close()
+            except Exception:
+                logger.exception("closing the response iterable failed")
+        try:
+            self()
+        except Exception:
+            logger.exception("a response close callback failed")
+
+    def __del__(self) -> None:
+        # NOTE: a middleware that dropped close(), or a client that never closed the
+        # response: its work can never run in close() now, so say what is lost.
+        if self.body is not None:
+            self.body = None
+            # NOTE: an exception in __del__ would only be printed to stderr.
+            with contextlib.suppress(Exception):
+                self.lost()
+
+    # -- the work ---------------------------------------------------------------------
+
     def __call__(self) -> None:
         """Run the ``after_response`` cleanups, then hand the tasks over (or run the rest)."""
+        scope = self.scope
         try:
-            self._after_response()
+            if scope is not None and scope.exits[AFTER_RESPONSE]:
+                scope.close_phase(AFTER_RESPONSE, self.failure)
         finally:
             self._hand_over()
 
     def _tasks_now(self) -> list[BackgroundTask]:
         background = self.background
-        return [] if background is None else background.to_run(self.failure is not None)
+        if background is None:
+            return []
+        return background.tasks if self.failure is None else background.to_run(True)
 
     def _hand_over(self) -> None:
-        tasks = self._tasks_now()
+        # PERF: _tasks_now written out.
+        background = self.background
+        if background is None:
+            tasks = []
+        else:
+            tasks = background.tasks if self.failure is None else background.to_run(True)
         if not tasks:
             self._after_tasks()
             return
@@ -119,7 +189,12 @@ class AfterClose(Batch):
         # NOTE: a copy, so a task added from another thread from now on is not half-run.
         self.tasks = list(tasks)
         self.label = request_label(environ)
-        self.after = self._after_tasks if self._waits_after_tasks() else None
+        scope = self.scope
+        request = self.request
+        if (scope is not None and scope.exits[AFTER_TASKS]) or (
+            request is not None and request.__dict__.get("files")  # _has_uploads, inline
+        ):
+            self.after = self._after_tasks
         backend = self.runtime.backend
         if self.inline and not isinstance(backend, RecordBackend):
             # NOTE: testing mode runs the tasks any backend would run; a recording backend
@@ -135,15 +210,6 @@ class AfterClose(Batch):
         # NOTE: gunicorn's sync worker holds the client socket until close() returns,
         # so this only enqueues.
         backend.submit(self)
-
-    def _after_response(self) -> None:
-        scope = self.scope
-        if scope is not None and scope.exits[AFTER_RESPONSE]:
-            scope.close_phase(AFTER_RESPONSE, self.failure)
-
-    def _waits_after_tasks(self) -> bool:
-        scope = self.scope
-        return bool(scope is not None and scope.exits[AFTER_TASKS]) or _has_uploads(self.request)
 
     def _after_tasks(self) -> None:
         scope = self.scope
@@ -198,7 +264,7 @@ def send(
     after_close: AfterClose | None = None,
     checked: bool = False,
 ) -> Iterable[bytes]:
-    """Start the response and return its body, wrapped so ``close()`` runs ``after_close``.
+    """Start the response and return its body; with ``after_close``, that is the body.
 
     :param checked: ``result`` already went through ``refuse_split_headers``.
     """
@@ -215,7 +281,8 @@ def send(
     if after_close.inline:
         # NOTE: run as soon as the body is read to the end too, and let failures raise.
         return InlineIterable(iterable, after_close, unclosed=after_close.lost)
-    return ClosingIterable(iterable, after_close, unclosed=after_close.lost)
+    after_close.body = iterable
+    return after_close
 
 
 def close_now(

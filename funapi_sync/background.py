@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextvars
 import functools
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, NamedTuple, ParamSpec
 
-from ._callables import is_async_callable
+from ._callables import ASYNC_FLAGS, is_async_callable
 
 P = ParamSpec("P")
 
@@ -53,12 +54,13 @@ class BackgroundTasks:
         background backend cannot run (a durable backend refuses lambdas, for one).
     """
 
-    __slots__ = ("_check", "_tasks")
+    __slots__ = ("_check", "tasks")
 
     def __init__(
         self, check: Callable[[Any, tuple[Any, ...], dict[str, Any]], None] | None = None
     ) -> None:
-        self._tasks: list[BackgroundTask] = []
+        #: The tasks added so far, in order (Starlette's name); add with :meth:`add_task`.
+        self.tasks: list[BackgroundTask] = []
         self._check = check
 
     def add_task(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
@@ -67,7 +69,20 @@ class BackgroundTasks:
         :raises TypeError: ``fn`` is not callable, or is ``async`` (raised here, in the
             handler: tasks run on threads, where a coroutine would never be awaited).
         """
-        self._add(fn, args, kwargs, always=False)
+        if (
+            type(fn) is not FunctionType
+            or fn.__code__.co_flags & ASYNC_FLAGS
+            or self._check is not None
+            or hasattr(fn, "_is_coroutine_marker")
+        ):
+            self._add(fn, args, kwargs, always=False)
+            return
+        # PERF: the usual task, a plain sync function on the thread backend, is appended
+        # here (what _add ends with) without its calls: the check that is_async_callable
+        # makes first for a plain function is the flag test above.
+        self.tasks.append(
+            _new_task(BackgroundTask, (fn, args, kwargs, contextvars.copy_context(), False))
+        )
 
     def add_task_always(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Like :meth:`add_task`, but run even when the handler or a dependency raised."""
@@ -91,16 +106,16 @@ class BackgroundTasks:
             self._check(fn, args, kwargs)
         # PERF: tuple.__new__ skips the NamedTuple's Python-level __new__.
         task = _new_task(BackgroundTask, (fn, args, kwargs, contextvars.copy_context(), always))
-        self._tasks.append(task)
+        self.tasks.append(task)
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return len(self.tasks)
 
     def __repr__(self) -> str:
-        return f"<BackgroundTasks {[task.name for task in self._tasks]}>"
+        return f"<BackgroundTasks {[task.name for task in self.tasks]}>"
 
     def to_run(self, failed: bool) -> list[BackgroundTask]:
         """The tasks to run: all of them, or only the ``always`` ones when the request failed."""
         if failed:
-            return [task for task in self._tasks if task.always]
-        return self._tasks
+            return [task for task in self.tasks if task.always]
+        return self.tasks

@@ -86,7 +86,8 @@ class Batch:
             self.current = index
             started = time.monotonic()
             try:
-                task.run()
+                # PERF: BackgroundTask.run written out (one Python call fewer per task).
+                task.context.run(task.fn, *task.args, **task.kwargs)
             except (KeyboardInterrupt, SystemExit) as exc:
                 # NOTE: a task that tries to end the process only ends its request's
                 # batch: a pool thread is shared, and these never come from a signal

@@ -1,9 +1,10 @@
-"""ClosingIterable: the response iterable whose ``close()`` hands the tasks over.
+"""ClosingIterable: a wrapped response iterable that forwards ``close()``, then runs callbacks.
 
 ``close()`` is the core's "after the response" hook: PEP 3333 requires a server to call
-it on the iterable once it has sent the body (or given up), so the request's batch is
-submitted from here. :mod:`funapi_sync.middleware` re-exports :func:`closing` for
-wrappers, which must forward ``close()`` or the tasks never run.
+it on the iterable once it has sent the body (or given up), and the request's batch is
+submitted from there (:class:`funapi_sync.after_close.AfterClose`, which follows the same
+rules). :mod:`funapi_sync.middleware` re-exports :func:`closing` for wrappers, which must
+forward ``close()`` or the tasks behind them never run.
 """
 
 from __future__ import annotations

@@ -300,7 +300,7 @@ class Endpoint:
             after_close = None
             if (
                 scope is not None
-                or (background is not None and len(background))
+                or (background is not None and background.tasks)
                 or (request is not None and "files" in request.__dict__)
             ):
                 after_close = AfterClose.wanted(
