@@ -233,7 +233,7 @@ class Endpoint:
         try:
             try:
                 if compiled.wants_background:
-                    background = BackgroundTasks(check=runtime.backend.check)
+                    background = BackgroundTasks(runtime.backend.check)
                 # PERF: the werkzeug Request is built only for a handler or dependency that
                 # takes `req` (or a body that needs werkzeug's form parser).
                 if compiled.wants_request:

@@ -88,8 +88,8 @@ class TaskPool:
         self._unfinished: dict[Batch, None] = {}
         self._held = 0
         self._waiters = 0
-        self._submitted = self._finished = 0
-        self._tasks_submitted = self._completed = self._failed = self._skipped = 0
+        # NOTE: what was accepted is ``_finished + len(_unfinished)``: no second count.
+        self._finished = self._completed = self._failed = 0
         self._closed = False
         self._aborted = False
         self._executor = ThreadPoolExecutor(
@@ -120,10 +120,7 @@ class TaskPool:
             if self._closed:
                 waits = False
             elif self._held < self._capacity:
-                # PERF: _accept written out, on the path every request with a task takes.
-                self._unfinished[batch] = None
-                self._submitted += 1
-                self._tasks_submitted += len(batch.tasks)
+                self._unfinished[batch] = None  # _accept, written out
                 self._held += 1
                 self._queue.put(batch)
                 return
@@ -139,8 +136,6 @@ class TaskPool:
     def _accept(self, batch: Batch) -> None:
         # Called with the lock held.
         self._unfinished[batch] = None
-        self._submitted += 1
-        self._tasks_submitted += len(batch.tasks)
 
     def _submit_when_free(self, batch: Batch, timeout: float) -> None:
         heartbeat = _heartbeat
@@ -203,7 +198,6 @@ class TaskPool:
     def _finish_unqueued(self, batch: Batch) -> None:
         with self._lock:
             self._unfinished.pop(batch, None)
-            self._skipped += len(batch.tasks) - batch.done
             self._end(batch)
 
     def _run_unqueued(self, batch: Batch) -> None:
@@ -237,7 +231,6 @@ class TaskPool:
                     self._held -= 1
                     self._completed += batch.done - batch.failed
                     self._failed += batch.failed
-                    self._skipped += len(batch.tasks) - batch.done
                     # PERF: _end written out (this thread's GIL time is the requests').
                     self._finished += 1
                     batch.finished = True
@@ -269,7 +262,7 @@ class TaskPool:
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every batch submitted so far has finished; False on timeout."""
         with self._changed:
-            target = self._submitted
+            target = self._finished + len(self._unfinished)
             self._waiters += 1
             try:
                 return self._changed.wait_for(lambda: self._finished >= target, timeout)
@@ -283,7 +276,7 @@ class TaskPool:
             completed = self._completed + sum(b.done - b.failed for b in running)
             failed = self._failed + sum(b.failed for b in running)
             busy = sum(1 for b in running if b.current >= 0)
-            queued = self._tasks_submitted - completed - failed - self._skipped - busy
+            queued = sum(len(b.tasks) - b.done for b in self._unfinished) - busy
         return {
             "queued": max(0, queued),
             "running": busy,
