@@ -214,9 +214,14 @@ class AfterClose(Batch):
         sink = environ.get(BATCHES_KEY)
         if sink is not None:
             sink.append(self)
-        # NOTE: a queued batch need not keep the server's environ (its socket, its
-        # buffers) alive; the request, if any, keeps what a task may read.
-        self.environ = None
+        # NOTE: a queued batch keeps only what its tasks and its ``after`` use. The
+        # server's environ (its socket, its buffers), the request and the rest are freed
+        # here, by the thread that used them, not by a pool thread a few milliseconds
+        # later (PERF: about 1 µs per request, in cold cache); a task that takes ``req``
+        # as an argument keeps it.
+        self.environ = self.background = None
+        if self.after is None:
+            self.request = self.scope = None
         # NOTE: gunicorn's sync worker holds the client socket until close() returns,
         # so this only enqueues.
         backend.submit(self)
