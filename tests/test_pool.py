@@ -821,3 +821,18 @@ def test_private_pool_heartbeat_runs_without_the_pool_lock(private_pool):
     assert blocked
     assert not any(blocked), "the heartbeat ran with the pool's lock held"
     assert (seen[0]["queued"], seen[0]["running"]) == (2, 1)  # /queued and /late wait
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_private_pool_threads_run_under_sched_batch_and_the_caller_keeps_its_policy(
+    private_pool,
+):
+    # The pool thread gives up wake-up preemption (it would preempt the request thread
+    # that holds the GIL); the thread that submits keeps the default policy.
+    pool, _gate = private_pool()
+    seen: list[int] = []
+    batch = batch_of("GET /policy", lambda: seen.append(os.sched_getscheduler(0)))
+    pool.submit(batch)
+    assert pool.wait(batch, timeout=5)
+    assert seen == [os.SCHED_BATCH]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
