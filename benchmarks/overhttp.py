@@ -146,7 +146,8 @@ def run_wrk(port: int, scenario: Scenario, seconds: int) -> dict[str, Any]:
 def run_throughput(
     rounds: int, seconds: int, log_dir: Path, apps: Sequence[str] = tuple(APPS)
 ) -> dict[str, Any]:
-    """``{worker_class: {scenario: {app: {rps, p50_us, p99_us, ...}}}}``, medians of rounds.
+    """``{worker_class: {scenario: {app: {rps, p50_us, p99_us, ...}}}}``, medians of rounds
+    (and each round's ``rps`` and ``p99_us``).
 
     All apps of one worker class are up at once (idle ones cost nothing) so the rounds can
     interleave them: every round runs each scenario against each app in a rotated order.
@@ -168,8 +169,11 @@ def run_throughput(
             }
             for round_ in range(rounds):
                 shift = round_ % len(servers)
-                for server in servers[shift:] + servers[:shift]:
-                    for scenario in TIMED:
+                # NOTE: scenario by scenario, the apps back to back, so the figures a
+                # ratio compares were measured seconds apart, not a whole round apart
+                # (a shared machine's speed drifts over tens of seconds).
+                for scenario in TIMED:
+                    for server in servers[shift:] + servers[:shift]:
                         stats = run_wrk(server.port, scenario, seconds)
                         samples[scenario.name][server.name].append(stats)
             results[worker_class] = {
@@ -185,6 +189,9 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rps": statistics.median(r["rps"] for r in runs),
         "p50_us": statistics.median(r["p50_us"] for r in runs),
         "p99_us": statistics.median(r["p99_us"] for r in runs),
+        # Per round, for the ratios (report.round_ratio).
+        "rps_rounds": [r["rps"] for r in runs],
+        "p99_us_rounds": [r["p99_us"] for r in runs],
         "errors": sum(r[e] for r in runs for e in errors),
         "status_errors": sum(r["status_errors"] for r in runs),
     }
