@@ -198,8 +198,11 @@ def round_ratio(ours: dict[str, Any], base: dict[str, Any], key: str) -> float:
     """
     mine, theirs = ours.get(f"{key}_rounds"), base.get(f"{key}_rounds")
     if mine and theirs and len(mine) == len(theirs):
-        return float(statistics.median(a / b for a, b in zip(mine, theirs, strict=True)))
-    return float(ours[key] / base[key])
+        # NOTE: a round whose base measured nothing (a stalled wrk run) has no ratio.
+        ratios = [a / b for a, b in zip(mine, theirs, strict=True) if b]
+        if ratios:
+            return float(statistics.median(ratios))
+    return float(ours[key] / base[key]) if base[key] else float("inf")
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ Internal. :func:`send` starts the response and, when the request left work for l
 returns one :class:`AfterClose` as the body, so that the server's ``close()`` runs: the
 ``after_response`` cleanups, then the hand-over of the tasks to the app's backend, which
 runs the ``after_tasks`` cleanups after them (SPEC §6). With no task, every phase runs in
-``close()`` and nothing waits.
+``close()`` and nothing waits. In testing mode (``app.testing``, ``raise_task_errors``)
+the body is an :class:`~funapi_sync.inline.InlineIterable` that runs the same work inline.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ class AfterClose(Batch):
     cleanups as its ``after``). The tasks are taken from ``background`` after the
     ``after_response`` cleanups, so a task one of them adds runs too.
 
-    Like :class:`~funapi_sync.closing.ClosingIterable`, ``close()`` is idempotent, a
-    failing inner ``close()`` is logged and never stops the work, and a body
-    garbage-collected without ``close()`` says what is lost (:meth:`lost`).
+    Like :class:`~funapi_sync.closing.ClosingIterable`, ``close()`` is idempotent, an
+    ``Exception`` from the inner ``close()`` is logged and does not stop the work, and a
+    body garbage-collected without ``close()`` says what is lost (:meth:`lost`).
 
     PERF: one object per request that leaves close() anything to do: the body, the
     close() hook and the batch, not a wrapper, a chain of closures and then a batch.
@@ -186,18 +187,15 @@ class AfterClose(Batch):
         background = self.background
         tasks: list[BackgroundTask] = []
         if background is not None:
-            if self.failure is None:
-                # NOTE: the batch takes the list and leaves the request a new one, so a
-                # task added from another thread from now on is not half-run.
-                tasks, background.tasks = background.tasks, []
-            else:
-                tasks = background.to_run(True)
+            tasks = background.tasks if self.failure is None else background.to_run(True)
         if not tasks:
             self._after_tasks()
             return
         environ = self.environ
         assert environ is not None
-        self.tasks = tasks
+        # NOTE: a copy, so a task added from another thread from now on is not half-run
+        # (and background.tasks still lists the request's tasks for its cleanups).
+        self.tasks = list(tasks)
         self.label = request_label(environ)
         scope = self.scope
         request = self.request
@@ -218,10 +216,10 @@ class AfterClose(Batch):
         # server's environ (its socket, its buffers), the request and the rest are freed
         # here, by the thread that used them, not by a pool thread a few milliseconds
         # later (PERF: about 1 µs per request, in cold cache); a task that takes ``req``
-        # as an argument keeps it.
-        self.environ = self.background = None
+        # as an argument keeps it. A failure's traceback would keep them all.
+        self.environ = None
         if self.after is None:
-            self.request = self.scope = None
+            self.background = self.request = self.scope = self.failure = None
         # NOTE: gunicorn's sync worker holds the client socket until close() returns,
         # so this only enqueues.
         backend.submit(self)
@@ -237,6 +235,9 @@ class AfterClose(Batch):
             if _has_uploads(self.request):
                 assert self.request is not None
                 self.request.close()
+            # NOTE: ``after`` is this bound method: drop the cycle it makes, so the
+            # request and its scope are freed now, not by the garbage collector.
+            self.after = None
 
     def lost(self) -> None:
         """The response was garbage-collected without ``close()``: say what is lost.

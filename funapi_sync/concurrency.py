@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from . import _process
+from ._scheduling import as_main_thread
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -29,8 +30,12 @@ def _get_executor() -> ThreadPoolExecutor:
     if executor is None:
         with _lock:
             if _executor is None:
+                # NOTE: a fan-out thread first started by a background task would
+                # inherit the pool thread's SCHED_BATCH, and then run requests' spawns.
                 _executor = ThreadPoolExecutor(
-                    max_workers=FANOUT_WORKERS, thread_name_prefix="funapi_sync-task"
+                    max_workers=FANOUT_WORKERS,
+                    thread_name_prefix="funapi_sync-task",
+                    initializer=as_main_thread,
                 )
             executor = _executor
     return executor

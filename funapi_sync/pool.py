@@ -5,7 +5,6 @@ How a batch runs, and how an unfinished task is named, is :mod:`funapi_sync.batc
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -16,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from . import _process
+from ._scheduling import yield_on_wakeup
 from .batch import Batch as Batch
 from .batch import report
 from .batch import report_never_closed as report_never_closed
@@ -218,7 +218,7 @@ class TaskPool:
     # -- the pool threads -------------------------------------------------------------
 
     def _consume(self) -> None:
-        _yield_on_wakeup()
+        yield_on_wakeup()
         get = self._queue.get
         while True:
             batch = get()
@@ -274,11 +274,14 @@ class TaskPool:
     def stats(self) -> dict[str, int]:
         """Task counts: ``queued``, ``running``, ``completed``, ``failed`` (and settings)."""
         with self._lock:
-            running = [batch for batch in self._unfinished if batch.taken]
-            completed = self._completed + sum(b.done - b.failed for b in running)
-            failed = self._failed + sum(b.failed for b in running)
-            busy = sum(1 for b in running if b.current >= 0)
-            queued = sum(len(b.tasks) - b.done for b in self._unfinished) - busy
+            completed, failed, busy, left = self._completed, self._failed, 0, 0
+            for b in self._unfinished:  # one pass, under the lock
+                left += len(b.tasks) - b.done
+                if b.taken:
+                    completed += b.done - b.failed
+                    failed += b.failed
+                    busy += b.current >= 0
+            queued = left - busy
         return {
             "queued": max(0, queued),
             "running": busy,
@@ -342,21 +345,6 @@ class TaskPool:
                 report(batch, what)
         self._executor.shutdown(wait=False)
         return drained
-
-
-def _yield_on_wakeup() -> None:
-    """Run the calling pool thread under Linux's ``SCHED_BATCH`` policy, where it exists.
-
-    PERF: a pool thread woken by ``close()`` would otherwise preempt the request thread
-    that woke it, which holds the GIL, so the CPU switches to a thread that cannot run
-    yet; under gunicorn's gthread worker on one CPU that added 2.5-3 ms to the p99 of a
-    request that adds a task. ``SCHED_BATCH`` only gives up that wake-up preemption: the
-    thread keeps its nice value and its fair share of the CPU, so tasks are not starved
-    (``sched(7)``; unprivileged). Where it is missing or refused, nothing changes.
-    """
-    # NOTE: AttributeError off Linux; OSError from a sandbox that refuses the call.
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 # -- the process's pool ---------------------------------------------------------------

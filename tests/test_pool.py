@@ -823,16 +823,81 @@ def test_private_pool_heartbeat_runs_without_the_pool_lock(private_pool):
     assert (seen[0]["queued"], seen[0]["running"]) == (2, 1)  # /queued and /late wait
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def _can_batch_schedule() -> bool:
+    # A thread of our own tries the call, so this process's threads are left as they are.
+    if not hasattr(os, "SCHED_BATCH"):
+        return False
+    works: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+            works.append(True)
+        except OSError:
+            works.append(False)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join(5)
+    return works == [True] and os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+needs_sched_batch = pytest.mark.skipif(
+    not _can_batch_schedule(),
+    reason="SCHED_BATCH is Linux's, and the default policy must be the caller's",
+)
+
+
+@needs_sched_batch
 def test_private_pool_threads_run_under_sched_batch_and_the_caller_keeps_its_policy(
     private_pool,
 ):
     # The pool thread gives up wake-up preemption (it would preempt the request thread
-    # that holds the GIL); the thread that submits keeps the default policy.
+    # that holds the GIL); the thread that submits keeps its policy.
+    before = os.sched_getscheduler(0)
     pool, _gate = private_pool()
     seen: list[int] = []
     batch = batch_of("GET /policy", lambda: seen.append(os.sched_getscheduler(0)))
     pool.submit(batch)
     assert pool.wait(batch, timeout=5)
     assert seen == [os.SCHED_BATCH]
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    assert os.sched_getscheduler(0) == before
+
+
+@needs_sched_batch
+def test_a_thread_that_inherited_sched_batch_takes_the_main_threads_policy_back():
+    # What the fan-out executor's threads run first: one started by a pool thread would
+    # otherwise serve requests' spawns under SCHED_BATCH.
+    from funapi_sync._scheduling import as_main_thread, yield_on_wakeup
+
+    seen: list[int] = []
+
+    def started_by_a_pool_thread() -> None:
+        yield_on_wakeup()
+        seen.append(os.sched_getscheduler(0))
+        as_main_thread()
+        seen.append(os.sched_getscheduler(0))
+
+    thread = threading.Thread(target=started_by_a_pool_thread)
+    thread.start()
+    thread.join(5)
+    assert seen == [os.SCHED_BATCH, os.sched_getscheduler(os.getpid())]
+
+
+def test_an_after_close_sets_every_field_a_batch_has():
+    # AfterClose sets Batch's fields itself (no super().__init__ on the request path):
+    # a field added to Batch must be set there too.
+    from funapi_sync import App
+    from funapi_sync.after_close import AfterClose
+
+    app = App()
+
+    @app.post("/signup")
+    def signup(*, background):
+        background.add_task(noop)
+        return {}
+
+    endpoint, _ = app.routes.match("/signup", "POST")
+    after_close = AfterClose({}, endpoint.runtime, None, None, None, None, False)
+    for name in Batch.__slots__:
+        getattr(after_close, name)  # AttributeError if one was left unset
