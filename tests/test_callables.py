@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 import pytest
 
@@ -30,12 +31,32 @@ class SyncCallable:
         return {}
 
 
+class Service:
+    async def send(self):
+        return {}
+
+    def record(self):
+        return {}
+
+    @classmethod
+    async def send_all(cls):
+        return {}
+
+    @staticmethod
+    async def ping():
+        return {}
+
+
 ASYNC_FORMS = [
     pytest.param(coroutine_function, id="async def"),
     pytest.param(async_generator, id="async generator"),
     pytest.param(functools.partial(coroutine_function), id="partial"),
     pytest.param(functools.partial(functools.partial(coroutine_function)), id="nested partial"),
     pytest.param(AsyncCallable(), id="async __call__"),
+    pytest.param(Service().send, id="bound async method"),
+    pytest.param(functools.partial(Service().send), id="partial of a bound async method"),
+    pytest.param(Service.send_all, id="async classmethod"),
+    pytest.param(Service.ping, id="async staticmethod"),
 ]
 
 
@@ -44,11 +65,40 @@ def test_every_async_form_is_seen(fn):
     assert is_async_callable(fn)
 
 
-@pytest.mark.parametrize(
-    "fn", [lambda: 1, SyncCallable(), functools.partial(print), SyncCallable, print]
-)
+SYNC_FORMS = [
+    lambda: 1,
+    SyncCallable(),
+    functools.partial(print),
+    SyncCallable,
+    print,
+    Service().record,
+    functools.partial(Service().record),
+    [].append,
+]
+
+
+@pytest.mark.parametrize("fn", SYNC_FORMS)
 def test_sync_callables_are_not(fn):
     assert not is_async_callable(fn)
+
+
+@pytest.mark.parametrize("fn", [p.values[0] for p in ASYNC_FORMS] + SYNC_FORMS)
+def test_the_fast_path_answers_as_inspect_does(fn):
+    # The flag test for plain functions and their bound methods must agree with the
+    # inspect-based check it shortcuts.
+    unwrapped = fn
+    while isinstance(unwrapped, functools.partial):
+        unwrapped = unwrapped.func
+    slow = (
+        inspect.iscoroutinefunction(unwrapped)
+        or inspect.isasyncgenfunction(unwrapped)
+        or (
+            not (inspect.isroutine(unwrapped) or isinstance(unwrapped, type))
+            and callable(unwrapped)
+            and inspect.iscoroutinefunction(type(unwrapped).__call__)
+        )
+    )
+    assert is_async_callable(fn) is slow
 
 
 @pytest.mark.parametrize("fn", ASYNC_FORMS)
