@@ -9,6 +9,7 @@ before its insert), ``REL_SHUTDOWN_TIMEOUT`` and ``REL_QUEUE_SIZE``.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -44,11 +45,16 @@ def connect() -> sqlite3.Connection:
 
 
 def init_db() -> None:
-    with connect() as connection:
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS orders (id TEXT, qty INTEGER, pid INTEGER, kind TEXT)"
-        )
-    connection.close()
+    # NOTE: the workers import this at once. Switching a new file to WAL needs an exclusive
+    # lock, which SQLite refuses at once ("database is locked", no busy wait) to a second
+    # connection doing the same, and the worker then fails to boot: one at a time.
+    with open(f"{DB}.init-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with connect() as connection:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS orders (id TEXT, qty INTEGER, pid INTEGER, kind TEXT)"
+            )
+        connection.close()
 
 
 init_db()
