@@ -140,21 +140,26 @@ class AfterClose(Batch):
         self.body = None
         # PERF: most bodies are send()'s one-item list; getattr would raise and catch.
         inner_close = None if type(body) is list else getattr(body, "close", None)
-        if inner_close is not None:
-            try:
-                inner_close()
-            except Exception:
-                logger.exception("closing the response iterable failed")
-        # PERF: __call__ written out (one frame fewer on every request with a task).
-        scope = self.scope
         try:
+            if inner_close is not None:
+                try:
+                    inner_close()
+                except Exception:
+                    logger.exception("closing the response iterable failed")
+        finally:
+            # NOTE: also when a streamed body's close() was interrupted (gunicorn's
+            # SystemExit on a worker timeout): the tasks still reach the backend, whose
+            # shutdown or abort names what it cannot finish, and the exception goes on.
+            # PERF: __call__ written out (one frame fewer on every request with a task).
+            scope = self.scope
             try:
-                if scope is not None and scope.exits[AFTER_RESPONSE]:
-                    scope.close_phase(AFTER_RESPONSE, self.failure)
-            finally:
-                self._hand_over()
-        except Exception:
-            logger.exception("a response close callback failed")
+                try:
+                    if scope is not None and scope.exits[AFTER_RESPONSE]:
+                        scope.close_phase(AFTER_RESPONSE, self.failure)
+                finally:
+                    self._hand_over()
+            except Exception:
+                logger.exception("a response close callback failed")
 
     def __del__(self) -> None:
         # NOTE: a middleware that dropped close(), or a client that never closed the

@@ -997,3 +997,30 @@ def test_a_response_never_closed_names_and_runs_its_after_response_and_after_tas
     gc.collect()
     assert background_errors(caplog) == []
     assert closed == ["connection", "dir", "upload_dir"]
+
+
+def test_a_streamed_body_whose_close_is_interrupted_still_hands_its_tasks_over(app):
+    # gunicorn's worker timeout raises SystemExit wherever the worker is, here in a
+    # streamed body's cleanup: the exception goes on, and the task is not lost silently
+    # (it reaches the pool, which runs it, or names it at its shutdown or abort).
+    ran = threading.Event()
+
+    def stream():
+        try:
+            yield b"chunk"
+            yield b"more"
+        except GeneratorExit:  # closed while the client was still reading
+            raise SystemExit(1) from None
+
+    @app.get("/stream")
+    def streamed(*, background):
+        background.add_task(ran.set)
+        return Response(stream(), mimetype="text/plain")
+
+    environ = EnvironBuilder(path="/stream").get_environ()
+    body = app(environ, lambda status, headers, exc_info=None: None)
+    assert next(iter(body)) == b"chunk"
+    with pytest.raises(SystemExit):
+        body.close()
+    assert ran.wait(5)
+    assert app.background.drain(timeout=5)
