@@ -58,7 +58,7 @@ class AfterClose(Batch):
     PERF: one object per request that leaves close() anything to do: the body, the
     close() hook and the batch, not a wrapper, a chain of closures and then a batch.
     In the request loop each Python call and object costs about three times what it
-    costs alone, so the common path here is written out, not split into helpers.
+    costs alone, so the path keeps few of them.
 
     :param inline: run the tasks in the closing thread and raise their failures
         (``app.testing``, ``test_client(raise_task_errors=True)``).
@@ -150,14 +150,8 @@ class AfterClose(Batch):
             # NOTE: also when a streamed body's close() was interrupted (gunicorn's
             # SystemExit on a worker timeout): the tasks still reach the backend, whose
             # shutdown or abort names what it cannot finish, and the exception goes on.
-            # PERF: __call__ written out (one frame fewer on every request with a task).
-            scope = self.scope
             try:
-                try:
-                    if scope is not None and scope.exits[AFTER_RESPONSE]:
-                        scope.close_phase(AFTER_RESPONSE, self.failure)
-                finally:
-                    self._hand_over()
+                self()
             except Exception:
                 logger.exception("a response close callback failed")
 
@@ -188,11 +182,7 @@ class AfterClose(Batch):
         return background.tasks if self.failure is None else background.to_run(True)
 
     def _hand_over(self) -> None:
-        # PERF: _tasks_now written out.
-        background = self.background
-        tasks: list[BackgroundTask] = []
-        if background is not None:
-            tasks = background.tasks if self.failure is None else background.to_run(True)
+        tasks = self._tasks_now()
         if not tasks:
             self._after_tasks()
             return
@@ -203,10 +193,7 @@ class AfterClose(Batch):
         self.tasks = list(tasks)
         self.label = request_label(environ)
         scope = self.scope
-        request = self.request
-        if (scope is not None and scope.exits[AFTER_TASKS]) or (
-            request is not None and request.__dict__.get("files")  # _has_uploads, inline
-        ):
+        if (scope is not None and scope.exits[AFTER_TASKS]) or _has_uploads(self.request):
             self.after = self._after_tasks
         backend = self.runtime.backend
         if self.inline and not isinstance(backend, RecordBackend):

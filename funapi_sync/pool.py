@@ -121,7 +121,7 @@ class TaskPool:
             if self._closed:
                 waits = False
             elif self._held < self._capacity:
-                self._unfinished[batch] = None  # _accept, written out
+                self._accept(batch)
                 self._held += 1
                 self._queue.put(batch)
                 return
@@ -233,11 +233,7 @@ class TaskPool:
                     self._held -= 1
                     self._completed += batch.done - batch.failed
                     self._failed += batch.failed
-                    # PERF: _end written out (this thread's GIL time is the requests').
-                    self._finished += 1
-                    batch.finished = True
-                    if self._waiters:
-                        self._changed.notify_all()
+                    self._end(batch)
             # NOTE: dropped before the thread waits for the next one, so an idle pool does
             # not keep its last batch (the tasks' arguments, the request) alive.
             del batch
