@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from io import BytesIO
+from itertools import accumulate
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -315,22 +316,22 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite
 
 #: The deepest nesting of arrays and objects a request body may have.
 MAX_JSON_DEPTH = 256
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+# NOTE: possessive, and a closing quote that may be missing, so that every '"' starts a
+# match that never fails: a failing match retried from each quote of an unterminated
+# string was quadratic in the body's size.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_NOT_BRACKET = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_DEPTH_STEP = tuple(1 if byte in b"[{" else -1 for byte in range(256))
 
 
 def _too_deep(data: bytes) -> bool:
     # NOTE: a fixed limit, because the recursion limit the parser (and later the encoder
     # echoing the body) hits depends on how deep the server's stack already is. Only a
-    # body with that many brackets at all pays for the scan.
+    # body with that many brackets at all pays for the scan, which is linear in its size.
     if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
         return False
-    depth = 0
-    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b'""', data)):
-        depth += 1 if bracket in (b"[", b"{") else -1
-        if depth > MAX_JSON_DEPTH:
-            return True
-    return False
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKET)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_JSON_DEPTH
 
 
 def parse_json(data: bytes) -> Any:

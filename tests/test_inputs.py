@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from marshmallow import fields
 from werkzeug.datastructures import MultiDict
 from werkzeug.middleware.lint import LintMiddleware
@@ -14,6 +16,7 @@ from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Request
 
 from funapi_sync import App, Depends, Schema
+from funapi_sync.inputs import _JSON_STRING, MAX_JSON_DEPTH, _too_deep
 
 MiB = 1024 * 1024
 
@@ -725,6 +728,59 @@ def test_json_nesting_has_a_fixed_limit_whatever_the_stack_depth(depth, status):
         assert response.get_data(as_text=True) == body
     else:
         assert response.json == json_invalid("JSON is nested too deeply")
+
+
+def _reference_depth(data: bytes) -> int:
+    """The deepest nesting, read one byte at a time as a JSON tokenizer does."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
+_JSON_PIECES = [b"[", b"]", b"{", b"}", b'"', b"\\", b'\\"', b"a", b",", b":", b"\n"]
+
+
+@given(
+    opening=st.integers(min_value=MAX_JSON_DEPTH - 4, max_value=MAX_JSON_DEPTH + 4),
+    pieces=st.lists(st.sampled_from(_JSON_PIECES), max_size=60),
+)
+@settings(max_examples=400, deadline=None)
+def test_depth_check_agrees_with_a_byte_by_byte_tokenizer(opening, pieces):
+    # Any bytes, valid JSON or not, terminated strings or not: the scan must count the
+    # brackets a tokenizer counts, and no more.
+    data = b"[" * opening + b"".join(pieces)
+    assert _too_deep(data) == (_reference_depth(data) > MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b'\\"' * 1000, b'"' * 2001, b'"\\"' * 700],
+    ids=["escaped-quotes", "quotes", "quote-escaped-quote"],
+)
+def test_an_unterminated_string_is_one_match_to_the_end(tail):
+    # NOTE: the quadratic scan retried a failing match from every later quote of an
+    # unterminated string (minutes for a megabyte; tests/reliability has that body over
+    # gunicorn). Every quote now starts a match that succeeds, so the scan is one pass.
+    body = b"[" * 300 + b'"' + tail
+    matches = [m.span() for m in _JSON_STRING.finditer(body)]
+    assert matches[0][0] == 300
+    assert matches[-1][1] == len(body)
+    assert _too_deep(body) == (_reference_depth(body) > MAX_JSON_DEPTH)
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting():
