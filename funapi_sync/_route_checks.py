@@ -1,7 +1,7 @@
 """Internal: registration checks for routes that could never work as their author meant.
 
 Each catches a habit from FastAPI or a path that can never match, at decoration time,
-with the fix in the message (STYLE rule 4). They are called from ``Endpoint`` (one call
+with the fix in the message (STYLE rule 4). They are called from ``Route`` (one call
 each), from ``RouteOptions`` (unknown options) and from the route table (duplicate shapes).
 """
 
@@ -32,6 +32,19 @@ _FASTAPI_OPTIONS = {
     "response_class": "media_type=",
     "name": "the handler's __name__ (or summary=)",
 }
+
+
+_BRACES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_COLON = re.compile(r"(?<=/):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def to_rule(path: str) -> str:
+    """Turn ``/users/{id}`` and ``/users/:id`` into werkzeug's ``/users/<id>``."""
+    if not isinstance(path, str):
+        raise TypeError(f"route path must be a str, got {type(path).__name__}")
+    if not path.startswith("/"):
+        raise ValueError(f"route path must start with '/', got {path!r}")
+    return _COLON.sub(r"<\1>", _BRACES.sub(r"<\1>", path))
 
 
 def rule_variables(rule: str) -> list[str]:

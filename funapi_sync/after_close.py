@@ -1,11 +1,13 @@
-"""After the response: what a request's ``close()`` does, and how its body is handed out.
+"""AfterClose: the response body whose ``close()`` does the rest of a request's work.
 
-Internal. :func:`send` starts the response and, when the request left work for later,
-returns one :class:`AfterClose` as the body, so that the server's ``close()`` runs: the
-``after_response`` cleanups, then the hand-over of the tasks to the app's backend, which
-runs the ``after_tasks`` cleanups after them (SPEC §6). With no task, every phase runs in
-``close()`` and nothing waits. In testing mode (``app.testing``, ``raise_task_errors``)
-the body is an :class:`~funapi_sync.inline.InlineIterable` that runs the same work inline.
+Internal. When a request left work for later (tasks, ``after_response`` or ``after_tasks``
+cleanups, uploads to close), its body is one :class:`AfterClose`, so that the server's
+``close()`` runs: the ``after_response`` cleanups, then the hand-over of the tasks to the
+app's backend, which runs the ``after_tasks`` cleanups after them (SPEC §6). With no
+task, every phase runs in ``close()`` and nothing waits. Under ``app.testing`` (and
+``test_client(raise_task_errors=True)``) the body is its testing twin,
+:class:`TestingAfterClose`, which does the same work in the calling thread and raises.
+A body that is never closed names what it loses.
 """
 
 from __future__ import annotations
@@ -18,16 +20,14 @@ from typing import TYPE_CHECKING, Any
 from .backends import RecordBackend
 from .batch import Batch, report_never_closed
 from .dependencies import AFTER_RESPONSE, AFTER_TASKS, CLEANUP_PHASES
-from .inline import InlineIterable, run_inline
-from .responses import Parts, refuse_split_headers, status_line
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
-    from werkzeug.wrappers import Request, Response
+    from _typeshed.wsgi import WSGIEnvironment
+    from werkzeug.wrappers import Request
 
+    from .backends import Backend
     from .background import BackgroundTask, BackgroundTasks
     from .dependencies import RequestScope
-    from .endpoint import Runtime
 
 logger = logging.getLogger("funapi_sync")
 background_logger = logging.getLogger("funapi_sync.background")
@@ -35,9 +35,9 @@ background_logger = logging.getLogger("funapi_sync.background")
 #: The environ key of a list that collects the request's task batch (set by the test
 #: client; a list, because servers and middleware may hand the app a shallow copy).
 BATCHES_KEY = "funapi_sync.batches"
-#: The environ key that makes a request run its tasks inline and raise their failures
-#: (set by ``app.test_client(raise_task_errors=True)``).
-INLINE_KEY = "funapi_sync.inline"
+#: The environ key that makes a request run its tasks in the calling thread and raise
+#: their failures (set by ``app.test_client(raise_task_errors=True)``).
+RAISE_TASK_ERRORS_KEY = "funapi_sync.raise_task_errors"
 #: The environ key of the request id that ``add_request_logger()`` sets.
 REQUEST_ID_KEY = "funapi_sync.request_id"
 
@@ -45,86 +45,53 @@ REQUEST_ID_KEY = "funapi_sync.request_id"
 class AfterClose(Batch):
     """One request's work for its response's ``close()``: its body, and the batch its tasks run in.
 
-    :func:`send` makes it the response iterable the server gets. Its ``close()`` does that
-    work: the ``after_response`` cleanups, then it hands itself to the app's backend as
-    the request's :class:`~funapi_sync.batch.Batch` (the tasks, then the ``after_tasks``
-    cleanups as its ``after``). The tasks are taken from ``background`` after the
-    ``after_response`` cleanups, so a task one of them adds runs too.
+    It becomes the response iterable the server gets (:meth:`attach`). Its ``close()`` does
+    that work: the ``after_response`` cleanups, then it hands itself to the app's backend
+    as the request's :class:`~funapi_sync.batch.Batch` (the tasks, then the
+    ``after_tasks`` cleanups as its ``after``). The tasks are taken from ``background``
+    after the ``after_response`` cleanups, so a task one of them adds runs too.
 
-    Like :class:`~funapi_sync.closing.ClosingIterable`, ``close()`` is idempotent, an
-    ``Exception`` from the inner ``close()`` is logged and does not stop the work, and a
-    body garbage-collected without ``close()`` says what is lost (:meth:`lost`).
+    As :class:`~funapi_sync.middleware.ClosingIterable` does, ``close()`` is idempotent
+    and an ``Exception`` from the inner ``close()`` is logged and does not stop the work;
+    a body garbage-collected without ``close()`` says what is lost (:meth:`lost`).
 
     PERF: one object per request that leaves close() anything to do: the body, the
     close() hook and the batch, not a wrapper, a chain of closures and then a batch.
-    In the request loop each Python call and object costs about three times what it
-    costs alone, so the path keeps few of them.
-
-    :param inline: run the tasks in the closing thread and raise their failures
-        (``app.testing``, ``test_client(raise_task_errors=True)``).
     """
 
-    __slots__ = (
-        "background",
-        "body",
-        "environ",
-        "failure",
-        "inline",
-        "request",
-        "runtime",
-        "scope",
-    )
+    __slots__ = ("backend", "background", "body", "environ", "failure", "request", "scope")
 
     def __init__(
         self,
         environ: WSGIEnvironment,
-        runtime: Runtime,
+        backend: Backend,
+        slow_warning: float,
         background: BackgroundTasks | None,
         scope: RequestScope | None,
         failure: BaseException | None,
         request: Request | None,
-        inline: bool,
     ) -> None:
         self.environ: WSGIEnvironment | None = environ
-        self.runtime = runtime
+        self.backend = backend
         self.background = background
         self.scope = scope
         self.failure = failure
         self.request = request
-        self.inline = inline
-        #: The server's body while the response is out; None before send() and after close().
+        #: The server's body while the response is out; None before attach() and after close().
         self.body: Iterable[bytes] | None = None
         # PERF: Batch's fields set here, not by a super().__init__ call.
         self.tasks: list[BackgroundTask] = []
         self.label = ""
         self.after: Callable[[], Any] | None = None
-        self.slow_warning = runtime.pool_settings.slow_warning
+        self.slow_warning = slow_warning
         self.current = -1
         self.done = self.failed = 0
         self.cancelled = self.reported = self.taken = self.finished = False
 
-    @classmethod
-    def wanted(
-        cls,
-        environ: WSGIEnvironment,
-        runtime: Runtime,
-        background: BackgroundTasks | None,
-        scope: RequestScope | None,
-        failure: BaseException | None,
-        request: Request | None,
-    ) -> AfterClose | None:
-        """The request's close-time work, or None when ``close()`` has nothing to do."""
-        if not (
-            (
-                background is not None
-                and (background.tasks if failure is None else background.to_run(True))
-            )
-            or (scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS]))
-            or _has_uploads(request)
-        ):
-            return None
-        inline = runtime.mode.testing or INLINE_KEY in environ
-        return cls(environ, runtime, background, scope, failure, request, inline)
+    def attach(self, body: Iterable[bytes]) -> Iterable[bytes]:
+        """Become the response body around ``body`` (what the server iterates and closes)."""
+        self.body = body
+        return self
 
     # -- the response body ------------------------------------------------------------
 
@@ -138,14 +105,10 @@ class AfterClose(Batch):
         if body is None:
             return
         self.body = None
-        # PERF: most bodies are send()'s one-item list; getattr would raise and catch.
-        inner_close = None if type(body) is list else getattr(body, "close", None)
         try:
-            if inner_close is not None:
-                try:
-                    inner_close()
-                except Exception:
-                    logger.exception("closing the response iterable failed")
+            _close_inner(body)
+        except Exception:
+            logger.exception("closing the response iterable failed")
         finally:
             # NOTE: also when a streamed body's close() was interrupted (gunicorn's
             # SystemExit on a worker timeout): the tasks still reach the backend, whose
@@ -195,26 +158,23 @@ class AfterClose(Batch):
         scope = self.scope
         if (scope is not None and scope.exits[AFTER_TASKS]) or _has_uploads(self.request):
             self.after = self._after_tasks
-        backend = self.runtime.backend
-        if self.inline and not isinstance(backend, RecordBackend):
-            # NOTE: testing mode runs the tasks any backend would run; a recording backend
-            # runs none, so it still records: what it keeps is what the test asserts on.
-            run_inline(self.tasks, self.label, None, self.after)
-            return
+        self._submit(environ)
+
+    def _submit(self, environ: WSGIEnvironment) -> None:
         sink = environ.get(BATCHES_KEY)
         if sink is not None:
             sink.append(self)
         # NOTE: a queued batch keeps only what its tasks and its ``after`` use. The
         # server's environ (its socket, its buffers), the request and the rest are freed
         # here, by the thread that used them, not by a pool thread a few milliseconds
-        # later (PERF: about 1 µs per request, in cold cache); a task that takes ``req``
-        # as an argument keeps it. A failure's traceback would keep them all.
+        # later; a task that takes ``req`` as an argument keeps it. A failure's traceback
+        # would keep them all.
         self.environ = None
         if self.after is None:
             self.background = self.request = self.scope = self.failure = None
         # NOTE: gunicorn's sync worker holds the client socket until close() returns,
         # so this only enqueues.
-        backend.submit(self)
+        self.backend.submit(self)
 
     def _after_tasks(self) -> None:
         scope = self.scope
@@ -265,32 +225,69 @@ class AfterClose(Batch):
             scope.close_phase(phase, self.failure)
 
 
-def send(
-    environ: WSGIEnvironment,
-    start_response: StartResponse,
-    result: Parts | Response,
-    after_close: AfterClose | None = None,
-    checked: bool = False,
-) -> Iterable[bytes]:
-    """Start the response and return its body; with ``after_close``, that is the body.
+class TestingAfterClose(AfterClose):
+    """The testing twin: the same work, in the calling thread, with failures raised.
 
-    :param checked: ``result`` already went through ``refuse_split_headers``.
+    werkzeug's own ``Client`` leaves the response iterable open until the test closes
+    its ``TestResponse``, which most tests never do. So the work also starts when the
+    body has been read to the end, which covers the three ways the ``Client`` reads a
+    body: ``r = c.post(...)`` reads it when the test asks for ``r.json`` or ``r.data``;
+    ``buffered=True`` reads it (and closes) inside the call; ``with c.post(...) as r``
+    closes it at the end of the block. A failing task raises in the test that read the
+    body, so the test fails.
     """
-    if not checked:
-        result = refuse_split_headers(result, environ)
-    if isinstance(result, tuple):
-        status, headers, body = result
-        start_response(status_line(status), headers)
-        iterable: Iterable[bytes] = [body] if body and environ["REQUEST_METHOD"] != "HEAD" else []
-    else:
-        iterable = result(environ, start_response)
-    if after_close is None:
-        return iterable
-    if after_close.inline:
-        # NOTE: run as soon as the body is read to the end too, and let failures raise.
-        return InlineIterable(iterable, after_close, unclosed=after_close.lost)
-    after_close.body = iterable
-    return after_close
+
+    __test__ = False  # not a pytest test class
+    __slots__ = ()
+    raise_failures = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        body = self.body
+        if body is not None:
+            yield from body
+        self.close()
+
+    def close(self) -> None:
+        body = self.body
+        if body is None:
+            return
+        self.body = None
+        try:
+            _close_inner(body)
+        finally:
+            self()
+
+    def _submit(self, environ: WSGIEnvironment) -> None:
+        # NOTE: testing runs the tasks any backend would run; a recording backend runs
+        # none, so it still records: what it keeps is what the test asserts on.
+        if isinstance(self.backend, RecordBackend):
+            self.backend.submit(self)
+        else:
+            self.run()
+
+
+def after_close(
+    environ: WSGIEnvironment,
+    backend: Backend,
+    slow_warning: float,
+    testing: bool,
+    background: BackgroundTasks | None,
+    scope: RequestScope | None,
+    failure: BaseException | None,
+    request: Request | None,
+) -> AfterClose | None:
+    """The request's close-time work, or None when ``close()`` has nothing to do."""
+    if not (
+        (
+            background is not None
+            and (background.tasks if failure is None else background.to_run(True))
+        )
+        or (scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS]))
+        or _has_uploads(request)
+    ):
+        return None
+    twin = TestingAfterClose if testing or RAISE_TASK_ERRORS_KEY in environ else AfterClose
+    return twin(environ, backend, slow_warning, background, scope, failure, request)
 
 
 def close_now(
@@ -326,6 +323,13 @@ def request_label(environ: WSGIEnvironment) -> str:
     if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
         label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
     return label
+
+
+def _close_inner(body: Iterable[bytes]) -> None:
+    # PERF: most bodies are send()'s one-item list; getattr would raise and catch.
+    inner_close = None if type(body) is list else getattr(body, "close", None)
+    if inner_close is not None:
+        inner_close()
 
 
 def _has_uploads(request: Request | None) -> bool:

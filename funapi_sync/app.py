@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Callable, Iterable
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
@@ -13,7 +11,6 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request
 
 from . import logconfig
-from .after_close import send
 from .backends import resolve as resolve_backend
 from .dependencies import DependencyOverrides, Registry, refuse_async
 from .endpoint import Endpoint, Mode, Runtime
@@ -23,7 +20,7 @@ from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
 from .openapi import OpenAPI
 from .pool import check_settings
-from .responses import error_parts
+from .responses import error_parts, send
 from .route_options import RouteOptions
 from .router import RouteDecorators, Router
 from .routing import RouteTable
@@ -96,7 +93,7 @@ class App(RouteDecorators):
             self.registry,
             self.request_class,
             self.errors,
-            pool_settings,
+            pool_settings.slow_warning,
             self._mode,
             self.background,
         )
@@ -308,31 +305,9 @@ class App(RouteDecorators):
         :param options: passed to :func:`werkzeug.serving.run_simple`, e.g.
             ``use_reloader=True``; ``threaded`` defaults to True.
         """
-        from werkzeug.serving import is_running_from_reloader, run_simple
+        from .server import dev
 
-        from .lifecycle import shutdown_process
-
-        options.setdefault("threaded", True)
-        logconfig.install()
-        # NOTE: with the reloader this process only watches files and restarts a child
-        # that serves; the hooks belong to the child, which runs this method again.
-        serves = not options.get("use_reloader") or is_running_from_reloader()
-        if serves:
-            self.lifecycle.ensure_started()
-        if threading.current_thread() is threading.main_thread():
-            # NOTE: SIGTERM would end the process without unwinding; turn it into the
-            # same clean exit as Ctrl-C so queued background tasks are drained.
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
-            if not serves:
-                # NOTE: Ctrl-C reaches the serving child too. Interrupted, the watcher
-                # would kill the child 0.25 s later (subprocess.call), cutting its drain
-                # and shutdown hooks short; it waits for the child to exit instead.
-                signal.signal(signal.SIGINT, _wait_for_child)
-        try:
-            run_simple(host, port, self, **options)
-        finally:
-            if serves:
-                shutdown_process()
+        dev.run(self, self.lifecycle, host, port, **options)
 
     def test_client(self, *, raise_task_errors: bool = False, **kwargs: Any) -> TestClient:
         """A werkzeug test ``Client`` whose calls return after the request's tasks ran.
@@ -344,14 +319,6 @@ class App(RouteDecorators):
         from .testing import TestClient
 
         return TestClient(self, raise_task_errors=raise_task_errors, **kwargs)
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
-
-
-def _wait_for_child(signum: int, frame: Any) -> None:
-    pass
 
 
 def _log_replaced(replaced: list[Endpoint]) -> None:

@@ -31,6 +31,10 @@ class Batch:
         (its app's ``background_slow_warning``).
     """
 
+    #: Raise the first failure once the batch ran, instead of logging it (the testing
+    #: twin, :class:`~funapi_sync.after_close.TestingAfterClose`, sets it).
+    raise_failures = False
+
     __slots__ = (
         "after",
         "cancelled",
@@ -78,7 +82,12 @@ class Batch:
         ]
 
     def run(self) -> None:
-        """Run the tasks in order, each failure isolated; then ``after`` (the cleanups)."""
+        """Run the tasks in order, each failure isolated; then ``after`` (the cleanups).
+
+        With :attr:`raise_failures`, the first failure (a task's, else ``after``'s) is
+        raised once every task and ``after`` ran; later ones are logged as usual.
+        """
+        first: BaseException | None = None
         slow = self.slow_warning
         # PERF: one clock read per task: a task's end is the next one's start.
         started = _monotonic()
@@ -90,26 +99,17 @@ class Batch:
                 # PERF: BackgroundTask.run written out (one Python call fewer per task).
                 task.context.run(task.fn, *task.args, **task.kwargs)
             except (KeyboardInterrupt, SystemExit) as exc:
-                # NOTE: a task that tries to end the process only ends its request's
-                # batch: a pool thread is shared, and these never come from a signal
-                # here (Python delivers signals to the main thread only).
-                self.failed += 1
-                self.current = -1
-                self.done = index + 1
-                logger.error(
-                    "background task %s of %s raised %s; the request's remaining tasks are skipped",
-                    task.name,
-                    self.label,
-                    type(exc).__name__,
-                    exc_info=True,
-                )
-                report(self, f"was skipped: an earlier task raised {type(exc).__name__}")
+                self._stop(index, task, exc)
+                first = first or (exc if self.raise_failures else None)
                 break
-            except BaseException:  # any other failure is contained: the next task runs
+            except BaseException as exc:  # any other failure is contained: the next task runs
                 self.failed += 1
-                logger.warning(
-                    "background task %s of %s failed", task.name, self.label, exc_info=True
-                )
+                if self.raise_failures and first is None:
+                    first = exc
+                else:
+                    logger.warning(
+                        "background task %s of %s failed", task.name, self.label, exc_info=True
+                    )
             self.done = index + 1
             self.current = -1
             finished = _monotonic()
@@ -123,11 +123,35 @@ class Batch:
                 )
                 finished = _monotonic()
             started = finished
+        first = self._run_after(first)
+        if first is not None:
+            raise first
+
+    def _stop(self, index: int, task: BackgroundTask, exc: BaseException) -> None:
+        # NOTE: a task that tries to end the process only ends its request's batch: a
+        # pool thread is shared, and these never come from a signal here (Python
+        # delivers signals to the main thread only).
+        self.failed += 1
+        self.current = -1
+        self.done = index + 1
+        logger.error(
+            "background task %s of %s raised %s; the request's remaining tasks are skipped",
+            task.name,
+            self.label,
+            type(exc).__name__,
+            exc_info=True,
+        )
+        report(self, f"was skipped: an earlier task raised {type(exc).__name__}")
+
+    def _run_after(self, first: BaseException | None) -> BaseException | None:
         if self.after is not None:
             try:
                 self.after()
-            except BaseException:
+            except BaseException as exc:
+                if self.raise_failures and first is None:
+                    return exc
                 logger.exception("cleanup after the tasks of %s failed", self.label)
+        return first
 
 
 def report(batch: Batch, what: str) -> int:

@@ -18,7 +18,7 @@ from .discovery import AppImportError, NoAppError, load_app
 
 if TYPE_CHECKING:
     from .app import App
-    from .endpoint import Endpoint
+    from .route import Route
 
 PROG = "funapi-sync"
 #: The exit status of a usage error (argparse's) and of a target that names no App.
@@ -243,7 +243,7 @@ def _builtin_routes(app: App) -> list[str]:
     return names
 
 
-def _route_row(endpoint: Endpoint) -> tuple[str, ...]:
+def _route_row(endpoint: Route) -> tuple[str, ...]:
     shown = [m for m in endpoint.methods if m not in ("HEAD", "OPTIONS")] or endpoint.methods
     return (
         ",".join(sorted(shown)),
@@ -269,7 +269,7 @@ def _schema_name(schema: Any) -> str:
     return f"[{name}]" if getattr(schema, "many", False) else name
 
 
-def _depends(endpoint: Endpoint) -> str:
+def _depends(endpoint: Route) -> str:
     from .dependencies import Depends
 
     parts = []

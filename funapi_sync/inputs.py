@@ -25,7 +25,7 @@ from .schema import to_detail
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-    from .endpoint import Endpoint
+    from .route import Route
 
 _KEYS = ("path", "query", "body", "headers")
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
@@ -225,7 +225,7 @@ class BodyRequest(Request):
 
 def build_input(
     environ: WSGIEnvironment,
-    endpoint: Endpoint,
+    endpoint: Route,
     path_values: dict[str, Any],
     request: Request | None,
     request_class: type[Request],
@@ -253,7 +253,7 @@ def _load(schema: marshmallow.Schema, data: Any, where: str) -> Any:
         raise ValidationError(to_detail(exc.messages, where, schema)) from None
 
 
-def _flatten(multi: MultiDict[str, Any], endpoint: Endpoint, where: str) -> dict[str, Any]:
+def _flatten(multi: MultiDict[str, Any], endpoint: Route, where: str) -> dict[str, Any]:
     """Turn a MultiDict into the dict a schema loads: lists for list fields, else one value."""
     lists = endpoint.query_lists if where == "query" else endpoint.body_lists
     data: dict[str, Any] = {}
@@ -278,7 +278,7 @@ def _flatten(multi: MultiDict[str, Any], endpoint: Endpoint, where: str) -> dict
 
 
 def _load_form(
-    schema: marshmallow.Schema, form: MultiDict[str, Any], endpoint: Endpoint, request: Request
+    schema: marshmallow.Schema, form: MultiDict[str, Any], endpoint: Route, request: Request
 ) -> Any:
     try:
         return _load(schema, _flatten(form, endpoint, "body"), "body")
@@ -400,7 +400,7 @@ def _mimetype(environ: WSGIEnvironment) -> str:
 
 def read_body(
     environ: WSGIEnvironment,
-    endpoint: Endpoint,
+    endpoint: Route,
     request: Request | None,
     request_class: type[Request],
 ) -> tuple[Any, Request | None]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -115,7 +113,6 @@ class Lifecycle:
 
 
 _lifecycles: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
-_shutdown_done = False
 
 
 def start_all() -> None:
@@ -124,43 +121,20 @@ def start_all() -> None:
         lifecycle.ensure_started()
 
 
-def shutdown_process(timeout: float | None = None) -> None:
-    """Drain the pool, then shut every started app down; once per process.
-
-    NOTE: a task still running after the drain timeout (named at ERROR by the pool)
-    would keep the process alive for ever: the executor's threads are joined at exit.
-    The process then leaves at once, through :func:`exit_now`, after the shutdown hooks.
-    """
-    global _shutdown_done
-    if _shutdown_done:
-        return
-    _shutdown_done = True
+def _drain_pool(timeout: float | None) -> int:
     pool = pool_module.current_pool()
-    if pool is not None:
-        pool.shutdown(timeout)
+    if pool is None:
+        return 0
+    pool.shutdown(timeout)
+    return pool.still_running()
+
+
+def _shut_apps_down() -> None:
     for lifecycle in list(_lifecycles):
         try:
             lifecycle.shutdown()
         except Exception:
             logger.exception("shutting an app down failed; the other apps still shut down")
-    running = 0 if pool is None else pool.still_running()
-    if running:
-        logger.error(
-            "process %d exits with %d background task(s) still running (named above);"
-            " they are abandoned",
-            os.getpid(),
-            running,
-        )
-        exit_now(1)
-
-
-def exit_now(code: int) -> None:
-    """Flush the logs and standard streams, then end the process without joining threads."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a closed or broken stream
-            stream.flush()
-    os._exit(code)
 
 
 def _attach_server() -> None:
@@ -177,33 +151,14 @@ def _attach_server() -> None:
 _server_attached = False
 
 
-def _reset_in_child() -> None:
+def _forget_in_child() -> None:
     # NOTE: startup ran in the parent (gunicorn --preload); each worker runs it again
     # and owns its own app-scoped values, which were made for the parent.
-    global _shutdown_done, _server_attached
-    _shutdown_done = False
+    global _server_attached
     _server_attached = False
     for lifecycle in list(_lifecycles):
         lifecycle.forget()
 
 
-_process.at_fork_in_child(_reset_in_child)
-
-
-def _at_interpreter_exit() -> None:
-    try:
-        shutdown_process()
-    except Exception:
-        logger.exception("shutting down at interpreter exit failed")
-
-
-# NOTE: threading's own exit hooks run before the executor joins its threads (and before
-# atexit), so the drain can time out and name what it skips; atexit would run too late.
-# It is a private hook, present since 3.9; fall back to atexit where it is missing.
-_register = getattr(threading, "_register_atexit", None)
-if _register is not None:
-    _register(_at_interpreter_exit)
-else:  # pragma: no cover
-    import atexit
-
-    atexit.register(_at_interpreter_exit)
+_process.at_exit(_drain_pool, _shut_apps_down)
+_process.at_fork_in_child(_forget_in_child)

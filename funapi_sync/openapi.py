@@ -32,7 +32,7 @@ from .responses import BODYLESS
 from .security import SecurityScheme
 
 if TYPE_CHECKING:
-    from .endpoint import Endpoint
+    from .route import Route
 
 logger = logging.getLogger("funapi_sync")
 
@@ -74,7 +74,7 @@ class RouteSource(Protocol):
     """What the document is built from: the compiled endpoints (an app's ``routes``)."""
 
     @property
-    def endpoints(self) -> Sequence[Endpoint]: ...
+    def endpoints(self) -> Sequence[Route]: ...
 
 
 class Documented(Protocol):
@@ -145,12 +145,12 @@ def _converter_schema(converter: str | None, args: str | None) -> dict[str, Any]
     return schema
 
 
-def _template(endpoint: Endpoint) -> str:
+def _template(endpoint: Route) -> str:
     """``/users/<int:id>`` -> ``/users/{id}``."""
     return _RULE_VARIABLE.sub(lambda match: "{" + match.group(3) + "}", endpoint.rule)
 
 
-def _path_parameters(endpoint: Endpoint, plugin: MarshmallowPlugin) -> list[dict[str, Any]]:
+def _path_parameters(endpoint: Route, plugin: MarshmallowPlugin) -> list[dict[str, Any]]:
     declared: dict[str, marshmallow.fields.Field[Any]] = {}
     if endpoint.path_schema is not None:
         declared = {
@@ -176,7 +176,7 @@ def _error(description: str, component: str) -> dict[str, Any]:
     }
 
 
-def _success_content(endpoint: Endpoint, status: int) -> dict[str, Any] | None:
+def _success_content(endpoint: Route, status: int) -> dict[str, Any] | None:
     """What a success response carries: JSON (the response schema), or the route's media type."""
     if status in BODYLESS:
         return None
@@ -189,7 +189,7 @@ def _success_content(endpoint: Endpoint, status: int) -> dict[str, Any] | None:
     return {media_type: {"schema": {"type": "string", "format": "binary"}}}
 
 
-def _status_responses(endpoint: Endpoint) -> dict[str, Any]:
+def _status_responses(endpoint: Route) -> dict[str, Any]:
     """The route's status, and each status its handler returns literally (see ``_statuses``)."""
     literal, plain = returned_statuses(endpoint.handler)
     statuses = list(literal)
@@ -209,13 +209,13 @@ def _phrase(status: int) -> str:
     return HTTPStatus(status).phrase if status in _KNOWN_STATUSES else str(status)
 
 
-def _request_body(endpoint: Endpoint) -> dict[str, Any]:
+def _request_body(endpoint: Route) -> dict[str, Any]:
     media_type = endpoint.body_media_type or "application/json"
     return {"required": True, "content": {media_type: {"schema": endpoint.body_schema}}}
 
 
 def _operation(
-    endpoint: Endpoint,
+    endpoint: Route,
     method: str,
     template: str,
     plugin: MarshmallowPlugin,
@@ -289,7 +289,7 @@ class _SecuritySchemes:
         self._names[id(scheme)] = name
         return name
 
-    def requirements(self, endpoint: Endpoint) -> tuple[list[dict[str, list[str]]], bool]:
+    def requirements(self, endpoint: Route) -> tuple[list[dict[str, list[str]]], bool]:
         """The operation's ``security`` list, and whether a 401 is possible.
 
         Schemes with ``auto_error=True`` are all required together; when every scheme
@@ -308,7 +308,7 @@ class _SecuritySchemes:
         return [], False
 
 
-def _schemes_of(endpoint: Endpoint) -> list[SecurityScheme]:
+def _schemes_of(endpoint: Route) -> list[SecurityScheme]:
     providers = endpoint.registry.providers
     schemes: list[SecurityScheme] = []
     for key, _func, _params, _kind, _phase in endpoint.current_plan().steps:

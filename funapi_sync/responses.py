@@ -1,4 +1,4 @@
-"""Turn what a handler returns into a WSGI response: JSON encoding and status/headers rules."""
+"""Turn what a handler returns into a WSGI response, and start every response the app sends."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 logger = logging.getLogger("funapi_sync")
 
@@ -274,3 +274,23 @@ def refuse_split_headers(
             result.close()
         return error_parts(500, "Internal Server Error")
     return result
+
+
+def send(
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+    result: Parts | Response,
+    *,
+    checked: bool = False,
+) -> Iterable[bytes]:
+    """Start the response and return its body: every response of the app starts here.
+
+    :param checked: ``result`` already went through :func:`refuse_split_headers`.
+    """
+    if not checked:
+        result = refuse_split_headers(result, environ)
+    if isinstance(result, tuple):
+        status, headers, body = result
+        start_response(status_line(status), headers)
+        return [body] if body and environ["REQUEST_METHOD"] != "HEAD" else []
+    return result(environ, start_response)

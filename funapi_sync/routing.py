@@ -15,9 +15,6 @@ from ._route_checks import rule_shape
 if TYPE_CHECKING:
     from .endpoint import Endpoint
 
-_BRACES = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_COLON = re.compile(r"(?<=/):([A-Za-z_][A-Za-z0-9_]*)")
-
 
 class _FiniteFloatConverter(FloatConverter):
     """werkzeug's ``<float:...>``, refusing values that overflow to ``inf``.
@@ -36,15 +33,6 @@ class _FiniteFloatConverter(FloatConverter):
 
 #: The converters of every Map the app builds (werkzeug's defaults, ``float`` made finite).
 CONVERTERS = {"float": _FiniteFloatConverter}
-
-
-def to_rule(path: str) -> str:
-    """Turn ``/users/{id}`` and ``/users/:id`` into werkzeug's ``/users/<id>``."""
-    if not isinstance(path, str):
-        raise TypeError(f"route path must be a str, got {type(path).__name__}")
-    if not path.startswith("/"):
-        raise ValueError(f"route path must start with '/', got {path!r}")
-    return _COLON.sub(r"<\1>", _BRACES.sub(r"<\1>", path))
 
 
 def _rule(endpoint: Endpoint) -> Rule:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.test import Client
 
 from . import pool as pool_module
-from .after_close import BATCHES_KEY, INLINE_KEY
+from .after_close import BATCHES_KEY, RAISE_TASK_ERRORS_KEY
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -39,7 +39,7 @@ class TestClient(Client):
         batches: list[Batch] = []
         environ[BATCHES_KEY] = batches
         if self.raise_task_errors:
-            environ[INLINE_KEY] = True
+            environ[RAISE_TASK_ERRORS_KEY] = True
         result = super().run_wsgi_app(environ, buffered=True)
         pool = pool_module.current_pool()
         if pool is not None:

@@ -165,7 +165,7 @@ SHUTDOWN_APP = """
     import time
     from werkzeug.test import EnvironBuilder
     from funapi_sync import App
-    from funapi_sync.lifecycle import shutdown_process
+    from funapi_sync._process import shutdown_process
 
     events = []
     app = App()

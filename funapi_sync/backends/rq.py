@@ -247,7 +247,7 @@ class RQBackend:
         :param queues: queue names (default: this backend's queue).
         :returns: the exit status, 0.
         """
-        from ..lifecycle import shutdown_process
+        from .._process import shutdown_process
 
         app.lifecycle.ensure_started()
         try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from funapi_sync import lifecycle
+from funapi_sync import _process, lifecycle
 from funapi_sync import logconfig as _logconfig  # NOTE: `logconfig` is a gunicorn setting
 from funapi_sync.server import worker as worker_wiring
 
@@ -42,4 +42,4 @@ def worker_abort(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Drain the background pool (bounded by ``background_shutdown_timeout``), then shut down."""
-    lifecycle.shutdown_process()
+    _process.shutdown_process()
