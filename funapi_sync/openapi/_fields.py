@@ -21,9 +21,9 @@ import marshmallow
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.field_converter import DEFAULT_FIELD_MAPPING
 
-from .responses import json_default
-from .schema import Schema
-from .uploads import File
+from ..responses import json_default
+from ..schema import Schema
+from ..uploads import File
 
 logger = logging.getLogger("funapi_sync")
 

@@ -26,13 +26,14 @@ from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_insta
 from werkzeug.routing.rules import parse_converter_args
 from werkzeug.wrappers import Request, Response
 
-from . import _openapi_fields, _route_checks
+from .. import _route_checks
+from ..responses import BODYLESS
+from ..security import SecurityScheme
+from . import _fields
 from ._statuses import returned_statuses
-from .responses import BODYLESS
-from .security import SecurityScheme
 
 if TYPE_CHECKING:
-    from .route import Route
+    from ..route import Route
 
 logger = logging.getLogger("funapi_sync")
 
@@ -323,7 +324,7 @@ def _schemes_of(endpoint: Route) -> list[SecurityScheme]:
 def build_document(app: Documented) -> dict[str, Any]:
     """Build the OpenAPI document of ``app``'s routes (those with ``include_in_schema``).
 
-    Every value in it is JSON (``_openapi_fields.jsonable``), and an apispec warning is
+    Every value in it is JSON (``_fields.jsonable``), and an apispec warning is
     logged rather than raised, so no field marshmallow accepts can make it fail.
     """
     with warnings.catch_warnings(record=True) as caught:
@@ -331,7 +332,7 @@ def build_document(app: Documented) -> dict[str, Any]:
         document = _build(app)
     for warning in caught:
         logger.warning("OpenAPI: %s", warning.message)
-    result: dict[str, Any] = _openapi_fields.jsonable(document)
+    result: dict[str, Any] = _fields.jsonable(document)
     return result
 
 
@@ -345,7 +346,7 @@ def _build(app: Documented) -> dict[str, Any]:
         plugins=[plugin],
         info=info,
     )
-    _openapi_fields.configure(plugin)
+    _fields.configure(plugin)
     security = _SecuritySchemes()
     for endpoint in app.routes.endpoints:
         if not endpoint.include_in_schema:
