@@ -1,4 +1,4 @@
-"""Inspecting user callables: is it ``async``? Internal; shared by tasks, handlers, dependencies.
+"""Inspecting user callables: their names in messages, and whether they are ``async``. Internal.
 
 funapi_sync is synchronous: a coroutine function called on a thread returns a coroutine
 object that nobody awaits, so its body never runs. Every place that takes user code
@@ -41,3 +41,22 @@ def is_async_callable(obj: Any) -> bool:
 
 def _is_async_function(obj: Any) -> bool:
     return inspect.iscoroutinefunction(obj) or inspect.isasyncgenfunction(obj)
+
+
+def callable_name(obj: Any, *, short: bool = False, dotted: bool = False) -> str:
+    """How every message names a user callable.
+
+    By default its ``__qualname__`` (``Mailer.send``); ``short``: its ``__name__``, as a
+    route label says ``signup() at POST /signup``; ``dotted``: prefixed by its module,
+    partials unwrapped (``partial(app.tasks.send)``), as task log lines say. A callable
+    object without names is named by its type.
+    """
+    if dotted and isinstance(obj, functools.partial):
+        return f"partial({callable_name(obj.func, dotted=True)})"
+    name = getattr(obj, "__name__" if short else "__qualname__", None)
+    if not isinstance(name, str):
+        name = type(obj).__name__ if short else type(obj).__qualname__
+    if not dotted:
+        return name
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return f"{module}.{name}" if module and module != "builtins" else name

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextvars
-import functools
 from collections.abc import Callable
 from types import FunctionType
 from typing import Any, NamedTuple, ParamSpec
 
-from ._callables import ASYNC_FLAGS, is_async_callable
+from ._callables import ASYNC_FLAGS, callable_name, is_async_callable
 
 P = ParamSpec("P")
 
@@ -34,14 +33,8 @@ _new_task = tuple.__new__
 
 
 def task_name(fn: Any) -> str:
-    """A readable name for logs: ``module.qualname``, unwrapping partials."""
-    if isinstance(fn, functools.partial):
-        return f"partial({task_name(fn.func)})"
-    qualname = getattr(fn, "__qualname__", None)
-    if qualname is None:
-        qualname = type(fn).__qualname__
-    module = getattr(fn, "__module__", None) or type(fn).__module__
-    return f"{module}.{qualname}" if module and module != "builtins" else qualname
+    """A task's name in logs: ``module.qualname``, partials unwrapped."""
+    return callable_name(fn, dotted=True)
 
 
 class BackgroundTasks:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__, logconfig
+from ._callables import callable_name
 from .discovery import AppImportError, NoAppError, load_app
 
 if TYPE_CHECKING:
@@ -248,18 +249,12 @@ def _route_row(endpoint: Route) -> tuple[str, ...]:
     return (
         ",".join(sorted(shown)),
         endpoint.path,
-        _qualified(endpoint.handler),
+        callable_name(endpoint.handler, dotted=True),
         _schema_name(endpoint.body_schema),
         _schema_name(endpoint.query_schema),
         _schema_name(endpoint.response_schema),
         _depends(endpoint),
     )
-
-
-def _qualified(fn: Any) -> str:
-    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    module = getattr(fn, "__module__", None)
-    return f"{module}.{name}" if module else name
 
 
 def _schema_name(schema: Any) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
+from ._callables import callable_name
 from .exceptions import HTTPException, ValidationError
 from .responses import Parts, error_parts, header_list, phrase, render
 
@@ -79,7 +80,7 @@ class ErrorResponder:
             except Exception as handler_exc:
                 logger.error(
                     "exception handler %s failed on %s %s",
-                    getattr(handler, "__qualname__", handler),
+                    callable_name(handler),
                     request.method,
                     request.path,
                     exc_info=handler_exc,

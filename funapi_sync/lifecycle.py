@@ -11,15 +11,12 @@ from typing import Any
 
 from . import _process
 from . import pool as pool_module
+from ._callables import callable_name
 from .dependencies import Registry
 
 logger = logging.getLogger("funapi_sync")
 
 Hook = Callable[[], Any]
-
-
-def _hook_name(hook: Hook) -> str:
-    return getattr(hook, "__qualname__", None) or repr(hook)
 
 
 class Lifecycle:
@@ -46,7 +43,7 @@ class Lifecycle:
         """Append a startup hook; refuse once this process has started serving."""
         if self.started:
             raise RuntimeError(
-                f"on_startup({_hook_name(hook)}) was called after the app started serving in"
+                f"on_startup({callable_name(hook)}) was called after the app started serving in"
                 " this process, so the hook would never run; register startup hooks before"
                 " the first request (e.g. at import time, next to the routes)"
             )
@@ -77,7 +74,7 @@ class Lifecycle:
                     logger.critical(
                         "startup hook %s failed in process %d; this process serves no"
                         " request until its startup hooks succeed",
-                        _hook_name(hook),
+                        callable_name(hook),
                         os.getpid(),
                         exc_info=True,
                     )
@@ -102,7 +99,7 @@ class Lifecycle:
             try:
                 hook()
             except Exception:
-                logger.error("shutdown hook %s failed", _hook_name(hook), exc_info=True)
+                logger.error("shutdown hook %s failed", callable_name(hook), exc_info=True)
 
     def forget(self) -> None:
         """Reset to "not started" without running anything (a forked child)."""

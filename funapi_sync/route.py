@@ -10,6 +10,7 @@ import marshmallow
 from marshmallow import fields
 
 from . import _route_checks
+from ._callables import callable_name
 from ._route_checks import to_rule
 from .dependencies import Depends, refuse_async
 from .route_options import RouteOptions, normalise_depends
@@ -24,11 +25,8 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 
 def route_label(handler: Callable[..., Any], methods: Iterable[str], path: str) -> str:
     """``signup() at POST /signup``: how every message names a route."""
-    return f"{_handler_name(handler)}() at {'/'.join(str(m).upper() for m in methods)} {path}"
-
-
-def _handler_name(handler: Callable[..., Any]) -> str:
-    return getattr(handler, "__name__", None) or type(handler).__name__
+    methods_text = "/".join(str(method).upper() for method in methods)
+    return f"{callable_name(handler, short=True)}() at {methods_text} {path}"
 
 
 class Compiled(NamedTuple):
@@ -95,7 +93,7 @@ class Route:
         if not callable(handler):
             raise TypeError(f"a route handler must be callable, got {handler!r}")
         self.handler = handler
-        self.name = _handler_name(handler)
+        self.name = callable_name(handler, short=True)
         self.path = path
         self.rule = to_rule(path)
         self.methods = _normalise_methods(methods, self.name, path)
