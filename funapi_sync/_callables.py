@@ -41,3 +41,18 @@ def is_async_callable(obj: Any) -> bool:
 
 def _is_async_function(obj: Any) -> bool:
     return inspect.iscoroutinefunction(obj) or inspect.isasyncgenfunction(obj)
+
+
+def callable_name(obj: Any) -> str:
+    """How an error message names user code: its qualified name, else its repr."""
+    return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
+
+
+def refuse_async(fn: Any, where: str, what: str) -> None:
+    """Raise a ``TypeError`` naming the fix when calling ``fn`` would make a coroutine."""
+    if is_async_callable(fn):
+        raise TypeError(
+            f"{where}: {callable_name(fn)} is an async {what}, and funapi_sync is synchronous:"
+            " it would get a coroutine object that nothing awaits; write it with plain def"
+            " (call async code inside it with asyncio.run(...) if you must)"
+        )

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from werkzeug.wrappers import Request, Response
 
     from .background import BackgroundTask, BackgroundTasks
-    from .dependencies import RequestScope
     from .endpoint import Runtime
+    from .scope import RequestScope
 
 logger = logging.getLogger("funapi_sync")
 background_logger = logging.getLogger("funapi_sync.background")

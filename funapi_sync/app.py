@@ -13,9 +13,10 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request
 
 from . import logconfig
+from ._callables import refuse_async
 from .after_close import send
 from .backends import resolve as resolve_backend
-from .dependencies import DependencyOverrides, Registry, refuse_async
+from .dependencies import DependencyOverrides, Registry
 from .endpoint import Endpoint, Mode, Runtime
 from .errors import ErrorResponder
 from .inputs import BodyRequest

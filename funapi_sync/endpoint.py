@@ -11,16 +11,18 @@ import marshmallow
 from marshmallow import fields
 
 from . import _route_checks
+from ._callables import refuse_async
 from .after_close import AfterClose, close_now, send
 from .background import BackgroundTasks
 from .concurrency import TASK
-from .dependencies import BEFORE_RESPONSE, Depends, RequestScope, refuse_async
+from .dependencies import BEFORE_RESPONSE, Depends
 from .inputs import build_input
 from .pool import PoolSettings
 from .responses import Parts, UnsafeHeaderError, json_parts, refuse_split_headers, render
 from .route_options import RouteOptions, normalise_depends
 from .routing import to_rule
 from .schema import as_schema
+from .scope import RequestScope
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
