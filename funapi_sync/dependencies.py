@@ -510,8 +510,13 @@ def _parameters(func: Callable[..., Any], where: str) -> dict[str, Any]:
     """Map each parameter of a dependency to what supplies it (None: its own default)."""
     try:
         signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return {}
+    except (TypeError, ValueError) as exc:
+        # NOTE: refused, not read as "no parameters": a builtin or C callable whose
+        # parameters cannot be seen would be called without the arguments it needs.
+        raise TypeError(
+            f"{where}: cannot read the signature of dependency {callable_name(func)} ({exc});"
+            " wrap it in a function whose parameters name what it needs"
+        ) from None
     sources: dict[str, Any] = {}
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
