@@ -60,3 +60,13 @@ def callable_name(obj: Any, *, short: bool = False, dotted: bool = False) -> str
         return name
     module = getattr(obj, "__module__", None) or type(obj).__module__
     return f"{module}.{name}" if module and module != "builtins" else name
+
+
+def refuse_async(fn: Any, where: str, what: str) -> None:
+    """Raise a ``TypeError`` naming the fix when calling ``fn`` would make a coroutine."""
+    if is_async_callable(fn):
+        raise TypeError(
+            f"{where}: {callable_name(fn)} is an async {what}, and funapi_sync is synchronous:"
+            " it would get a coroutine object that nothing awaits; write it with plain def"
+            " (call async code inside it with asyncio.run(...) if you must)"
+        )

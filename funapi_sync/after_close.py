@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .backends import Backend
     from .background import BackgroundTask, BackgroundTasks
-    from .dependencies import RequestScope
+    from .scope import RequestScope
 
 logger = logging.getLogger("funapi_sync")
 background_logger = logging.getLogger("funapi_sync.background")

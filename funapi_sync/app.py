@@ -11,11 +11,12 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request
 
 from . import logconfig
+from ._body import BodyRequest
+from ._callables import refuse_async
 from .backends import resolve as resolve_backend
-from .dependencies import DependencyOverrides, Registry, refuse_async
+from .dependencies import DependencyOverrides, Registry
 from .endpoint import Endpoint, Mode, Runtime
 from .errors import ErrorResponder
-from .inputs import BodyRequest
 from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
 from .openapi import OpenAPI

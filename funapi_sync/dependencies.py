@@ -1,19 +1,16 @@
-"""Dependencies: registered names, ``Depends`` callables, their per-request scope and cleanups."""
+"""Dependencies: what a route may depend on, checked and compiled into a plan at registration."""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
 import threading
 from collections import UserDict
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._callables import is_async_callable
-from .security import guard_steps
-
-logger = logging.getLogger("funapi_sync")
+from ._callables import callable_name, refuse_async
+from ._exits import Exit, close_exits, enter
 
 #: Parameter names a dependency (or handler keyword) gets from the request itself.
 BUILTIN_SOURCES = frozenset({"input", "req", "background"})
@@ -23,9 +20,6 @@ CLEANUP_PHASES = ("before_response", "after_response", "after_tasks")
 BEFORE_RESPONSE, AFTER_RESPONSE, AFTER_TASKS = range(3)
 #: The phase of an app-scoped value: after every request phase (it outlives them all).
 APP_PHASE = len(CLEANUP_PHASES)
-
-#: How a cleanup is called: ``exit_(exc_type, exc, traceback)``, as ``__exit__`` is.
-Exit = Callable[..., Any]
 
 
 class Depends:
@@ -48,15 +42,15 @@ class Depends:
     def __init__(self, dependency: Callable[..., Any], *, cleanup: str = "before_response") -> None:
         if not callable(dependency):
             raise TypeError(f"Depends() takes a callable, got {dependency!r}")
-        where = f"Depends({_name(dependency)})"
+        where = f"Depends({callable_name(dependency)})"
         refuse_async(dependency, where, "dependency")
         self.cleanup = check_cleanup(cleanup, where)
         self.dependency = dependency
 
     def __repr__(self) -> str:
         if self.cleanup == "before_response":
-            return f"Depends({_name(self.dependency)})"
-        return f"Depends({_name(self.dependency)}, cleanup={self.cleanup!r})"
+            return f"Depends({callable_name(self.dependency)})"
+        return f"Depends({callable_name(self.dependency)}, cleanup={self.cleanup!r})"
 
 
 def check_cleanup(cleanup: Any, where: str) -> str:
@@ -69,22 +63,9 @@ def check_cleanup(cleanup: Any, where: str) -> str:
     return cleanup
 
 
-def refuse_async(fn: Any, where: str, what: str) -> None:
-    """Raise a ``TypeError`` naming the fix when calling ``fn`` would make a coroutine."""
-    if is_async_callable(fn):
-        raise TypeError(
-            f"{where}: {_name(fn)} is an async {what}, and funapi_sync is synchronous: it"
-            " would get a coroutine object that nothing awaits; write it with plain def"
-            " (call async code inside it with asyncio.run(...) if you must)"
-        )
-
-
-def _name(obj: Any) -> str:
-    return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
-
-
-def _label(key: Any) -> str:
-    return repr(key) if isinstance(key, str) else f"{_name(key)}()"
+def label(key: Any) -> str:
+    """How messages and logs name a dependency: ``'db'`` for a name, ``get_db()`` for a callable."""
+    return repr(key) if isinstance(key, str) else f"{callable_name(key)}()"
 
 
 class Provider:
@@ -151,10 +132,19 @@ class DependencyOverrides(UserDict[Any, Callable[..., Any]]):
         self.version += 1
 
 
-# A plan step: (key, callable, {param: source key}, kind, phase) where kind is "call" (once
-# per request) or "app" (a process-wide registered value), and phase indexes CLEANUP_PHASES
-# (APP_PHASE for an app-scoped value).
-Step = tuple[Any, Callable[..., Any], dict[str, Any], str, int]
+class Step(NamedTuple):
+    """One value a plan makes: what makes it, from which values, and when it is cleaned up."""
+
+    #: Where the value is kept in the request's scope: a registered name or the callable.
+    key: Any
+    #: What makes the value (a generator function is already a context manager here).
+    func: Callable[..., Any]
+    #: ``{parameter: key of the value that supplies it}``.
+    params: dict[str, Any]
+    #: ``"call"`` (made once per request) or ``"app"`` (a process-wide registered value).
+    kind: str
+    #: Its cleanup phase, an index of CLEANUP_PHASES (APP_PHASE for an app-scoped value).
+    phase: int
 
 
 class Plan:
@@ -173,8 +163,52 @@ class Plan:
 
     def _uses(self, source: str) -> bool:
         return source in self.kwargs.values() or any(
-            source in params.values() for _, _, params, _, _ in self.steps
+            source in step.params.values() for step in self.steps
         )
+
+
+def checks_credentials(obj: Any) -> bool:
+    """Whether ``obj`` is a security scheme: its class sets ``checks_credentials = True``.
+
+    NOTE: an attribute, not ``isinstance(obj, SecurityScheme)``: the schemes are
+    dependencies, so ``security`` imports this module and this module cannot import it.
+    Read on the type, as ``isinstance`` would: a scheme class itself is not a scheme.
+    """
+    return getattr(type(obj), "checks_credentials", False) is True
+
+
+def guard_steps(steps: list[Step]) -> list[Step]:
+    """The plan steps that check credentials, with what they need, in order.
+
+    A guard is a security scheme, or a dependency built on one (``current_user(token=
+    Depends(bearer))``) that does not take the request's ``input``. The app resolves the
+    guards before it reads the body, so a request without credentials is a 401 whatever
+    its body (FastAPI's order), and no anonymous upload is parsed.
+    """
+    needs_input: set[Any] = set()
+    guarded: set[Any] = set()
+    for step in steps:
+        sources = step.params.values()
+        if "input" in sources or any(source in needs_input for source in sources):
+            needs_input.add(step.key)
+        elif (
+            checks_credentials(step.key)
+            or checks_credentials(step.func)
+            or any(source in guarded for source in sources)
+        ):
+            guarded.add(step.key)
+    if not guarded:
+        return []
+    # A guard's other sources (a database to look the token up in) come first too.
+    by_key = {step.key: step for step in steps}
+    wanted = set(guarded)
+    pending = list(guarded)
+    while pending:
+        for source in by_key[pending.pop()].params.values():
+            if source in by_key and source not in wanted:
+                wanted.add(source)
+                pending.append(source)
+    return [step for step in steps if step.key in wanted]
 
 
 class Registry:
@@ -187,7 +221,7 @@ class Registry:
         self._app_lock = threading.Lock()
 
     def _check_override(self, key: Any) -> None:
-        self.plan({"override": key}, (), f"dependency_overrides[{_label(key)}]")
+        self.plan({"override": key}, (), f"dependency_overrides[{label(key)}]")
 
     def register(
         self,
@@ -233,7 +267,7 @@ class Registry:
         try:
             # NOTE: names not registered yet are skipped here (they may come later) and
             # caught when a route uses this one; a cycle through existing names is final.
-            self._visit(name, [], {}, (), where, lenient=True)
+            _Planner(self, where, lenient=True).visit(name, ())
         except ValueError:
             del self.providers[name]
             raise
@@ -246,20 +280,19 @@ class Registry:
         Only the keywords in ``passed`` reach the handler; the others are guards, resolved
         for their effect (e.g. raising 401) and not passed.
         """
-        steps: list[Step] = []
-        done: dict[Any, int] = {}
         kwargs: dict[str, Any] = {}
         # NOTE: a dependency's parameter named like another key of the same mapping is
         # that key's value (SPEC §7): depends={"db": Depends(get_db), "user": Depends(u)}
         # gives u(db) the route's db, even when a name 'db' is registered too.
         siblings = {keyword: _target(target, where) for keyword, target in depends.items()}
+        planner = _Planner(self, where, siblings=siblings)
         for keyword, (target, phase) in siblings.items():
-            key = self._visit(target, steps, done, (), where, phase=phase, siblings=siblings)
+            key = planner.visit(target, (), phase)
             if keyword in passed:
                 kwargs[keyword] = key
         if "background" in passed:
             kwargs["background"] = "background"
-        return Plan(steps, kwargs)
+        return Plan(planner.steps, kwargs)
 
     def _factory(self, key: Any) -> tuple[Callable[..., Any], Provider | None, bool]:
         """The callable that makes ``key``, its provider, and whether it is overridden."""
@@ -271,93 +304,6 @@ class Registry:
         if provider is not None and _hashable(original) and original in overrides:
             return overrides[original], provider, True
         return original, provider, False
-
-    def _visit(
-        self,
-        key: Any,
-        steps: list[Step],
-        done: dict[Any, int],
-        path: tuple[Any, ...],
-        where: str,
-        lenient: bool = False,
-        phase: str | None = None,
-        siblings: Mapping[str, tuple[Any, str | None]] | None = None,
-    ) -> Any:
-        if isinstance(key, str) and key in BUILTIN_SOURCES:
-            return key
-        if key in done:
-            if phase is not None and done[key] not in (CLEANUP_PHASES.index(phase), APP_PHASE):
-                raise ValueError(
-                    f"{where}: dependency {_label(key)} is asked for with cleanup={phase!r}"
-                    f" and cleanup={CLEANUP_PHASES[done[key]]!r}; it is made once per"
-                    " request and cleaned up once, so give every Depends() of it the same"
-                    " cleanup="
-                )
-            return key
-        if key in path:
-            cycle = " -> ".join(_label(k) for k in (*path, key))
-            raise ValueError(
-                f"{where}: dependency cycle {cycle}; a dependency cannot need itself,"
-                " directly or through others"
-            )
-        if isinstance(key, str) and key not in self.providers:
-            if lenient:
-                return key
-            if path:
-                raise ValueError(
-                    f"{where}: dependency {_label(path[-1])} takes parameter {key!r}, which is"
-                    " neither input, req, background nor a registered name; call"
-                    f" app.register({key!r}, factory), give the parameter a default, or"
-                    f" write {key}=Depends(fn)"
-                )
-            raise ValueError(
-                f"{where}: dependency {key!r} is not registered; call"
-                f" app.register({key!r}, factory) before adding the route, or pass"
-                f" depends={{{key!r}: Depends(factory)}}"
-            )
-        func, provider, overridden = self._factory(key)
-        # NOTE: an overridden app-scoped name is made per request: a test that swaps it
-        # must get the replacement at once, not a value cached before the swap.
-        app_scoped = provider is not None and provider.scope == "app" and not overridden
-        if app_scoped:
-            own = APP_PHASE
-        elif provider is not None:
-            own = provider.phase
-        else:
-            own = CLEANUP_PHASES.index(phase or "before_response")
-        refuse_async(func, where, "dependency")
-        params: dict[str, Any] = {}
-        for pname, source in _parameters(func, where).items():
-            if source is None:
-                continue
-            target: Any = source
-            sub_phase: str | None = None
-            if isinstance(source, Depends):
-                target, sub_phase = source.dependency, source.cleanup
-            elif siblings and source in siblings and siblings[source][0] != key:
-                target, sub_phase = siblings[source]
-            sub = self._visit(
-                target, steps, done, (*path, key), where, lenient, sub_phase, siblings
-            )
-            if app_scoped and self._request_bound(sub):
-                assert provider is not None
-                raise ValueError(f"{where}: " + _app_takes_request_message(provider.name, pname))
-            if sub in done and done[sub] < own:
-                # NOTE: refused, not promoted: keeping the sub-dependency open longer would
-                # silently move its cleanup (a commit) after the response.
-                raise ValueError(
-                    f"{where}: dependency {_label(key)} (cleanup={CLEANUP_PHASES[own]!r})"
-                    f" takes {pname!r}, which is cleaned up earlier"
-                    f" (cleanup={CLEANUP_PHASES[done[sub]]!r}), so {_label(key)} would use"
-                    f" it after it closed; give {_label(sub)} cleanup={CLEANUP_PHASES[own]!r},"
-                    f" or {_label(key)} cleanup={CLEANUP_PHASES[done[sub]]!r}"
-                )
-            params[pname] = sub
-        if inspect.isgeneratorfunction(func):
-            func = contextlib.contextmanager(func)
-        steps.append((key, func, params, "app" if app_scoped else "call", own))
-        done[key] = own
-        return key
 
     def _request_bound(self, key: Any) -> bool:
         if not isinstance(key, str) or key in BUILTIN_SOURCES:
@@ -375,7 +321,7 @@ class Registry:
             return provider.value
         with provider.lock:
             if not provider.has_value:
-                value, exit_ = _enter(func(**kwargs))
+                value, exit_ = enter(func(**kwargs))
                 if exit_ is not None:
                     with self._app_lock:
                         self.app_exits.append((repr(key), exit_))
@@ -397,6 +343,139 @@ class Registry:
         self.app_exits = []
         for provider in self.providers.values():
             provider.forget()
+
+
+class _Planner:
+    """One plan being built: its steps so far, and the phase each planned key was given."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        where: str,
+        *,
+        lenient: bool = False,
+        siblings: Mapping[str, tuple[Any, str | None]] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.where = where
+        #: Skip names not registered yet (at register(): they may come later).
+        self.lenient = lenient
+        #: The route's ``depends=`` keys, each as ``(key, cleanup phase or None)``.
+        self.siblings = siblings or {}
+        self.steps: list[Step] = []
+        self.done: dict[Any, int] = {}
+
+    def visit(self, key: Any, path: tuple[Any, ...], phase: str | None = None) -> Any:
+        """Plan ``key`` after everything it takes; return the key its value is kept under.
+
+        :param path: the keys that led here, to name a cycle.
+        :param phase: the ``cleanup=`` it is asked for with (None: its registered one).
+        """
+        if self._settled(key, path, phase):
+            return key
+        func, provider, overridden = self.registry._factory(key)
+        # NOTE: an overridden app-scoped name is made per request: a test that swaps it
+        # must get the replacement at once, not a value cached before the swap.
+        app_scoped = provider is not None and provider.scope == "app" and not overridden
+        app_provider = provider if app_scoped else None
+        if app_provider is not None:
+            own = APP_PHASE
+        elif provider is not None:
+            own = provider.phase
+        else:
+            own = CLEANUP_PHASES.index(phase or "before_response")
+        refuse_async(func, self.where, "dependency")
+        params = self._plan_parameters(key, func, (*path, key), app_provider, own)
+        if inspect.isgeneratorfunction(func):
+            func = contextlib.contextmanager(func)
+        self.steps.append(Step(key, func, params, "call" if app_provider is None else "app", own))
+        self.done[key] = own
+        return key
+
+    def _settled(self, key: Any, path: tuple[Any, ...], phase: str | None) -> bool:
+        """Whether ``key`` needs no new step; raise if it can never have one."""
+        if isinstance(key, str) and key in BUILTIN_SOURCES:
+            return True
+        done = self.done
+        if key in done:
+            if phase is not None and done[key] not in (CLEANUP_PHASES.index(phase), APP_PHASE):
+                raise ValueError(
+                    f"{self.where}: dependency {label(key)} is asked for with cleanup={phase!r}"
+                    f" and cleanup={CLEANUP_PHASES[done[key]]!r}; it is made once per"
+                    " request and cleaned up once, so give every Depends() of it the same"
+                    " cleanup="
+                )
+            return True
+        if key in path:
+            cycle = " -> ".join(label(k) for k in (*path, key))
+            raise ValueError(
+                f"{self.where}: dependency cycle {cycle}; a dependency cannot need itself,"
+                " directly or through others"
+            )
+        if isinstance(key, str) and key not in self.registry.providers:
+            if self.lenient:
+                return True
+            raise _unknown_name(self.where, key, path)
+        return False
+
+    def _plan_parameters(
+        self,
+        key: Any,
+        func: Callable[..., Any],
+        path: tuple[Any, ...],
+        app_provider: Provider | None,
+        own: int,
+    ) -> dict[str, Any]:
+        """Plan what supplies each parameter of ``func``; return ``{parameter: key}``."""
+        params: dict[str, Any] = {}
+        siblings = self.siblings
+        for pname, source in _parameters(func, self.where).items():
+            if source is None:
+                continue
+            target: Any = source
+            sub_phase: str | None = None
+            if isinstance(source, Depends):
+                target, sub_phase = source.dependency, source.cleanup
+            elif source in siblings and siblings[source][0] != key:
+                target, sub_phase = siblings[source]
+            sub = self.visit(target, path, sub_phase)
+            self._check_lifetime(key, pname, sub, app_provider, own)
+            params[pname] = sub
+        return params
+
+    def _check_lifetime(
+        self, key: Any, pname: str, sub: Any, app_provider: Provider | None, own: int
+    ) -> None:
+        """Refuse a parameter whose value ends before the value that takes it."""
+        where = self.where
+        if app_provider is not None and self.registry._request_bound(sub):
+            raise ValueError(f"{where}: " + _app_takes_request_message(app_provider.name, pname))
+        done = self.done
+        if sub in done and done[sub] < own:
+            # NOTE: refused, not promoted: keeping the sub-dependency open longer would
+            # silently move its cleanup (a commit) after the response.
+            raise ValueError(
+                f"{where}: dependency {label(key)} (cleanup={CLEANUP_PHASES[own]!r})"
+                f" takes {pname!r}, which is cleaned up earlier"
+                f" (cleanup={CLEANUP_PHASES[done[sub]]!r}), so {label(key)} would use"
+                f" it after it closed; give {label(sub)} cleanup={CLEANUP_PHASES[own]!r},"
+                f" or {label(key)} cleanup={CLEANUP_PHASES[done[sub]]!r}"
+            )
+
+
+def _unknown_name(where: str, key: str, path: tuple[Any, ...]) -> ValueError:
+    if path:
+        return ValueError(
+            f"{where}: dependency {label(path[-1])} takes parameter {key!r}, which is"
+            " neither input, req, background nor a registered name; call"
+            f" app.register({key!r}, factory), give the parameter a default, or"
+            f" write {key}=Depends(fn)"
+        )
+    return ValueError(
+        f"{where}: dependency {key!r} is not registered; call"
+        f" app.register({key!r}, factory) before adding the route, or pass"
+        f" depends={{{key!r}: Depends(factory)}}"
+    )
 
 
 def _app_takes_request_message(name: str, pname: str) -> str:
@@ -431,15 +510,20 @@ def _parameters(func: Callable[..., Any], where: str) -> dict[str, Any]:
     """Map each parameter of a dependency to what supplies it (None: its own default)."""
     try:
         signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return {}
+    except (TypeError, ValueError) as exc:
+        # NOTE: refused, not read as "no parameters": a builtin or C callable whose
+        # parameters cannot be seen would be called without the arguments it needs.
+        raise TypeError(
+            f"{where}: cannot read the signature of dependency {callable_name(func)} ({exc});"
+            " wrap it in a function whose parameters name what it needs"
+        ) from None
     sources: dict[str, Any] = {}
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         if param.kind is param.POSITIONAL_ONLY:
             raise TypeError(
-                f"{where}: dependency {_name(func)}() has positional-only parameter"
+                f"{where}: dependency {callable_name(func)}() has positional-only parameter"
                 f" {param.name!r}; dependencies receive their arguments by name"
             )
         if isinstance(param.default, Depends):
@@ -449,107 +533,3 @@ def _parameters(func: Callable[..., Any], where: str) -> dict[str, Any]:
         else:
             sources[param.name] = None
     return sources
-
-
-# -- the per-request scope ------------------------------------------------------------
-
-
-class RequestScope:
-    """One request's dependency values and their exits, one list per cleanup phase."""
-
-    __slots__ = ("exits", "registry", "values")
-
-    def __init__(self, registry: Registry, builtins: dict[str, Any]) -> None:
-        self.registry = registry
-        self.values: dict[Any, Any] = builtins
-        #: The exits of each phase of CLEANUP_PHASES, in creation order.
-        self.exits: tuple[list[tuple[str, Exit]], ...] = ([], [], [])
-
-    def resolve(self, plan: Plan) -> dict[str, Any]:
-        """Make each value of ``plan`` not made yet; return the handler's keyword arguments."""
-        self.make(plan.steps)
-        values = self.values
-        return {keyword: values[source] for keyword, source in plan.kwargs.items()}
-
-    def make(self, steps: list[Step]) -> None:
-        """Make the value of each step not made yet, in order."""
-        values = self.values
-        for key, func, params, kind, phase in steps:
-            if key in values:
-                continue
-            kwargs = {name: values[source] for name, source in params.items()}
-            if kind == "app":
-                values[key] = self.registry.app_value(key, func, kwargs)
-                continue
-            value, exit_ = _enter(func(**kwargs))
-            if exit_ is not None:
-                self.exits[phase].append((_label(key), exit_))
-            values[key] = value
-
-    def close_phase(self, phase: int, exc: BaseException | None) -> None:
-        """Run one phase's exits newest first; log each failure and go on."""
-        exits = self.exits[phase]
-        if exits:
-            pending = list(exits)
-            exits.clear()
-            close_exits(pending, exc)
-
-    def close_before_response(self, exc: Exception | None) -> Exception | None:
-        """Run the ``before_response`` exits; return the failure the response must show.
-
-        When the request succeeded so far, the first ``Exception`` a cleanup raises (a
-        failing commit) is returned, not logged, and the older exits see it thrown in.
-        """
-        exits = self.exits[BEFORE_RESPONSE]
-        pending = list(exits)
-        exits.clear()
-        return close_exits(pending, exc, keep_first=exc is None)
-
-    def close(self, exc: BaseException | None) -> None:
-        """Run every phase's exits, phase after phase, each newest first."""
-        for phase in range(len(CLEANUP_PHASES)):
-            self.close_phase(phase, exc)
-
-
-def _enter(result: Any) -> tuple[Any, Exit | None]:
-    """Turn a factory's result into ``(value, exit)``: enter context managers, split pairs."""
-    kind = type(result)
-    if hasattr(kind, "__enter__") and hasattr(kind, "__exit__"):
-        return result.__enter__(), result.__exit__
-    if kind is tuple and len(result) == 2 and callable(result[1]):
-        return result[0], _cleanup_exit(result[1])
-    return result, None
-
-
-def _cleanup_exit(cleanup: Callable[[], Any]) -> Exit:
-    def exit_(*_exc_info: Any) -> bool:
-        cleanup()
-        return False
-
-    return exit_
-
-
-def close_exits(
-    exits: list[tuple[str, Exit]], exc: BaseException | None, keep_first: bool = False
-) -> Exception | None:
-    """Call each exit newest first with ``exc``; a failure is logged and the rest still run.
-
-    :param keep_first: return the first ``Exception`` raised instead of logging it.
-    """
-    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else (None, None, None)
-    first: Exception | None = None
-    for label, exit_ in reversed(exits):
-        try:
-            exit_(*exc_info)
-        except BaseException as failure:
-            # NOTE: a generator that lets the request's exception through re-raises it;
-            # that is not a cleanup failure.
-            if failure is exc:
-                continue
-            if keep_first and first is None and isinstance(failure, Exception):
-                # As in an ExitStack, the older exits see the failure thrown in.
-                first = exc = failure
-                exc_info = (type(failure), failure, failure.__traceback__)
-                continue
-            logger.error("cleanup of dependency %s failed", label, exc_info=failure)
-    return first

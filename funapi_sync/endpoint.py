@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .after_close import after_close, close_now
 from .background import BackgroundTasks
 from .concurrency import TASK
-from .dependencies import BEFORE_RESPONSE, RequestScope
+from .dependencies import BEFORE_RESPONSE
 from .inputs import build_input
 from .responses import Parts, UnsafeHeaderError, json_parts, refuse_split_headers, render, send
 from .route import Compiled, Route
+from .scope import RequestScope
 
 if TYPE_CHECKING:
     from collections.abc import Callable

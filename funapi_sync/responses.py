@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import decimal
-import enum
-import json
 import logging
-import threading
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +11,8 @@ import marshmallow
 from werkzeug.datastructures import Headers
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response
+
+from ._json import encode_json
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -50,74 +45,6 @@ def status_line(status: int) -> str:
 
 class ResponseSchemaError(Exception):
     """The handler's payload does not satisfy its ``response_schema`` (a server bug)."""
-
-
-def json_default(obj: Any) -> Any:
-    """Encode the types a JSON API returns besides JSON's own."""
-    if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
-        return obj.isoformat()
-    if isinstance(obj, uuid.UUID):
-        return str(obj)
-    if isinstance(obj, decimal.Decimal):
-        # NOTE: a string keeps every digit (pydantic v2 does the same); a float would not.
-        return str(obj)
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, set | frozenset):
-        return list(obj)
-    if isinstance(obj, datetime.timedelta):
-        return obj.total_seconds()
-    if isinstance(obj, bytes | bytearray):
-        raise TypeError(
-            "a handler returned bytes; JSON has no bytes type. Return a"
-            " werkzeug Response(data, mimetype=...) to send raw bytes"
-        )
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-_encoder = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=json_default
-)
-
-# PERF: JSONEncoder.encode builds a new C encoder on every call (its cycle markers are a
-# fresh dict each time), about half the cost of encoding a small payload. One C encoder
-# per thread, made with the same arguments encode() passes, gives the same bytes; the
-# markers dict is the thread's own, because two threads may encode one shared constant
-# at once, and it is cleared after a failure, which can leave entries behind.
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_local = threading.local()
-
-
-def _thread_encoder() -> Callable[[Any, int], Any]:
-    markers: dict[int, Any] = {}
-    encoder = _c_make_encoder(  # type: ignore[misc]
-        markers,
-        json_default,
-        json.encoder.encode_basestring,
-        None,
-        _encoder.key_separator,
-        _encoder.item_separator,
-        False,
-        False,
-        False,
-    )
-    _local.markers = markers
-    _local.encoder = encoder
-    return encoder  # type: ignore[no-any-return]
-
-
-def encode_json(payload: Any) -> bytes:
-    """Serialise ``payload`` as compact UTF-8 JSON."""
-    if _c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
-        return _encoder.encode(payload).encode()
-    encoder = getattr(_local, "encoder", None) or _thread_encoder()
-    try:
-        return "".join(encoder(payload, 0)).encode()
-    except BaseException:
-        _local.markers.clear()
-        raise
 
 
 def dump_checked(schema: marshmallow.Schema, payload: Any) -> Any:

@@ -10,9 +10,9 @@ import marshmallow
 from marshmallow import fields
 
 from . import _route_checks
-from ._callables import callable_name
+from ._callables import callable_name, refuse_async
 from ._route_checks import to_rule
-from .dependencies import Depends, refuse_async
+from .dependencies import Depends
 from .route_options import RouteOptions, normalise_depends
 from .schema import as_schema
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from werkzeug.wrappers import Request
@@ -51,6 +50,9 @@ class SecurityScheme:
 
     #: The ``WWW-Authenticate`` challenge sent with the 401.
     challenge = ""
+    #: Marks a scheme for ``dependencies.checks_credentials``: the routes resolve it (and
+    #: the dependencies built on it) before reading the body.
+    checks_credentials = True
 
     def __init__(
         self,
@@ -243,37 +245,3 @@ class APIKeyCookie(_APIKey):
 
     def _read(self, req: Request) -> str | None:
         return req.cookies.get(self.name)
-
-
-def guard_steps(steps: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """The dependency plan steps that check credentials, with what they need, in order.
-
-    A guard is a security scheme, or a dependency built on one (``current_user(token=
-    Depends(bearer))``) that does not take the request's ``input``. The app resolves the
-    guards before it reads the body, so a request without credentials is a 401 whatever
-    its body (FastAPI's order), and no anonymous upload is parsed.
-    """
-    needs_input: set[Any] = set()
-    guarded: set[Any] = set()
-    for key, func, params, *_rest in steps:
-        sources = params.values()
-        if "input" in sources or any(source in needs_input for source in sources):
-            needs_input.add(key)
-        elif (
-            isinstance(key, SecurityScheme)
-            or isinstance(func, SecurityScheme)
-            or any(source in guarded for source in sources)
-        ):
-            guarded.add(key)
-    if not guarded:
-        return []
-    # A guard's other sources (a database to look the token up in) come first too.
-    by_key = {step[0]: step for step in steps}
-    wanted = set(guarded)
-    pending = list(guarded)
-    while pending:
-        for source in by_key[pending.pop()][2].values():
-            if source in by_key and source not in wanted:
-                wanted.add(source)
-                pending.append(source)
-    return [step for step in steps if step[0] in wanted]

@@ -688,6 +688,25 @@ def test_positional_only_dependency_parameter_is_rejected(app):
             return {}
 
 
+def test_dependency_with_an_unreadable_signature_fails_at_decoration(app):
+    # dict's parameters cannot be read (a C type with no __text_signature__): planning
+    # it as "no parameters" would hide whatever it really needs until a request.
+    with pytest.raises(TypeError) as info:
+
+        @app.get("/", depends={"x": Depends(dict)})
+        def index(*, x):
+            return {}
+
+    message = str(info.value)
+    assert message.startswith("index() at GET /: cannot read the signature of dependency dict")
+    assert "wrap it in a function" in message
+
+
+def test_registering_a_factory_with_an_unreadable_signature_fails(app):
+    with pytest.raises(TypeError, match=r"app.register\('cache', ...\): cannot read the signature"):
+        app.register("cache", dict)
+
+
 def test_depends_requires_a_callable():
     with pytest.raises(TypeError, match="Depends\\(\\) takes a callable, got 42"):
         Depends(42)

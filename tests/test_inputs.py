@@ -16,7 +16,7 @@ from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Request
 
 from funapi_sync import App, Depends, Schema
-from funapi_sync.inputs import _JSON_STRING, MAX_JSON_DEPTH, _too_deep
+from funapi_sync._json import _JSON_STRING, MAX_JSON_DEPTH, _too_deep
 
 MiB = 1024 * 1024
 
@@ -1060,7 +1060,7 @@ def test_a_sized_body_whose_server_stream_fails_is_a_400_not_a_500(caplog_funapi
 
 
 def test_the_guarded_input_never_reads_past_its_content_length():
-    from funapi_sync.inputs import BodyInput
+    from funapi_sync._body import BodyInput
 
     # The next pipelined request must stay where it is on a server that does not limit.
     stream = io.BytesIO(b"qty=1GET / HTTP/1.1\r\n")

@@ -238,7 +238,7 @@ _ENCODER_TABLE = [
 
 @pytest.mark.parametrize("payload", _ENCODER_TABLE, ids=repr)
 def test_encoding_gives_the_bytes_json_encoder_gives(payload):
-    from funapi_sync.responses import _encoder, encode_json
+    from funapi_sync._json import _encoder, encode_json
 
     assert encode_json(payload) == _encoder.encode(payload).encode()
 
@@ -254,7 +254,7 @@ def test_encoding_gives_the_bytes_json_encoder_gives(payload):
     ids=["nan", "unknown-type", "tuple-key", "lone-surrogate"],
 )
 def test_encoding_fails_as_json_encoder_fails_and_the_next_call_still_works(payload, error):
-    from funapi_sync.responses import _encoder, encode_json
+    from funapi_sync._json import _encoder, encode_json
 
     with pytest.raises(error):
         _encoder.encode(payload).encode()
@@ -264,7 +264,7 @@ def test_encoding_fails_as_json_encoder_fails_and_the_next_call_still_works(payl
 
 
 def test_a_circular_payload_is_refused_and_does_not_poison_later_calls():
-    from funapi_sync.responses import encode_json
+    from funapi_sync._json import encode_json
 
     loop: list[object] = []
     loop.append(loop)
@@ -281,7 +281,7 @@ def test_two_threads_may_encode_one_shared_payload_at_once():
     # list (while the list is on its cycle markers) until the second one has finished.
     import threading
 
-    from funapi_sync.responses import encode_json
+    from funapi_sync._json import encode_json
 
     inside, release = threading.Event(), threading.Event()
 

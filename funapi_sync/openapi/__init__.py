@@ -312,10 +312,10 @@ class _SecuritySchemes:
 def _schemes_of(endpoint: Route) -> list[SecurityScheme]:
     providers = endpoint.registry.providers
     schemes: list[SecurityScheme] = []
-    for key, _func, _params, _kind, _phase in endpoint.current_plan().steps:
-        target = key
-        if isinstance(key, str) and key in providers:
-            target = providers[key].factory
+    for step in endpoint.current_plan().steps:
+        target = step.key
+        if isinstance(target, str) and target in providers:
+            target = providers[target].factory
         if isinstance(target, SecurityScheme) and target not in schemes:
             schemes.append(target)
     return schemes

@@ -21,7 +21,7 @@ import marshmallow
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.field_converter import DEFAULT_FIELD_MAPPING
 
-from ..responses import json_default
+from .._json import json_default
 from ..schema import Schema
 from ..uploads import File
 

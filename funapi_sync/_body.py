@@ -1,0 +1,322 @@
+"""Reading a request body: every byte its framing promised, within the size limit, or an error.
+
+Internal. The 413 comes before reading when the ``Content-Length`` says too much; a body
+cut short or badly chunked is a 400; a media type the route cannot parse is a 415. The raw
+bytes of a JSON body are put back in ``wsgi.input``, so ``req.get_data()`` still sees them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Set
+from io import BytesIO
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+import marshmallow
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wrappers import Request
+
+from ._json import parse_json
+from .exceptions import HTTPException, ValidationError
+from .schema import to_detail
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+#: The media types werkzeug's form parser reads (through a ``Request``).
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+class BodySpec(Protocol):
+    """What reading a body needs of an endpoint (compiled at registration)."""
+
+    @property
+    def body_schema(self) -> marshmallow.Schema | None: ...
+
+    @property
+    def body_lists(self) -> Set[str]: ...
+
+
+class BodyError(HTTPException):
+    """The request body cannot be read as framed: cut short, or broken chunked encoding."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(400, detail)
+
+
+def _short_body(received: int, expected: int) -> BodyError:
+    return BodyError(
+        f"Request body is shorter than its Content-Length ({received} of {expected} bytes);"
+        " the request was cut short"
+    )
+
+
+def _unreadable_body(chunked: bool) -> BodyError:
+    # NOTE: the server's own parser raised (gunicorn's InvalidChunkSize,
+    # ChunkMissingTerminator, NoMoreData...); its text is the server's business.
+    if chunked:
+        return BodyError("Request body has malformed chunked encoding")
+    return BodyError("Request body could not be read")
+
+
+class BodyInput(io.RawIOBase):
+    """``wsgi.input`` that refuses a body shorter than its ``Content-Length``.
+
+    NOTE: gunicorn sets ``wsgi.input_terminated``, so werkzeug reads its input up to
+    EOF and a client that stops early leaves a shorter body that parses as a complete
+    one (``qty=1000`` arrives as ``qty=10``). An error the server's own reader raises
+    (broken chunked framing) becomes the same 400 instead of escaping as a 500.
+    """
+
+    def __init__(self, stream: IO[bytes], expected: int | None) -> None:
+        self._stream = stream
+        self._expected = expected
+        self._received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = len(buffer)
+        if self._expected is not None:
+            wanted = min(wanted, self._expected - self._received)
+            if wanted <= 0:
+                return 0
+        try:
+            data = self._stream.read(wanted)
+        except Exception:
+            raise _unreadable_body(self._expected is None) from None
+        if not data:
+            if self._expected is not None:
+                raise _short_body(self._received, self._expected)
+            return 0
+        size = len(data)
+        buffer[:size] = data
+        self._received += size
+        return size
+
+
+def _content_length(environ: WSGIEnvironment) -> int | None:
+    try:
+        return int(environ["CONTENT_LENGTH"])
+    except (KeyError, ValueError):
+        return None
+
+
+def read_exactly(stream: IO[bytes], length: int) -> bytes:
+    """Read ``length`` bytes from a WSGI input; :class:`BodyError` if it ends sooner."""
+    try:
+        data = stream.read(length)
+        # NOTE: PEP 3333 lets read(n) return less before EOF; only b"" means the end.
+        while len(data) < length:
+            more = stream.read(length - len(data))
+            if not more:
+                raise _short_body(len(data), length)
+            data += more
+    except BodyError:
+        raise
+    except Exception:
+        raise _unreadable_body(False) from None
+    return data
+
+
+class BodyRequest(Request):
+    """A werkzeug ``Request`` whose :attr:`stream` reads through :class:`BodyInput`.
+
+    Every read of the body (forms, ``get_data()``, a dependency's ``req.form``) then
+    gets the same 400 for a cut-short or badly framed body.
+    """
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        environ = self.environ
+        raw = environ["wsgi.input"]
+        if not isinstance(raw, BodyInput):
+            environ["wsgi.input"] = BodyInput(raw, _content_length(environ))
+        # NOTE: werkzeug's own stream (its Content-Length and max_content_length limits),
+        # over the guarded input.
+        return Request.stream.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+
+def load(schema: marshmallow.Schema, data: Any, where: str) -> Any:
+    """``schema.load(data)``; its errors become a 422 located at ``where``."""
+    try:
+        return schema.load(data)
+    except marshmallow.ValidationError as exc:
+        raise ValidationError(to_detail(exc.messages, where, schema)) from None
+
+
+def flatten(multi: MultiDict[str, Any], lists: Set[str], where: str) -> dict[str, Any]:
+    """Turn a MultiDict into the dict a schema loads: lists for ``lists`` fields, else one value."""
+    data: dict[str, Any] = {}
+    problems: list[dict[str, Any]] = []
+    for key, values in multi.lists():
+        if key in lists:
+            data[key] = values
+        elif len(values) == 1:
+            data[key] = values[0]
+        else:
+            problems.append(
+                {
+                    "loc": [where, key],
+                    "msg": f"Expected one value, got {len(values)}; declare the field as"
+                    " fields.List to accept several.",
+                    "type": "value_error",
+                }
+            )
+    if problems:
+        raise ValidationError(problems)
+    return data
+
+
+def _load_form(
+    schema: marshmallow.Schema, form: MultiDict[str, Any], spec: BodySpec, request: Request
+) -> Any:
+    try:
+        return load(schema, flatten(form, spec.body_lists, "body"), "body")
+    except ValidationError:
+        # NOTE: the request is dropped with the error, so its uploads (spooled to
+        # temporary files) are closed here rather than left to the garbage collector.
+        if request.__dict__.get("files"):
+            request.close()
+        raise
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def _read_unsized(request: Request) -> bytes:
+    """Read a body sent without ``Content-Length`` (chunked), refusing one over the limit.
+
+    NOTE: werkzeug caps such a stream at ``max_content_length`` but stops there silently,
+    so a longer body would arrive truncated (a misleading 422); one more byte tells.
+    """
+    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    environ = request.environ
+    if (
+        limit is not None
+        and len(data) >= limit
+        and "wsgi.input_terminated" in environ
+        and environ["wsgi.input"].read(1)
+    ):
+        raise RequestEntityTooLarge()
+    return data
+
+
+def _too_large(limit: int | None) -> HTTPException:
+    return HTTPException(413, f"Request body is larger than the {limit}-byte limit")
+
+
+def framing(environ: WSGIEnvironment) -> tuple[str, bool]:
+    """The body's media type (lower case, no parameters) and whether it is chunked.
+
+    With a form type, or chunked, werkzeug's parsers read the body: the caller makes the
+    ``Request`` before :func:`read_body`, and hands the same one to the handler.
+    """
+    # NOTE: a request without Content-Length has a body only when it is chunked (RFC 9112
+    # §6.3); wsgi.input_terminated says how to read one, not that there is one, and
+    # gunicorn sets it on every request.
+    chunked = (
+        not environ.get("CONTENT_LENGTH")
+        and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    )
+    content_type: str = environ.get("CONTENT_TYPE", "")
+    if not content_type:
+        return "", chunked
+    return content_type.partition(";")[0].strip().lower(), chunked
+
+
+def read_body(
+    environ: WSGIEnvironment,
+    spec: BodySpec,
+    request: Request | None,
+    limit: int | None,
+    mimetype: str,
+    chunked: bool,
+) -> Any:
+    """Read, size-check and parse the body; validate it when ``spec`` has a body schema.
+
+    :param request: required when :func:`framing` says werkzeug's parsers read the body.
+    :param limit: the largest body accepted, in bytes (the request class's
+        ``max_content_length``).
+
+    PERF: a JSON body with a ``Content-Length`` is read straight from ``wsgi.input``
+    (and put back as a BytesIO, so ``req.get_data()`` still sees it); forms and chunked
+    bodies go through werkzeug's parsers, which enforce the same limit while reading.
+    """
+    if mimetype in FORM_TYPES or chunked:
+        assert request is not None, "framing() said to make the Request first"
+        if mimetype in FORM_TYPES:
+            return _read_form(request, spec, chunked)
+        data = _read_chunked(request)
+    else:
+        data = _read_sized(environ, limit)
+    return _parse(data, mimetype, spec.body_schema)
+
+
+def _read_form(request: Request, spec: BodySpec, chunked: bool) -> Any:
+    """The form (uploads included), loaded into the body schema if there is one."""
+    schema = spec.body_schema
+    try:
+        if chunked:
+            _read_unsized(request)
+        form: MultiDict[str, Any] = request.form
+        if request.files:
+            form = form.copy()
+            form.update(request.files)
+        if schema is None:
+            return form.to_dict() if form else None
+        return _load_form(schema, form, spec, request)
+    except RequestEntityTooLarge:
+        raise _too_large(request.max_content_length) from None
+
+
+def _read_chunked(request: Request) -> bytes:
+    try:
+        return _read_unsized(request)
+    except RequestEntityTooLarge:
+        raise _too_large(request.max_content_length) from None
+
+
+def _read_sized(environ: WSGIEnvironment, limit: int | None) -> bytes:
+    """The ``Content-Length`` bytes of ``wsgi.input``, refused before reading if too many."""
+    length_header = environ.get("CONTENT_LENGTH")
+    if not length_header:
+        return b""
+    try:
+        length = int(length_header)
+    except ValueError:
+        raise HTTPException(400, "Content-Length is not a number") from None
+    if length < 0:
+        raise HTTPException(400, "Content-Length is negative")
+    if limit is not None and length > limit:
+        raise _too_large(limit)
+    if not length:
+        return b""
+    data = read_exactly(environ["wsgi.input"], length)
+    environ["wsgi.input"] = BytesIO(data)
+    return data
+
+
+def _parse(data: bytes, mimetype: str, schema: marshmallow.Schema | None) -> Any:
+    """Decode a JSON body and load it into ``schema``; 415 for another type with a schema."""
+    if not data:
+        if schema is None:
+            return None
+        raise ValidationError([{"loc": ["body"], "msg": "Field required", "type": "missing"}])
+    if not mimetype or _is_json(mimetype):
+        payload = parse_json(data)
+    elif schema is None:
+        return None
+    else:
+        raise HTTPException(
+            415,
+            f"Unsupported content type {mimetype!r}; send application/json or a form",
+        )
+    if schema is None:
+        return payload
+    return load(schema, payload, "body")
