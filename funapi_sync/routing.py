@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import FloatConverter, Map, MapAdapter, Rule, ValidationError
 
 from ._route_checks import rule_shape
-from ._segment_tree import _SegmentTree
+from ._segment_tree import StateMachine, _SegmentTree
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -62,15 +62,16 @@ class RouteTable:
     Static rules are looked up in a dict first (one hash per request). Rules with
     converters go through a segment tree that follows werkzeug's precedence (static
     segments first, then converters by weight) when every rule is made of whole-segment
-    parts, and through werkzeug's own matcher otherwise and for every miss, so 404 and
-    405 (with the allowed methods) are always werkzeug's answers. Registration order never
-    decides between ``/users/me`` and ``/users/<id>``.
+    parts, and through ``StateMachine`` (werkzeug's own matcher, rebuilt to take time
+    linear in the path's length) otherwise and for every miss, so 404 and 405 (with the
+    allowed methods) are always werkzeug's answers. Registration order never decides
+    between ``/users/me`` and ``/users/<id>``.
     """
 
     def __init__(self) -> None:
         # NOTE: one attribute, read and replaced whole: a thread matching while a route
         # is added keeps the snapshot it read, never a Map that is being changed.
-        self._compiled: tuple[MapAdapter, _SegmentTree] | None = None
+        self._compiled: tuple[MapAdapter, _SegmentTree, StateMachine] | None = None
         self._ordered: list[Endpoint] = []  # every route, the defaults included
         self._static: dict[str, dict[str, Endpoint]] = {}
         self._seen: dict[tuple[str, str], Endpoint] = {}
@@ -157,6 +158,10 @@ class RouteTable:
         Built once (on the first match) and rebuilt only after a route was added; a built
         ``Map`` is never changed.
         """
+        adapter, tree, _machine = self._build()
+        return adapter, tree
+
+    def _build(self) -> tuple[MapAdapter, _SegmentTree, StateMachine]:
         compiled = self._compiled
         if compiled is None:
             rules = [_rule(endpoint) for endpoint in self._ordered]
@@ -165,7 +170,10 @@ class RouteTable:
             adapter = Map(
                 rules, strict_slashes=False, merge_slashes=False, converters=CONVERTERS
             ).bind("localhost")
-            compiled = self._compiled = (adapter, _SegmentTree(rules))
+            # NOTE: the Map binds the rules (their parts and converters), which the state
+            # machine is built from; it is kept for what it answers besides matching.
+            machine = StateMachine(rules)
+            compiled = self._compiled = (adapter, _SegmentTree(rules), machine)
         return compiled
 
     def match(self, path: str, method: str) -> tuple[Endpoint, dict[str, Any]]:
@@ -177,16 +185,18 @@ class RouteTable:
                 endpoint = per_method.get("GET")
             if endpoint is not None:
                 return endpoint, {}
-        adapter, tree = self._compiled or self.freeze()
+        _adapter, tree, machine = self._compiled or self._build()
         if tree.usable:
             hit = tree.find(path, method)
             if hit is not None:
                 return hit
+        # PERF: every other answer, the 404s and 405s too, is the state machine's: werkzeug's
+        # own matcher, but linear in the path's length where werkzeug's regex for a rule
+        # with several ``path`` converters backtracks at a power of it.
         try:
-            found, values = adapter.match(path, method)
+            return machine.match(path, method)
         except MethodNotAllowed as exc:
-            raise _confirmed(adapter, path, exc) from None
-        return found, values  # type: ignore[return-value]
+            raise _confirmed(machine, path, exc) from None
 
 
 def _check_shape(endpoint: Endpoint, shapes: dict[tuple[str, str], Endpoint]) -> None:
@@ -205,7 +215,11 @@ def _check_shape(endpoint: Endpoint, shapes: dict[tuple[str, str], Endpoint]) ->
         shapes[(shape, method)] = endpoint
 
 
-def _confirmed(adapter: MapAdapter, path: str, exc: MethodNotAllowed) -> Exception:
+class _Matcher(Protocol):
+    def match(self, path: str, method: str, /) -> object: ...
+
+
+def _confirmed(adapter: _Matcher, path: str, exc: MethodNotAllowed) -> Exception:
     """Keep a 405 only for the methods whose rule really matches ``path``, else a 404.
 
     NOTE: werkzeug's matcher counts a rule's methods as allowed before its converters
