@@ -55,8 +55,8 @@ class _SegmentTree:
     werkzeug's algorithm (static transitions first, then converter regexes by weight,
     merged by regex; values converted once a rule is chosen) and is used only when *every*
     dynamic rule fits (no ``path`` converter, no ``<a>.<b>`` segments). Every miss, and a
-    value its converter refuses, falls through to werkzeug, which then gives the 404 or
-    the 405 with its ``Allow`` list.
+    value its converter refuses, falls through to ``StateMachine`` (werkzeug's algorithm),
+    which then gives the 404 or the 405 with its ``Allow`` list.
     """
 
     def __init__(self, rules: list[Rule]) -> None:
@@ -314,6 +314,9 @@ class _Transition:
     def take(self, parts: list[str], index: int) -> tuple[list[str], int] | None:
         """The values this part captures at ``parts[index]`` and the index after it."""
         if not self.final:
+            # NOTE: werkzeug's regex over one segment: linear for a whole-segment converter;
+            # for several converters inside one segment ('/<a>-<b>-<c>.json') its
+            # backtracking is a power of that segment's length, as in werkzeug.
             found = self.regex.match(parts[index])
             if found is None:
                 return None
