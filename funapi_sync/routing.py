@@ -136,7 +136,12 @@ class RouteTable:
             self._remove(old)
         for endpoint in endpoints:
             if endpoint in static:
-                per_method = self._static.setdefault(_static_key(endpoint.rule), {})
+                key = _static_key(endpoint.rule)
+                per_method = self._static.setdefault(key, {})
+                if key != "/":
+                    # PERF: the path with its one optional trailing slash is a key of its
+                    # own, so a request's path is looked up as it is, with no stripping.
+                    self._static[key + "/"] = per_method
                 for method in endpoint.methods:
                     per_method[method] = endpoint
             self.endpoints.append(endpoint)
@@ -178,7 +183,9 @@ class RouteTable:
 
     def match(self, path: str, method: str) -> tuple[Endpoint, dict[str, Any]]:
         """Return the endpoint and converted path values, or raise NotFound/MethodNotAllowed."""
-        per_method = self._static.get(path.rstrip("/") or "/")
+        # NOTE: only one trailing slash is optional, as in werkzeug: '/items//' is not
+        # '/items' (it is a 404 from the state machine).
+        per_method = self._static.get(path)
         if per_method is not None:
             endpoint = per_method.get(method)
             if endpoint is None and method == "HEAD":
