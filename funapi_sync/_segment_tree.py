@@ -69,6 +69,12 @@ class _SegmentTree:
         for node in self._nodes(self.root):
             node.dynamic.sort(key=lambda item: item[0])
         nodes = list(self._nodes(self.root))
+        if any(len({e.rule.endswith("/") for e, _c in node.rules}) > 1 for node in nodes):
+            # NOTE: werkzeug tries '/p/<int:x>' before '/p/<int(max=5):x>/' for '/p/3' and
+            # the other way round for '/p/3/'; the tree, which drops trailing slashes, would
+            # take registration order, so such a table is left to the state machine.
+            self.usable = False
+            return
         self._compilable = all(
             len(node.static) <= _MAX_STATIC_ALTERNATIVES
             and all(_plain_regex(item[1]) for item in node.dynamic)

@@ -703,3 +703,22 @@ def test_the_matcher_agrees_with_werkzeug_on_generated_rules_and_paths():
                 assert _match_answer(table, path, method) == expected, (accepted, path, method)
 
     check()
+
+
+def test_only_one_trailing_slash_is_optional_on_a_static_route(app):
+    # As werkzeug: '/a//' is a path of its own, not '/a' (the static dict once stripped all).
+    app.get("/a")(lambda: {})
+    app.get("/")(lambda: {})
+    table = app.routes
+    assert _match_answer(table, "/a/", "GET") == (0, {})
+    assert _match_answer(table, "/a//", "GET") == ("NotFound", [])
+    assert _match_answer(table, "//", "GET") == (1, {})
+
+
+def test_a_rule_with_a_trailing_slash_yields_to_one_without_it_as_in_werkzeug(app):
+    # Both end at one werkzeug state: '/3' takes the rule without the slash, '/3/' the other.
+    app.get("/<int:x>/")(lambda input: "slash")
+    app.get("/<int(max=5):x>")(lambda input: "bare")
+    table = app.routes
+    assert _match_answer(table, "/3", "GET") == (1, {"x": 3})
+    assert _match_answer(table, "/3/", "GET") == (0, {"x": 3})
