@@ -678,7 +678,7 @@ def test_the_matcher_agrees_with_werkzeug_on_generated_rules_and_paths():
 
     from funapi_sync.routing import CONVERTERS
 
-    @settings(max_examples=600, deadline=None, database=None)
+    @settings(max_examples=400, deadline=None, database=None)
     @given(rules=_rules_strategy(), paths=_paths_strategy(), data=st.data())
     def check(rules, paths, data):
         app = App()
