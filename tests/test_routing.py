@@ -52,7 +52,6 @@ def test_int_converter_rejects_a_non_int_with_404(app, client):
     assert response.json == {"detail": "Not Found"}
 
 
-
 def test_float_converter_refuses_a_value_that_overflows_to_inf_with_404(app, client):
     @app.get("/scale/<float:x>")
     def scale(input):
@@ -63,6 +62,7 @@ def test_float_converter_refuses_a_value_that_overflows_to_inf_with_404(app, cli
     response = client.get(f"/scale/{huge}")
     assert response.status_code == 404
     assert response.json == {"detail": "Not Found"}
+
 
 @pytest.mark.parametrize("static_first", [True, False])
 def test_static_segment_wins_over_parameter_whatever_the_order(app, client, static_first):
@@ -522,3 +522,203 @@ def test_segment_tree_merges_parameters_by_converter_like_werkzeug():
     app.get("/u/<b>/c")(lambda: {"rule": "second"})
     assert app.test_client().get("/u/1/c").json == {"rule": "second"}
     assert app.test_client().get("/u/1/d").json == {"rule": "first"}
+
+
+# -- paths with ``path`` converters: linear time, werkzeug's answers ----------------------
+
+
+def _match_answer(table, path, method):
+    from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
+
+    try:
+        endpoint, values = table.match(path, method)
+    except WerkzeugHTTPException as exc:
+        return type(exc).__name__, sorted(getattr(exc, "valid_methods", None) or ())
+    return table.endpoints.index(endpoint), values
+
+
+def _timed_404(table, path, method="GET"):
+    import time
+
+    from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
+
+    start = time.perf_counter()
+    with pytest.raises(WerkzeugHTTPException) as info:
+        table.match(path, method)
+    return info.value, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("size", [2000, 4000])
+def test_three_path_converters_answer_a_long_miss_in_linear_time(size):
+    # NOTE: werkzeug's one regex for the rule backtracks cubically on this miss: seconds
+    # for 2 KB, tens of seconds for 4 KB (gunicorn's request-line limit).
+    app = App()
+    app.get("/<path:a>/<path:b>/<path:c>/z")(lambda input: input.path)
+    table = app.routes
+    path = "/" + "a/" * (size // 2) + "q"
+    error, seconds = _timed_404(table, path)
+    assert error.code == 404
+    assert seconds < 1.0
+    hit = "/" + "a/" * (size // 2) + "z"
+    assert table.match(hit, "GET")[1] == {
+        "a": "a",
+        "b": "a",
+        "c": "/".join(["a"] * (size // 2 - 2)),
+    }
+
+
+def test_a_long_miss_beside_another_method_is_a_quick_405_or_404():
+    app = App()
+    app.get("/<path:a>/<path:b>/<path:c>/z")(lambda input: input.path)
+    app.delete("/<path:a>/<path:b>/<path:c>/z")(lambda input: input.path)
+    table = app.routes
+    error, seconds = _timed_404(table, "/" + "a/" * 2000 + "z", "POST")
+    assert error.code == 405
+    assert sorted(error.valid_methods) == ["DELETE", "GET", "HEAD"]
+    assert seconds < 1.0
+    error, seconds = _timed_404(table, "/" + "a/" * 2000 + "q", "POST")
+    assert error.code == 404
+    assert seconds < 1.0
+
+
+def test_a_converter_refusal_beside_path_converters_is_a_quick_404():
+    app = App()
+    app.get("/<path:a>/<path:b>/<int(max=10):n>/z")(lambda input: input.path)
+    app.put("/<path:a>/<path:b>/<int(max=10):n>/z")(lambda input: input.path)
+    table = app.routes
+    assert table.match("/x/y/3/z", "GET")[1] == {"a": "x", "b": "y", "n": 3}
+    for path in ("/" + "a/" * 2000 + "11/z", "/" + "1/" * 2000 + "q"):
+        for method in ("GET", "POST"):
+            error, seconds = _timed_404(table, path, method)
+            assert error.code == 404, (path[:10], method)
+            assert seconds < 1.0
+
+
+def test_path_values_are_the_shortest_that_let_the_rest_match(app):
+    app.get("/<path:a>/<path:b>/")(lambda input: input.path)
+    app.get("/f/<path:name>.json")(lambda input: input.path)
+    app.get("/m/<x>.<y>/<path:rest>")(lambda input: input.path)
+    table = app.routes
+    assert _match_answer(table, "/p/q/r/", "GET") == (0, {"a": "p", "b": "q/r"})
+    assert _match_answer(table, "/p/q//r", "GET") == (0, {"a": "p", "b": "q//r"})
+    assert _match_answer(table, "/f/a.json/b.json", "GET") == (1, {"name": "a.json/b"})
+    assert _match_answer(table, "/f/a/.json", "GET") == (1, {"name": "a/"})
+    assert _match_answer(table, "/m/1.2/3/", "GET") == (2, {"x": "1", "y": "2", "rest": "3/"})
+    # '.' stops at a newline: a path value holds none after its first character.
+    assert _match_answer(table, "/f/\nx.json", "GET") == (1, {"name": "\nx"})
+    assert _match_answer(table, "/f/x\n.json", "GET") == ("NotFound", [])
+
+
+_SEGMENTS = ["a", "b", "<X>", "<int:X>", "<path:X>", "<int(max=5):X>", "<path:X>.j", "<X>.<Y>"]
+_REQUEST_SEGMENTS = ["a", "b", "3", "12", "", "a.j", "b.c", "\n", "x\ny.j"]
+_METHODS = ["GET", "POST", "DELETE"]
+
+
+def _rule_text(segments, slash):
+    parts = [s.replace("X", f"x{i}").replace("Y", f"y{i}") for i, s in enumerate(segments)]
+    return "/" + "/".join(parts) + ("/" if slash and parts else "")
+
+
+def _reference_answer(reference, path, method):
+    from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
+    from werkzeug.exceptions import MethodNotAllowed
+
+    from funapi_sync.routing import _confirmed
+
+    try:
+        return reference.match(path, method)
+    except MethodNotAllowed as exc:
+        error = _confirmed(reference, path, exc)
+    except WerkzeugHTTPException as exc:
+        error = exc
+    return type(error).__name__, sorted(getattr(error, "valid_methods", None) or ())
+
+
+#: What a request may put where a rule has each segment, so generated paths hit rules too.
+_FILLINGS = {
+    "a": ["a", "b"],
+    "b": ["b"],
+    "<X>": ["a", "12", "b.c", ""],
+    "<int:X>": ["3", "12", "a"],
+    "<path:X>": ["a", "a/b", "a//b", "3/a.j", "\n", "a/", "\na/b"],
+    "<int(max=5):X>": ["3", "12"],
+    "<path:X>.j": ["a.j", "a/b.j", "a.j/b.j", "a", "/a.j"],
+    "<X>.<Y>": ["b.c", "a.b.c", "a"],
+}
+
+
+def _instance_strategy(segments, slash):
+    from hypothesis import strategies as st
+
+    fills = [st.sampled_from(_FILLINGS[segment]) for segment in segments]
+    tail = st.sampled_from(["", "/", "//"] if slash else ["", "/"])
+    return st.builds(lambda parts, end: "/" + "/".join(parts) + end, st.tuples(*fills), tail)
+
+
+def _rules_strategy():
+    from hypothesis import strategies as st
+
+    segments = st.lists(st.sampled_from(_SEGMENTS), min_size=0, max_size=4)
+    methods = st.lists(st.sampled_from(_METHODS), min_size=1, max_size=2, unique=True)
+    return st.lists(st.tuples(segments, st.booleans(), methods), min_size=1, max_size=5)
+
+
+def _paths_strategy():
+    from hypothesis import strategies as st
+
+    segments = st.lists(st.sampled_from(_REQUEST_SEGMENTS), min_size=0, max_size=6)
+    path = st.builds(lambda s, lead: lead + "/".join(s), segments, st.sampled_from(["/", "//"]))
+    return st.lists(path, min_size=1, max_size=8)
+
+
+def test_the_matcher_agrees_with_werkzeug_on_generated_rules_and_paths():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from werkzeug.routing import Map, Rule
+
+    from funapi_sync.routing import CONVERTERS
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(rules=_rules_strategy(), paths=_paths_strategy(), data=st.data())
+    def check(rules, paths, data):
+        app = App()
+        accepted = []
+        for segments, slash, methods in rules:
+            try:
+                app.route(_rule_text(segments, slash), methods=methods)(lambda: {})
+            except ValueError:
+                continue  # a duplicate, or the same URLs under other names: refused
+            accepted.append((_rule_text(segments, slash), methods))
+        reference = Map(
+            [Rule(path, endpoint=i, methods=m) for i, (path, m) in enumerate(accepted)],
+            strict_slashes=False,
+            merge_slashes=False,
+            converters=CONVERTERS,
+        ).bind("localhost")
+        table = app.routes
+        aimed = [data.draw(_instance_strategy(segments, slash)) for segments, slash, _m in rules]
+        for path in paths + aimed:
+            for method in ["GET", "HEAD", "POST", "DELETE", "PUT"]:
+                expected = _reference_answer(reference, path, method)
+                assert _match_answer(table, path, method) == expected, (accepted, path, method)
+
+    check()
+
+
+def test_only_one_trailing_slash_is_optional_on_a_static_route(app):
+    # As werkzeug: '/a//' is a path of its own, not '/a' (the static dict once stripped all).
+    app.get("/a")(lambda: {})
+    app.get("/")(lambda: {})
+    table = app.routes
+    assert _match_answer(table, "/a/", "GET") == (0, {})
+    assert _match_answer(table, "/a//", "GET") == ("NotFound", [])
+    assert _match_answer(table, "//", "GET") == (1, {})
+
+
+def test_a_rule_with_a_trailing_slash_yields_to_one_without_it_as_in_werkzeug(app):
+    # Both end at one werkzeug state: '/3' takes the rule without the slash, '/3/' the other.
+    app.get("/<int:x>/")(lambda input: "slash")
+    app.get("/<int(max=5):x>")(lambda input: "bare")
+    table = app.routes
+    assert _match_answer(table, "/3", "GET") == (1, {"x": 3})
+    assert _match_answer(table, "/3/", "GET") == (0, {"x": 3})
