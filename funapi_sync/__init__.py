@@ -5,7 +5,7 @@ from .background import BackgroundTasks as BackgroundTasks
 from .dependencies import Depends as Depends
 from .exceptions import HTTPException as HTTPException
 from .exceptions import ValidationError as ValidationError
-from .router import Router as Router
+from .routing.router import Router as Router
 from .schema import Schema as Schema
 from .templating import Templates as Templates
 from .uploads import File as File

@@ -22,9 +22,9 @@ from .lifecycle import Lifecycle
 from .openapi import OpenAPI
 from .pool import check_settings
 from .responses import error_parts, send
-from .route_options import RouteOptions
-from .router import RouteDecorators, Router
-from .routing import RouteTable
+from .routing.options import RouteOptions
+from .routing.router import RouteDecorators, Router
+from .routing.table import RouteTable
 from .settings import Settings
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .dependencies import Registry
     from .errors import ErrorResponder
-    from .route_options import RouteOptions
+    from .routing.options import RouteOptions
 
 
 class Mode:

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import marshmallow
 from marshmallow import fields
 
-from . import _route_checks
 from ._callables import callable_name, refuse_async
-from ._route_checks import to_rule
 from .dependencies import Depends
-from .route_options import RouteOptions, normalise_depends
+from .routing import checks
+from .routing.checks import to_rule
+from .routing.options import RouteOptions, normalise_depends
 from .schema import as_schema
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def _check_keywords(
     for keyword, has_default in keywords.items():
         if keyword == "background" or keyword in depends or has_default:
             continue
-        hint = _route_checks.keyword_hint(keyword, rule, where)
+        hint = checks.keyword_hint(keyword, rule, where)
         if hint is not None:
             raise TypeError(hint)
         raise TypeError(
@@ -195,12 +195,12 @@ def _check_keywords(
 def _check_route(
     endpoint: Route, handler: Callable[..., Any], options: RouteOptions, where: str
 ) -> tuple[str | None, str | None]:
-    """Run the registration checks of ``_route_checks``; return the media types."""
-    _route_checks.check_positional_names(handler, endpoint.rule, where)
-    _route_checks.check_path_schema(endpoint.path_schema, endpoint.rule, where)
-    _route_checks.check_media_type(options.media_type, endpoint.response_schema, where)
-    _route_checks.check_response_schema(endpoint.response_schema, where)
-    body_type = _route_checks.body_media_type(endpoint.body_schema, options.body_media_type, where)
+    """Run the registration checks of ``routing.checks``; return the media types."""
+    checks.check_positional_names(handler, endpoint.rule, where)
+    checks.check_path_schema(endpoint.path_schema, endpoint.rule, where)
+    checks.check_media_type(options.media_type, endpoint.response_schema, where)
+    checks.check_response_schema(endpoint.response_schema, where)
+    body_type = checks.body_media_type(endpoint.body_schema, options.body_media_type, where)
     return options.media_type, body_type
 
 

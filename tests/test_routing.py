@@ -449,7 +449,7 @@ def test_segment_tree_agrees_with_werkzeug(rules, method):
     from werkzeug.exceptions import MethodNotAllowed
     from werkzeug.routing import Map, Rule
 
-    from funapi_sync.routing import RouteTable, _confirmed
+    from funapi_sync.routing.table import RouteTable, _confirmed
 
     app = App()
     table = app.routes
@@ -478,7 +478,7 @@ def test_segment_tree_agrees_with_werkzeug(rules, method):
 
 
 def test_the_segment_tree_compiles_only_what_one_regex_can_match_alike():
-    from funapi_sync.routing import RouteTable
+    from funapi_sync.routing.table import RouteTable
 
     for rules, compiled in [
         (["/users/<int:id>", "/f/<float:v>", "/k/<any(red, blue):c>", "/u/<uuid:u>"], True),
@@ -500,7 +500,7 @@ def test_the_segment_tree_compiles_only_what_one_regex_can_match_alike():
 def test_a_made_up_method_compiles_nothing_and_gets_werkzeugs_answer():
     from werkzeug.exceptions import MethodNotAllowed
 
-    from funapi_sync.routing import RouteTable
+    from funapi_sync.routing.table import RouteTable
 
     app = App()
     app.get("/users/<int:id>")(lambda: {})
@@ -623,7 +623,7 @@ def _reference_answer(reference, path, method):
     from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
     from werkzeug.exceptions import MethodNotAllowed
 
-    from funapi_sync.routing import _confirmed
+    from funapi_sync.routing.table import _confirmed
 
     try:
         return reference.match(path, method)
@@ -676,7 +676,7 @@ def test_the_matcher_agrees_with_werkzeug_on_generated_rules_and_paths():
     from hypothesis import strategies as st
     from werkzeug.routing import Map, Rule
 
-    from funapi_sync.routing import CONVERTERS
+    from funapi_sync.routing.table import CONVERTERS
 
     @settings(max_examples=400, deadline=None, database=None)
     @given(rules=_rules_strategy(), paths=_paths_strategy(), data=st.data())

@@ -26,8 +26,8 @@ from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_insta
 from werkzeug.routing.rules import parse_converter_args
 from werkzeug.wrappers import Request, Response
 
-from .. import _route_checks
 from ..responses import BODYLESS
+from ..routing import checks as route_checks
 from ..security import SecurityScheme
 from . import _fields
 from ._statuses import returned_statuses
@@ -182,7 +182,7 @@ def _success_content(endpoint: Route, status: int) -> dict[str, Any] | None:
     if status in BODYLESS:
         return None
     media_type = endpoint.media_type
-    if media_type is None or _route_checks.is_json(media_type):
+    if media_type is None or route_checks.is_json(media_type):
         schema = endpoint.response_schema if status < 400 else None
         return {media_type or "application/json": {"schema": {} if schema is None else schema}}
     if media_type.startswith("text/"):

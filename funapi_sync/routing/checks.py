@@ -14,7 +14,7 @@ from typing import Any
 
 import marshmallow
 
-from .uploads import has_file_fields
+from ..uploads import has_file_fields
 
 #: ``<conv(args):name>`` or ``<name>`` in a werkzeug rule.
 RULE_VARIABLE = re.compile(r"<(?:([A-Za-z_]\w*)(?:\((.*?)\))?:)?([A-Za-z_]\w*)>")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .route import inspect_handler, route_label
-from .route_options import RouteOptions, normalise_depends
+from ..route import inspect_handler, route_label
+from .options import RouteOptions, normalise_depends
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._route_checks import fastapi_hint
+from .checks import fastapi_hint
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from werkzeug.routing import BaseConverter, PathConverter, Rule, ValidationError
 from werkzeug.routing.rules import RulePart
 
 if TYPE_CHECKING:
-    from .endpoint import Endpoint
+    from ..endpoint import Endpoint
 
 
 _WHOLE_PART = re.compile(r"^<(?:[A-Za-z_][A-Za-z0-9_]*(?:\(.*\))?:)?([A-Za-z_][A-Za-z0-9_]*)>$")

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import FloatConverter, Map, MapAdapter, Rule, ValidationError
 
-from ._route_checks import rule_shape
 from ._segment_tree import StateMachine, _SegmentTree
+from .checks import rule_shape
 
 if TYPE_CHECKING:
-    from .endpoint import Endpoint
+    from ..endpoint import Endpoint
 
 
 class _FiniteFloatConverter(FloatConverter):
