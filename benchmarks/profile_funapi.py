@@ -28,7 +28,7 @@ from funapi_sync import App  # noqa: E402
 #: (label, path suffix, function): the request path's stages, read from cumulative times.
 STAGES = (
     ("App.__call__ (everything)", "funapi_sync/app.py", "__call__"),
-    ("route match", "funapi_sync/routing.py", "match"),
+    ("route match", "funapi_sync/routing/table.py", "match"),
     ("werkzeug Request() (runs on first read of req)", "werkzeug/wrappers/request.py", "__init__"),
     ("build_input", "funapi_sync/inputs.py", "build_input"),
     ("  request.args", "werkzeug/sansio/request.py", "args"),
@@ -43,7 +43,7 @@ STAGES = (
     ("handler", "_app.py", ""),  # funapi_app.py or funapi_seed_app.py
     ("render (payload to JSON parts)", "funapi_sync/responses.py", "render"),
     ("  encode_json", "funapi_sync/_json.py", "encode_json"),
-    ("send (start_response, body list)", "funapi_sync/after_close.py", "send"),
+    ("send (start_response, body list)", "funapi_sync/responses.py", "send"),
     ("close(): AfterClose (Batch + submit)", "funapi_sync/after_close.py", "__call__"),
     ("  pool submit", "funapi_sync/pool.py", "submit"),
 )
