@@ -901,3 +901,90 @@ def test_an_after_close_sets_every_field_a_batch_has():
     after_close = AfterClose({}, endpoint.runtime, None, None, None, None, False)
     for name in Batch.__slots__:
         getattr(after_close, name)  # AttributeError if one was left unset
+
+
+# -- an app's own pool ------------------------------------------------------------------
+
+
+def test_an_app_given_its_own_pool_runs_its_tasks_there_sized_by_its_own_settings():
+    from funapi_sync import pool as pool_module
+    from funapi_sync.backends import ThreadBackend
+
+    shared_app = App()
+    own_app = App(background_workers=1, background_backend=ThreadBackend(own_pool=True))
+    threads: list[str] = []
+
+    for app in (shared_app, own_app):
+
+        @app.get("/")
+        def index(*, background):
+            background.add_task(lambda: threads.append(threading.current_thread().name))
+            return {}
+
+    assert own_app.background.stats()["completed"] == 0  # nothing made before first use
+    shared_app.test_client().get("/")
+    own_app.test_client().get("/")  # the test client waits on whichever pool holds the batch
+    own = own_app.background.pool()
+    shared = shared_app.background.pool()
+    assert own is not shared
+    assert own.settings.workers == 1
+    assert own_app.background.stats()["completed"] == 1
+    assert len(threads) == 2
+    # The process's pools are what its end drains and gunicorn's abort names.
+    pools = pool_module.current_pool()
+    assert pools is not None
+    assert pools.pools()[0] is shared
+    assert own in pools.pools()
+
+
+def test_the_process_end_and_abort_reach_an_apps_own_pool(caplog, monkeypatch):
+    from funapi_sync import pool as pool_module
+    from funapi_sync.backends import ThreadBackend
+
+    app = App(background_workers=1, background_backend=ThreadBackend(own_pool=True))
+    gate = threading.Event()
+    own = app.background.pool()
+    # The process's shared pool serves the other tests: an abort must not reach it.
+    monkeypatch.setattr(pool_module, "_pool", None)
+    try:
+        batch = hold_the_thread(own, gate)
+        pools = pool_module.current_pool()
+        assert pools is not None
+        assert pools.still_running() >= 1
+        assert pools.drain(timeout=0.05) is False  # its held task counts for the process
+        assert pool_module.abort("the test aborted it") >= 1
+        assert pool_errors(caplog) == [
+            "background task test_pool.hold_the_thread.<locals>.held of GET /hold did not"
+            " finish: the test aborted it (still running)"
+        ]
+    finally:
+        gate.set()
+        assert own.wait(batch, timeout=10)
+
+
+def test_the_process_end_shuts_an_apps_own_pool_down_within_the_timeout(caplog, monkeypatch):
+    from funapi_sync import pool as pool_module
+    from funapi_sync.backends import ThreadBackend
+
+    app = App(background_workers=1, background_backend=ThreadBackend(own_pool=True))
+    gate = threading.Event()
+    own = app.background.pool()
+    # The process's shared pool serves the other tests: out of sight while this one ends.
+    monkeypatch.setattr(pool_module, "_pool", None)
+    hold_the_thread(own, gate)
+    own.submit(batch_of("GET /queued", noop))
+    pools = pool_module.current_pool()
+    assert pools is not None
+    try:
+        # What lifecycle.shutdown_process calls: the own pool is shut down with the rest.
+        assert pools.shutdown(timeout=0.1) is False
+        assert pools.still_running() == 1
+    finally:
+        gate.set()
+    assert own.drain(timeout=10)
+    assert pool_errors(caplog) == [
+        "background task test_pool.hold_the_thread.<locals>.held of GET /hold did not finish"
+        " within the 0.1 s shutdown timeout (still running)",
+        "background task test_pool.noop of GET /queued did not finish within the 0.1 s"
+        " shutdown timeout (never started)",
+    ]
