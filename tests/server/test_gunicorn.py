@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from server import Server, run_gunicorn, run_server
+from _helpers import Server, run_gunicorn, run_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(90)]
 

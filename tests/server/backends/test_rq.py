@@ -28,16 +28,16 @@ from types import ModuleType
 
 import pytest
 import redis
+from _helpers import ROOT, run_gunicorn
 from redis_server import RedisServer, free_port, redis_server, rq_worker
 from rq import Queue, Retry
-from server import ROOT, run_gunicorn
 
 from funapi_sync import App, BackgroundTasks
 from funapi_sync.backends.rq import RQBackend
 
-pytestmark = [pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
-LIVE_APPS = Path(__file__).resolve().parent / "live_apps"
+LIVE_APPS = Path(__file__).resolve().parents[1] / "live_apps"
 
 
 @pytest.fixture(scope="module")
