@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response
 from funapi_sync import App, File, Router, Schema
 from funapi_sync.openapi import build_document
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 User = Schema.define(
     "User",
