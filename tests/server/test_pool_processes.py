@@ -317,3 +317,34 @@ def wait_for(log_path: Path, pattern: str, process: subprocess.Popen, timeout: f
             break
         time.sleep(0.02)
     raise AssertionError(f"{pattern!r} not in the log:\n{log_path.read_text()}")
+
+
+@needs_fork
+def test_an_apps_own_pool_used_before_fork_is_replaced_in_the_child():
+    from funapi_sync.backends import ThreadBackend
+
+    app = App(background_workers=1, background_backend=ThreadBackend(own_pool=True))
+    ran_in: list[int] = []
+
+    @app.get("/")
+    def index(*, background):
+        background.add_task(lambda: ran_in.append(os.getpid()))
+        return {}
+
+    client = app.test_client()
+    client.get("/")
+    parents = app.background.pool()
+    assert ran_in == [os.getpid()]
+
+    def child() -> str:
+        ran_in.clear()
+        client.get("/")
+        fresh = app.background.pool() is not parents
+        return f"fresh={fresh} ran_here={ran_in == [os.getpid()]}"
+
+    assert in_child(child) == "fresh=True ran_here=True"
+    # The parent's own pool keeps working after the fork.
+    ran_in.clear()
+    client.get("/")
+    assert ran_in == [os.getpid()]
+    assert app.background.pool() is parents
