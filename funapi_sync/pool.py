@@ -299,6 +299,10 @@ class TaskPool:
             (running if batch.taken else waiting).append(batch)
         return running + waiting
 
+    def holds(self, batch: Batch) -> bool:
+        """Whether ``batch`` was accepted here and has not finished."""
+        return batch in self._unfinished
+
     def still_running(self) -> int:
         """How many tasks are running now (a hung task keeps its thread)."""
         return sum(1 for batch in tuple(self._unfinished) if batch.taken and batch.current >= 0)
@@ -347,6 +351,8 @@ class TaskPool:
 
 _pool: TaskPool | None = None
 _pool_lock = threading.Lock()
+#: The apps' own pools made in this process, by the view (the app's backend) that uses each.
+_own_pools: dict[PoolView, TaskPool] = {}
 _heartbeat: Heartbeat | None = None
 
 
@@ -390,9 +396,70 @@ def _compare(pool: TaskPool, settings: PoolSettings) -> None:
             )
 
 
-def current_pool() -> TaskPool | None:
-    """The process's pool if one was created in this process, else None."""
-    return _pool
+def current_pool() -> ProcessPools | None:
+    """Every pool made in this process (the shared one, the apps' own), else None.
+
+    What the process's end (drain, then name what is left), the test client's wait and a
+    test's drain act on: an app's own pool is as much the process's as the shared one.
+    """
+    if _pool is None and not _own_pools:
+        return None
+    return _PROCESS_POOLS
+
+
+class ProcessPools:
+    """The process's pools seen as one: the shared pool, then each app's own, in order made."""
+
+    __slots__ = ()
+
+    def pools(self) -> list[TaskPool]:
+        """The pools made in this process."""
+        shared = _pool
+        own = list(_own_pools.values())
+        return own if shared is None else [shared, *own]
+
+    def wait(self, batch: Batch, timeout: float | None = None) -> bool:
+        """Wait until ``batch`` has finished on whichever pool holds it; False on timeout."""
+        for pool in self.pools():
+            if pool.holds(batch):
+                return pool.wait(batch, timeout)
+        return True  # not held: finished, or never given to a pool
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Drain every pool, all within one ``timeout``; False if one did not drain."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        drained = True
+        for pool in self.pools():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            drained = pool.drain(left) and drained
+        return drained
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Shut every pool down, each within what is left of one ``timeout``.
+
+        With ``timeout=None`` each pool uses its own ``shutdown_timeout``; the longest
+        of them bounds the whole. The pools' threads keep running while another pool
+        drains, so a later pool is given what is left, not a fresh timeout.
+        """
+        pools = self.pools()
+        if timeout is None:
+            timeout = max((pool.settings.shutdown_timeout for pool in pools), default=0.0)
+        deadline = time.monotonic() + timeout
+        drained = True
+        for pool in pools:
+            drained = pool.shutdown(max(0.0, deadline - time.monotonic())) and drained
+        return drained
+
+    def still_running(self) -> int:
+        """How many tasks are running now, in every pool."""
+        return sum(pool.still_running() for pool in self.pools())
+
+    def abort(self, reason: str) -> int:
+        """Name every unfinished task of every pool at ERROR (see :meth:`TaskPool.abort`)."""
+        return sum(pool.abort(reason) for pool in self.pools())
+
+
+_PROCESS_POOLS = ProcessPools()
 
 
 def check_settings(settings: PoolSettings) -> None:
@@ -410,9 +477,9 @@ def set_heartbeat(notify: Callable[[], Any] | None, interval: float = 1.0) -> No
 
 
 def abort(reason: str) -> int:
-    """Name every unfinished task of this process's pool at ERROR (see :meth:`TaskPool.abort`)."""
-    pool = _pool
-    return 0 if pool is None else pool.abort(reason)
+    """Name every unfinished task of this process's pools at ERROR (see :meth:`TaskPool.abort`)."""
+    pools = current_pool()
+    return 0 if pools is None else pools.abort(reason)
 
 
 def _forget_in_child() -> None:
@@ -420,26 +487,50 @@ def _forget_in_child() -> None:
     # its threads did not survive, but its idle semaphore says one is free, so it never
     # starts a new one and the future never completes (CPython 3.8+). Drop it; the child
     # makes its own on first use. The parent's server (heartbeat) is not the child's.
-    global _pool, _pool_lock, _heartbeat
+    # An app's own pool is dead in the child for the same reason: its view makes a new one.
+    global _pool, _pool_lock, _heartbeat, _own_pools
     _pool = None
     _pool_lock = threading.Lock()
     _heartbeat = None
+    _own_pools = {}
 
 
 _process.at_fork_in_child(_forget_in_child)
 
 
 class PoolView:
-    """``app.background``: the process pool as seen by one app (stats and drain)."""
+    """``app.background``: the pool as seen by one app (stats and drain).
 
-    __slots__ = ("settings",)
+    The process's shared pool, or with ``own_pool=True`` a pool of this view's own, made on
+    first use and sized by this view's settings alone. An own pool is the process's as much
+    as the shared one: the process's end drains it, gunicorn's abort names its tasks, and a
+    forked child makes a new one (see :func:`current_pool`).
+    """
 
-    def __init__(self, settings: PoolSettings) -> None:
+    __slots__ = ("own_pool", "settings")
+
+    def __init__(self, settings: PoolSettings, *, own_pool: bool = False) -> None:
         self.settings = settings
+        self.own_pool = own_pool
+
+    def pool(self) -> TaskPool:
+        """The pool this view's batches go to, made now if this process has none yet."""
+        if not self.own_pool:
+            return get_pool(self.settings)
+        pool = _own_pools.get(self)
+        if pool is None:
+            with _pool_lock:
+                pool = _own_pools.get(self)
+                if pool is None:
+                    pool = _own_pools[self] = TaskPool(self.settings)
+        return pool
+
+    def _existing(self) -> TaskPool | None:
+        return _own_pools.get(self) if self.own_pool else _pool
 
     def stats(self) -> dict[str, int]:
         """Counts of tasks ``queued``, ``running``, ``completed`` and ``failed``."""
-        pool = _pool
+        pool = self._existing()
         if pool is None:
             return {
                 "queued": 0,
@@ -453,5 +544,5 @@ class PoolView:
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every task submitted so far has finished; False on timeout."""
-        pool = _pool
+        pool = self._existing()
         return True if pool is None else pool.drain(timeout)

@@ -6,18 +6,18 @@ import contextvars
 import functools
 import json
 import logging
-import subprocess
-import sys
-import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from server import ROOT
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
 from funapi_sync import App, BackgroundTasks, HTTPException
+from funapi_sync.backends import ThreadBackend
+
+ROOT = Path(__file__).resolve().parents[1]
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -27,19 +27,6 @@ def record_to(calls: list[object]):
         calls.append((args, kwargs))
 
     return record
-
-
-def run_python(source: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run ``source`` in a fresh interpreter: it gets a process pool of its own."""
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", textwrap.dedent(source)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def call_wsgi(app: App, path: str, method: str = "GET") -> bytes:
@@ -465,122 +452,126 @@ def test_drain_with_nothing_submitted_returns_true(app):
     assert set(app.background.stats()) >= {"queued", "running", "completed", "failed"}
 
 
-# -- pool settings (each in a fresh interpreter: one pool per process) ----------------
+# -- pool settings (an app's own pool, or the process's pool made afresh) ---------------
 
 
 def test_a_full_queue_blocks_the_submitting_close_and_loses_nothing():
-    result = run_python(
-        """
-        import threading
-        from werkzeug.test import EnvironBuilder
-        from funapi_sync import App
+    app = App(
+        background_workers=1,
+        background_queue_size=1,
+        background_backend=ThreadBackend(own_pool=True),
+    )
+    release = threading.Event()
+    first_running = threading.Event()
+    done: list[str] = []
+    lock = threading.Lock()
 
-        app = App(background_workers=1, background_queue_size=1)
-        release = threading.Event()
-        first_running = threading.Event()
-        done = []
-        lock = threading.Lock()
+    def count(name):
+        with lock:
+            done.append(name)
 
-        def count(name):
-            with lock:
-                done.append(name)
+    @app.get("/hold")
+    def hold(*, background):
+        background.add_task(first_running.set)
+        background.add_task(release.wait, 10)
+        background.add_task(count, "hold")
+        return {}
 
-        @app.get("/hold")
-        def hold(*, background):
-            background.add_task(first_running.set)
-            background.add_task(release.wait, 10)
-            background.add_task(count, "hold")
-            return {}
+    @app.get("/<name>")
+    def other(input, *, background):
+        background.add_task(count, input.path["name"])
+        return {}
 
-        @app.get("/<name>")
-        def other(input, *, background):
-            background.add_task(count, input.path["name"])
-            return {}
+    def request(path, returned):
+        call_wsgi(app, path)
+        returned.set()
 
-        def request(path, returned):
-            environ = EnvironBuilder(path=path).get_environ()
-            iterable = app(environ, lambda status, headers, exc_info=None: None)
-            b"".join(iterable)
-            iterable.close()
-            returned.set()
+    def in_thread(path):
+        returned = threading.Event()
+        threading.Thread(target=request, args=(path, returned), daemon=True).start()
+        return returned
 
-        def in_thread(path):
-            returned = threading.Event()
-            threading.Thread(target=request, args=(path, returned)).start()
-            return returned
-
+    try:
         assert in_thread("/hold").wait(5)
-        assert first_running.wait(5)     # the one worker is busy with /hold
-        assert in_thread("/second").wait(5)   # fits in the queue
+        assert first_running.wait(5)  # the one worker is busy with /hold
+        assert in_thread("/second").wait(5)  # fits in the queue
         third = in_thread("/third")
         assert not third.wait(0.5), "close() returned although the queue was full"
         assert app.background.stats()["completed"] == 1
+    finally:
         release.set()
-        assert third.wait(5), "close() still blocked after a slot freed"
-        assert app.background.drain(10)
-        assert sorted(done) == ["hold", "second", "third"], done
-        print("OK", app.background.stats())
-        """
-    )
-    assert "OK" in result.stdout
+    assert third.wait(5), "close() still blocked after a slot freed"
+    assert app.background.drain(10)
+    assert sorted(done) == ["hold", "second", "third"], done
 
 
-def test_a_slow_task_is_logged_with_its_name_and_request():
-    result = run_python(
-        """
-        import logging, time
-        from funapi_sync import App
+def test_a_slow_task_is_logged_with_its_name_and_request(caplog):
+    app = App(background_slow_warning=0.05, background_backend=ThreadBackend(own_pool=True))
+    stop = threading.Event()
 
-        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
-        app = App(background_slow_warning=0.05)
+    def crunch_numbers():
+        stop.wait(0.2)
 
-        def crunch_numbers():
-            time.sleep(0.2)
+    def quick():
+        pass
 
-        def quick():
-            pass
+    @app.post("/reports")
+    def reports(*, background):
+        background.add_task(crunch_numbers)
+        background.add_task(quick)
+        return {}
 
-        @app.post("/reports")
-        def reports(*, background):
-            background.add_task(crunch_numbers)
-            background.add_task(quick)
-            return {}
-
-        app.test_client().post("/reports")
-        """
-    )
-    lines = [line for line in result.stderr.splitlines() if "slow" in line]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("WARNING funapi_sync.background ")
+    app.test_client().post("/reports")
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "funapi_sync.background" and "slow" in r.getMessage()
+    ]
+    assert len(lines) == 1, lines
+    assert all(r.levelno == logging.WARNING for r in caplog.records if "slow" in r.getMessage())
     assert "crunch_numbers" in lines[0]
     assert "POST /reports" in lines[0]
 
 
-def test_apps_in_a_process_share_one_pool_and_other_settings_get_a_warning():
-    result = run_python(
-        """
-        import logging
-        from funapi_sync import App
+@pytest.fixture
+def fresh_process_pool(monkeypatch):
+    """The process's shared pool as a fresh process has it: none yet (shut down after)."""
+    from funapi_sync import pool as pool_module
 
-        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
-        shop, admin = App(title="shop"), App(title="admin")
-        for app in (shop, admin):
-            @app.get("/")
-            def index(*, background):
-                background.add_task(lambda: None)
-                return {}
-            app.test_client().get("/")
-        assert shop.background.stats() == admin.background.stats()
-        assert shop.background.stats()["completed"] == 2, shop.background.stats()
-        print("SHARED")
-        other = App(title="other", background_workers=2)
-        assert other.background.stats()["completed"] == 2
-        """
-    )
-    assert "SHARED" in result.stdout
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
-    assert len(warnings) == 1, result.stderr
-    assert warnings[0].startswith("WARNING funapi_sync.background ")
+    monkeypatch.setattr(pool_module, "_pool", None)
+    yield
+    made = pool_module._pool
+    if made is not None:
+        assert made.shutdown(timeout=10)
+
+
+def pool_warnings(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "funapi_sync.background" and r.levelno == logging.WARNING
+    ]
+
+
+def test_apps_in_a_process_share_one_pool_and_other_settings_get_a_warning(
+    fresh_process_pool, caplog
+):
+    shop, admin = App(title="shop"), App(title="admin")
+    for app in (shop, admin):
+
+        @app.get("/")
+        def index(*, background):
+            background.add_task(lambda: None)
+            return {}
+
+        app.test_client().get("/")
+    assert shop.background.stats() == admin.background.stats()
+    assert shop.background.stats()["completed"] == 2, shop.background.stats()
+    assert pool_warnings(caplog) == []
+    other = App(title="other", background_workers=2)
+    assert other.background.stats()["completed"] == 2
+    warnings = pool_warnings(caplog)
+    assert len(warnings) == 1, warnings
     assert "one pool per process" in warnings[0]
     assert "workers=2" in warnings[0]
 
@@ -847,56 +838,40 @@ def test_slow_warning_is_the_apps_own_even_when_another_app_made_the_pool(caplog
     assert not [r for r in caplog.records if "one pool per process" in r.getMessage()]
 
 
-def test_other_pool_settings_are_warned_about_on_every_path_once_per_app():
-    result = run_python(
-        """
-        import logging
-        from funapi_sync import App
+def test_other_pool_settings_are_warned_about_on_every_path_once_per_app(
+    fresh_process_pool, caplog
+):
+    def with_a_task(app: App) -> App:
+        @app.get("/")
+        def index(*, background):
+            background.add_task(lambda: None)
+            return {}
 
-        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
-        first = App(title="first")
-        # Created before the pool exists: no warning yet, but one at its first use.
-        early = App(title="early", background_workers=2)
-        apps = [first, early]
-        for app in apps:
-            @app.get("/")
-            def index(*, background):
-                background.add_task(lambda: None)
-                return {}
-        first.test_client().get("/")
-        print("POOL MADE")
-        early.test_client().get("/")
-        early.test_client().get("/")
-        print("EARLY USED")
-        # Created after: warned at creation, not again at its first use.
-        late = App(title="late", background_queue_size=8)
-        @late.get("/")
-        def late_index(*, background):
-            background.add_task(lambda: None)
-            return {}
-        print("LATE MADE")
-        late.test_client().get("/")
-        same = App(title="same", background_slow_warning=1.0)
-        @same.get("/")
-        def same_index(*, background):
-            background.add_task(lambda: None)
-            return {}
-        same.test_client().get("/")
-        print("DONE")
-        """
-    )
-    out = iter(result.stdout.split())
-    assert list(out) == ["POOL", "MADE", "EARLY", "USED", "LATE", "MADE", "DONE"]
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
-    assert warnings == [
-        "WARNING funapi_sync.background the background pool of this process already exists"
+        return app
+
+    first = with_a_task(App(title="first"))
+    # Created before the pool exists: no warning yet, but one at its first use.
+    early = with_a_task(App(title="early", background_workers=2))
+    first.test_client().get("/")
+    assert pool_warnings(caplog) == []
+    early.test_client().get("/")
+    early.test_client().get("/")
+    assert len(pool_warnings(caplog)) == 1
+    # Created after: warned at creation, not again at its first use.
+    late = with_a_task(App(title="late", background_queue_size=8))
+    assert len(pool_warnings(caplog)) == 2
+    late.test_client().get("/")
+    same = with_a_task(App(title="same", background_slow_warning=1.0))
+    same.test_client().get("/")
+    assert pool_warnings(caplog) == [
+        "the background pool of this process already exists"
         " with background_workers=4; an app's background_workers=2 is ignored (one pool per"
         " process, sized by the first app that uses it; give every app the same value)",
-        "WARNING funapi_sync.background the background pool of this process already exists"
+        "the background pool of this process already exists"
         " with background_queue_size=1024; an app's background_queue_size=8 is ignored (one"
         " pool per process, sized by the first app that uses it; give every app the same"
         " value)",
-    ], result.stderr
+    ]
 
 
 def test_is_async_callable_answers_plain_functions_as_inspect_does():

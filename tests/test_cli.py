@@ -6,143 +6,24 @@ subprocess, against 127.0.0.1: the dev server on a free port, gunicorn on an eph
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from server import ROOT, _version, run_server
 
 from funapi_sync import cli
 from funapi_sync.discovery import AppImportError, NoAppError, load_app
 
-MODULE = [sys.executable, "-m", "funapi_sync"]
-SCRIPT = shutil.which("funapi-sync")
-COMMANDS = [pytest.param(MODULE, id="python-m")]
-if SCRIPT is not None:
-    COMMANDS.append(pytest.param([SCRIPT], id="console-script"))
-
-HOOKS_APP = """
-    import logging
-    import os
-    import time
-
-    from funapi_sync import App
-
-    app = App(title="Hooks API")
-    log = logging.getLogger("hooks")
-    LOG = os.environ["HOOK_LOG"]
-
-
-    def record(event):
-        with open(LOG, "a") as file:
-            file.write(f"{event} {os.getpid()}\\n")
-
-
-    @app.on_startup
-    def started():
-        record("startup")
-        log.info("hooks app started in %d", os.getpid())
-
-
-    @app.on_shutdown
-    def stopped():
-        time.sleep(float(os.environ.get("SHUTDOWN_SECONDS", "0")))  # a slow cleanup
-        record("shutdown")
-
-
-    def slow_task(name):
-        time.sleep(0.5)
-        record(f"task {name}")
-
-
-    @app.get("/ping")
-    def ping(*, background):
-        return {"pid": os.getpid()}
-
-
-    @app.post("/task/<name>")
-    def task(input, *, background):
-        background.add_task(slow_task, input.path["name"])
-        return {"queued": input.path["name"]}
-"""
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(directory: Path, name: str, source: str) -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
     return path
-
-
-def environment(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    return env
-
-
-def run_cli(command: list[str], *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*command, *args],
-        cwd=cwd,
-        env=environment(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def hook_events(log: Path) -> list[tuple[str, int]]:
-    if not log.exists():
-        return []
-    rows = []
-    for line in log.read_text().splitlines():
-        event, pid = line.rsplit(" ", 1)
-        rows.append((event, int(pid)))
-    return rows
-
-
-def get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request(method, path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def wait_until(condition, what: str, timeout: float = 20.0):
-    """Poll ``condition`` (bounded) until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except OSError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
 
 
 # -- discovery errors -----------------------------------------------------------------
@@ -202,22 +83,9 @@ def targets(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("target", "message"), BAD_TARGETS.values(), ids=BAD_TARGETS.keys())
-def test_a_bad_target_is_one_line_and_exit_status_2(targets, target, message):
-    result = run_cli(MODULE, "routes", target, cwd=targets)
-
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("funapi-sync: error: ")
-    assert message in lines[0]
-
-
 @pytest.mark.parametrize("command", ["dev", "run", "worker"])
-def test_every_command_refuses_a_bad_target_the_same_way(targets, command):
-    result = run_cli(MODULE, command, "targets:missing", cwd=targets)
+def test_every_command_refuses_a_bad_target_the_same_way(targets, command, run_main):
+    result = run_main(command, "targets:missing", cwd=targets)
 
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -226,10 +94,10 @@ def test_every_command_refuses_a_bad_target_the_same_way(targets, command):
     ]
 
 
-def test_an_import_error_inside_the_module_is_shown_as_such_with_its_traceback(tmp_path):
+def test_an_import_error_inside_the_module_is_shown_as_such_with_its_traceback(tmp_path, run_main):
     write(tmp_path, "needs_dep.py", "import os\n\nimport not_installed_dependency\n")
 
-    result = run_cli(MODULE, "routes", "needs_dep:app", cwd=tmp_path)
+    result = run_main("routes", "needs_dep:app", cwd=tmp_path)
 
     assert result.returncode == 2
     assert "could not import 'needs_dep'" not in result.stderr
@@ -244,10 +112,10 @@ def test_an_import_error_inside_the_module_is_shown_as_such_with_its_traceback(t
     assert "discovery.py" not in result.stderr
 
 
-def test_an_exception_at_import_names_the_module_and_the_line(tmp_path):
+def test_an_exception_at_import_names_the_module_and_the_line(tmp_path, run_main):
     write(tmp_path, "crashes.py", "VALUE = 1\nraise ValueError('bad config')\n")
 
-    result = run_cli(MODULE, "routes", "crashes", cwd=tmp_path)
+    result = run_main("routes", "crashes", cwd=tmp_path)
 
     assert result.returncode == 2
     assert 'crashes.py", line 2, in <module>' in result.stderr
@@ -256,10 +124,10 @@ def test_an_exception_at_import_names_the_module_and_the_line(tmp_path):
     )
 
 
-def test_a_syntax_error_shows_the_file_and_line_not_the_import_machinery(tmp_path):
+def test_a_syntax_error_shows_the_file_and_line_not_the_import_machinery(tmp_path, run_main):
     write(tmp_path, "broken_syntax.py", "VALUE = (\n")
 
-    result = run_cli(MODULE, "routes", "broken_syntax", cwd=tmp_path)
+    result = run_main("routes", "broken_syntax", cwd=tmp_path)
 
     assert result.returncode == 2
     assert 'broken_syntax.py", line 1' in result.stderr
@@ -324,18 +192,10 @@ def good_targets(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("target", "title"), GOOD_TARGETS.values(), ids=GOOD_TARGETS.keys())
-def test_targets_are_found_like_flask_app(good_targets, target, title):
-    result = run_cli(MODULE, "routes", target, cwd=good_targets)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == f"{title!r} has no routes"
-
-
-def test_a_file_path_works_from_another_directory(good_targets, tmp_path_factory):
+def test_a_file_path_works_from_another_directory(good_targets, tmp_path_factory, run_main):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
 
-    result = run_cli(MODULE, "routes", str(good_targets / "pkg" / "sub" / "web.py"), cwd=elsewhere)
+    result = run_main("routes", str(good_targets / "pkg" / "sub" / "web.py"), cwd=elsewhere)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("'pkg.sub.web' has no routes")
@@ -354,6 +214,25 @@ def in_process(monkeypatch):
     yield load
     for name in set(sys.modules) - before:
         del sys.modules[name]
+
+
+@pytest.fixture
+def run_main(in_process, monkeypatch, capsys):
+    """``funapi-sync ARGS`` in this process: ``cli.main`` with its exit status and output."""
+
+    def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(cwd)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors and --help
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["funapi-sync", *args], code, out, err)
+
+    return run
 
 
 @pytest.mark.parametrize(("target", "title"), GOOD_TARGETS.values(), ids=GOOD_TARGETS.keys())
@@ -454,13 +333,12 @@ ROUTES_APP = """
 """
 
 
-@pytest.mark.parametrize("command", COMMANDS)
 def test_routes_prints_a_table_of_methods_paths_handlers_schemas_and_dependencies(
-    tmp_path, command
+    tmp_path, run_main
 ):
     write(tmp_path, "routes_app.py", ROUTES_APP)
 
-    result = run_cli(command, "routes", "routes_app", cwd=tmp_path)
+    result = run_main("routes", "routes_app", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     # fmt: off
@@ -476,15 +354,15 @@ def test_routes_prints_a_table_of_methods_paths_handlers_schemas_and_dependencie
     # fmt: on
 
 
-def test_routes_of_an_app_without_openapi_say_nothing_about_it(tmp_path):
+def test_routes_of_an_app_without_openapi_say_nothing_about_it(tmp_path, run_main):
     write(tmp_path, "bare.py", "from funapi_sync import App\napp = App(openapi_url=None)\n")
 
-    result = run_cli(MODULE, "routes", "bare", cwd=tmp_path)
+    result = run_main("routes", "bare", cwd=tmp_path)
 
     assert result.stdout == "'FunApi Application' has no routes\n"
 
 
-def test_routes_list_a_route_of_the_app_that_replaced_the_docs_page(tmp_path):
+def test_routes_list_a_route_of_the_app_that_replaced_the_docs_page(tmp_path, run_main):
     write(
         tmp_path,
         "own_docs.py",
@@ -500,17 +378,17 @@ def test_routes_list_a_route_of_the_app_that_replaced_the_docs_page(tmp_path):
         """,
     )
 
-    result = run_cli(MODULE, "routes", "own_docs", cwd=tmp_path)
+    result = run_main("routes", "own_docs", cwd=tmp_path)
 
     lines = result.stdout.splitlines()
     assert lines[2].split() == ["GET", "/docs", "own_docs.docs", "-", "-", "-", "-"]
     assert lines[-1] == "plus the built-in GET /openapi.json (OpenAPI)"
 
 
-def test_unknown_options_of_routes_are_a_usage_error(tmp_path):
+def test_unknown_options_of_routes_are_a_usage_error(tmp_path, run_main):
     write(tmp_path, "bare.py", "from funapi_sync import App\napp = App()\n")
 
-    result = run_cli(MODULE, "routes", "bare", "--workers", "2", cwd=tmp_path)
+    result = run_main("routes", "bare", "--workers", "2", cwd=tmp_path)
 
     assert result.returncode == 2
     assert "unrecognized arguments: --workers 2" in result.stderr
@@ -519,157 +397,7 @@ def test_unknown_options_of_routes_are_a_usage_error(tmp_path):
 # -- dev ------------------------------------------------------------------------------
 
 
-@pytest.mark.server
-@pytest.mark.timeout(60)
-def test_dev_serves_prints_the_urls_and_runs_the_hooks_in_its_process(tmp_path):
-    write(tmp_path, "hooks_app.py", HOOKS_APP)
-    hook_log = tmp_path / "hooks.log"
-    port = free_port()
-    out = tmp_path / "dev.out"
-    with open(out, "w") as output:
-        process = subprocess.Popen(
-            [*MODULE, "dev", "hooks_app:app", "--port", str(port)],
-            cwd=tmp_path,
-            env=environment(HOOK_LOG=str(hook_log)),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        status, body = wait_until(lambda: get(port, "/ping"), "the dev server")
-        assert status == 200
-        assert json.loads(body) == {"pid": process.pid}
-        assert get(port, "/docs")[0] == 200
-        assert hook_events(hook_log) == [("startup", process.pid)]
-        text = out.read_text()
-        assert f" * funapi_sync app 'Hooks API' (hooks_app:app) on http://127.0.0.1:{port}/" in text
-        assert f" * interactive API docs on http://127.0.0.1:{port}/docs" in text
-        # The app's INFO line reaches stderr with no logging configured.
-        assert f"[INFO] hooks: hooks app started in {process.pid}" in text
-
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
-        assert hook_events(hook_log) == [("startup", process.pid), ("shutdown", process.pid)]
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- the dev server's output:\n{out.read_text()}") from None
-    finally:
-        stop_group(process)
-
-
-@pytest.mark.server
-@pytest.mark.timeout(90)
-def test_dev_reload_runs_the_hooks_only_in_each_serving_child_never_in_the_watcher(tmp_path):
-    module = write(tmp_path, "hooks_app.py", HOOKS_APP)
-    hook_log = tmp_path / "hooks.log"
-    port = free_port()
-    out = tmp_path / "dev.out"
-    with open(out, "w") as output:
-        watcher = subprocess.Popen(
-            [*MODULE, "dev", "hooks_app:app", "--port", str(port), "--reload"],
-            cwd=tmp_path,
-            env=environment(HOOK_LOG=str(hook_log), SHUTDOWN_SECONDS="1"),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        first = json.loads(wait_until(lambda: get(port, "/ping")[1], "the first child"))["pid"]
-        assert first != watcher.pid
-        assert hook_events(hook_log) == [("startup", first)]
-
-        # A source change: the watcher restarts the child; the old child shuts down.
-        # NOTE: one change (the mtime only): a write and then a touch could be seen as two
-        # changes, one by each child, and reload twice.
-        later = time.time() + 5
-        os.utime(module, (later, later))
-
-        def new_child():
-            pid = json.loads(get(port, "/ping")[1])["pid"]
-            return pid if pid != first else None
-
-        second = wait_until(new_child, "the reloaded child")
-        assert second != watcher.pid
-        wait_until(lambda: len(hook_events(hook_log)) >= 3, "the second startup")
-
-        # Ctrl-C in the terminal: SIGINT to both processes. The watcher waits for the
-        # child's slow shutdown hook (1 s) instead of killing it.
-        os.killpg(watcher.pid, signal.SIGINT)
-        assert watcher.wait(20) == 0
-        assert hook_events(hook_log) == [
-            ("startup", first),
-            ("shutdown", first),
-            ("startup", second),
-            ("shutdown", second),
-        ]
-        # The banner is printed once, by the process the user started.
-        assert out.read_text().count(" * funapi_sync app 'Hooks API'") == 1
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- the dev server's output:\n{out.read_text()}") from None
-    finally:
-        stop_group(watcher)
-
-
 # -- run ------------------------------------------------------------------------------
-
-NO_CONTROL_SOCKET = ["--no-control-socket"] if _version() >= (25, 1) else []
-
-
-@pytest.mark.server
-@pytest.mark.timeout(90)
-def test_run_passes_gunicorn_options_runs_hooks_per_worker_and_drains_at_sigterm(tmp_path):
-    write(tmp_path, "hooks_app.py", HOOKS_APP)
-    hook_log = tmp_path / "hooks.log"
-    command = [
-        *MODULE,
-        "run",
-        "--bind",
-        "127.0.0.1:0",
-        "--workers",
-        "2",
-        "--threads",
-        "2",
-        *NO_CONTROL_SOCKET,
-        "hooks_app:app",
-    ]
-    with run_server(
-        command,
-        log_path=tmp_path / "run.log",
-        cwd=tmp_path,
-        env={"HOOK_LOG": str(hook_log)},
-        workers=2,
-    ) as server:
-        assert "Using worker: gthread" in server.log()
-        # post_worker_init ran the startup hook in each worker before it served.
-        for pid in server.worker_pids:
-            server.wait_for_log(rf"\[{pid}\] \[INFO\] hooks app started in {pid}")
-        assert sorted(pid for event, pid in hook_events(hook_log)) == sorted(server.worker_pids)
-        assert get(server.port, "/task/drained", "POST")[0] == 200
-        assert server.stop() == 0
-    events = hook_events(hook_log)
-    assert [event for event, _ in events].count("task drained") == 1
-    # Each worker drained its pool, then ran its shutdown hook.
-    assert sorted(pid for event, pid in events if event == "shutdown") == sorted(server.worker_pids)
-    task_pid = next(pid for event, pid in events if event == "task drained")
-    assert events.index(("task drained", task_pid)) < events.index(("shutdown", task_pid))
-
-
-@pytest.mark.server
-@pytest.mark.timeout(90)
-def test_run_starts_one_worker_per_cpu_by_default(tmp_path):
-    if "WEB_CONCURRENCY" in os.environ:
-        pytest.skip("WEB_CONCURRENCY is set, so gunicorn's worker count comes from it")
-    write(tmp_path, "hooks_app.py", HOOKS_APP)
-    expected = cli._cpu_count()
-    command = [*MODULE, "run", "hooks_app:app", "--bind", "127.0.0.1:0", *NO_CONTROL_SOCKET]
-    with run_server(
-        command,
-        log_path=tmp_path / "run.log",
-        cwd=tmp_path,
-        env={"HOOK_LOG": str(tmp_path / "hooks.log")},
-        workers=expected,
-    ) as server:
-        assert len(server.worker_pids) == expected
-        assert get(server.port, "/ping")[0] == 200
 
 
 def test_gunicorn_options_follow_gunicorns_precedence(tmp_path, monkeypatch):
@@ -699,8 +427,8 @@ def test_gunicorn_options_default_workers_to_the_cpus_unless_web_concurrency(mon
     assert "workers" not in cli.gunicorn_options(["m:app"])[0]  # gunicorn reads it itself
 
 
-def test_run_without_an_app_is_a_usage_error(tmp_path):
-    result = run_cli(MODULE, "run", "--workers", "2", cwd=tmp_path)
+def test_run_without_an_app_is_a_usage_error(tmp_path, run_main):
+    result = run_main("run", "--workers", "2", cwd=tmp_path)
 
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -709,8 +437,8 @@ def test_run_without_an_app_is_a_usage_error(tmp_path):
     ]
 
 
-def test_run_help_is_gunicorns(tmp_path):
-    result = run_cli(MODULE, "run", "--help", cwd=tmp_path)
+def test_run_help_is_gunicorns(tmp_path, run_main):
+    result = run_main("run", "--help", cwd=tmp_path)
 
     assert result.returncode == 0
     assert result.stdout.startswith("usage: funapi-sync run [gunicorn options] APP")
@@ -740,11 +468,10 @@ WORKER_APP = """
 """
 
 
-def test_worker_calls_the_backends_run_worker_and_exits_with_its_status(tmp_path):
+def test_worker_calls_the_backends_run_worker_and_exits_with_its_status(tmp_path, run_main):
     write(tmp_path, "durable.py", WORKER_APP)
 
-    result = run_cli(
-        MODULE,
+    result = run_main(
         "worker",
         "durable",
         "--burst",
@@ -760,10 +487,10 @@ def test_worker_calls_the_backends_run_worker_and_exits_with_its_status(tmp_path
     assert json.loads(result.stdout) == {"title": "Durable", "burst": True, "queues": ["a", "b"]}
 
 
-def test_worker_defaults_to_no_burst_and_the_backends_queues(tmp_path):
+def test_worker_defaults_to_no_burst_and_the_backends_queues(tmp_path, run_main):
     write(tmp_path, "durable.py", WORKER_APP)
 
-    result = run_cli(MODULE, "worker", "durable", cwd=tmp_path)
+    result = run_main("worker", "durable", cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"title": "Durable", "burst": False, "queues": None}
@@ -779,10 +506,10 @@ def test_worker_in_process_returns_the_backends_status(tmp_path, in_process, cap
     assert out == {"title": "Durable", "burst": False, "queues": ["q"]}
 
 
-def test_worker_without_a_durable_backend_is_one_line_and_exit_status_2(tmp_path):
+def test_worker_without_a_durable_backend_is_one_line_and_exit_status_2(tmp_path, run_main):
     write(tmp_path, "plain.py", "from funapi_sync import App\napp = App()\n")
 
-    result = run_cli(MODULE, "worker", "plain", cwd=tmp_path)
+    result = run_main("worker", "plain", cwd=tmp_path)
 
     assert result.returncode == 2
     lines = result.stderr.splitlines()

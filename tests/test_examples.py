@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
 import importlib
-import json
 import sqlite3
-import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from server import ROOT, run_gunicorn
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rows(db: Path, query: str) -> list[tuple[object, ...]]:
@@ -54,37 +52,3 @@ def test_an_invalid_signup_is_a_422_and_sends_nothing(signup):
     assert sorted(locations) == [["body", "email"], ["body", "name"]]
     assert client.get("/outbox").json == []
     assert rows(signup.DB_PATH, "SELECT count(*) FROM users") == [(0,)]
-
-
-@pytest.mark.server
-@pytest.mark.timeout(60)
-def test_signup_under_gunicorn_from_the_project_root(tmp_path):
-    db = tmp_path / "signup.sqlite3"
-    with run_gunicorn(
-        "examples.signup:app", tmp_path=tmp_path, cwd=ROOT, env={"SIGNUP_DB": str(db)}
-    ) as server:
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        try:
-            connection.request(
-                "POST",
-                "/signup",
-                body=json.dumps({"name": "Grace", "email": "grace@example.com"}),
-                headers={"Content-Type": "application/json"},
-            )
-            response = connection.getresponse()
-            body = json.loads(response.read())
-        finally:
-            connection.close()
-        assert response.status == 201
-        assert body["user"]["email"] == "grace@example.com"
-        # The tasks run after the response: poll (bounded) until both emails are out.
-        deadline = time.monotonic() + 10
-        query = "SELECT recipient, subject FROM outbox ORDER BY id"
-        while len(rows(db, query)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert rows(db, query) == [
-            ("grace@example.com", "Welcome!"),
-            ("admin@example.com", "New user: Grace"),
-        ]
-        assert server.stop() == 0
-    assert rows(db, "SELECT count(*) FROM signup_log") == [(1,)]

@@ -1,6 +1,6 @@
 """The default cleanup with a thread-affine SQLite connection: every 201 is committed.
 
-The app (tests/live_apps/sqlite_signup_app.py) is the docs' pattern: ``yield conn;
+The app (tests/server/live_apps/sqlite_signup_app.py) is the docs' pattern: ``yield conn;
 conn.commit()`` in a generator dependency, plus a background task per request. Driven
 through the test client, werkzeug's own Client and a real gunicorn (sync and gthread).
 """
@@ -8,18 +8,14 @@ through the test client, werkzeug's own Client and a real gunicorn (sync and gth
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import sqlite3
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from server import run_gunicorn
 from werkzeug.test import Client
 
-LIVE_APPS = Path(__file__).parent / "live_apps"
+LIVE_APPS = Path(__file__).parent / "server" / "live_apps"
 SIGNUPS = 12
 
 
@@ -110,41 +106,3 @@ def test_werkzeugs_client_without_testing_mode_still_commits_before_the_201(live
     assert rows(db_file, "SELECT user_id FROM emails") == [(1,)]
 
 
-@pytest.mark.server
-@pytest.mark.parametrize("worker", ["sync", "gthread"])
-def test_signups_under_gunicorn_are_committed_before_each_201(tmp_path, db_file, worker):
-    def call(method, path, payload=None):
-        data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(
-            server.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, json.loads(error.read())
-
-    threads = ["--threads", "4"] if worker == "gthread" else []
-    with run_gunicorn(
-        "sqlite_signup_app:app",
-        "--worker-class",
-        worker,
-        *threads,
-        tmp_path=tmp_path,
-        cwd=LIVE_APPS,
-        env={"SIGNUP_DB": str(db_file)},
-    ) as server:
-        check_signups(
-            lambda path, payload: call("POST", path, payload),
-            lambda path: call("GET", path),
-            db_file,
-        )
-        assert server.stop() == 0  # SIGTERM drains the tasks
-    check_committed(db_file)
-    log = server.log()
-    assert "ERROR" not in log, log
-    assert "Traceback" not in log, log

@@ -1,6 +1,7 @@
 """Backends: where a request's background tasks go once its response is closed.
 
-``App(background_backend=...)`` takes ``"thread"`` (the default: the process's pool),
+``App(background_backend=...)`` takes ``"thread"`` (the default: the process's pool;
+``ThreadBackend(own_pool=True)`` for a pool of the app's own),
 ``"inline"`` (run in the closing thread, for tests), ``"record"`` (kept, not run) or a
 backend object such as :class:`funapi_sync.backends.rq.RQBackend`. The app hands each
 request's :class:`~funapi_sync.pool.Batch` to ``backend.submit(batch)`` from the response
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from ..pool import Batch, PoolSettings, PoolView, get_pool
+from ..pool import Batch, PoolSettings, PoolView
 
 logger = logging.getLogger("funapi_sync.background")
 
@@ -37,17 +38,33 @@ class Backend(Protocol):
 
 
 class ThreadBackend(PoolView):
-    """The default: the process's pool (SPEC §6), shared by every app in the process."""
+    """The default: the process's pool (SPEC §6), shared by every app in the process.
+
+    ``ThreadBackend(own_pool=True)`` gives one app a pool of its own instead, sized by that
+    app's ``background_*`` settings alone (the shared pool is sized by the first app that
+    uses it). A test that needs a fresh pool, or a pool of one thread, uses one::
+
+        app = App(background_workers=1, background_backend=ThreadBackend(own_pool=True))
+
+    An own pool is drained at the process's end with the shared one, its tasks are named by
+    gunicorn's abort, and a forked worker makes its own; ``app.background.pool()`` is it.
+
+    :param settings: set by the app (``bind``); only a backend used without an app needs it.
+    :param own_pool: use a pool of this backend's own rather than the process's shared one.
+    """
 
     __slots__ = ()
 
     check: TaskCheck | None = None
 
+    def __init__(self, settings: PoolSettings | None = None, *, own_pool: bool = False) -> None:
+        super().__init__(PoolSettings() if settings is None else settings, own_pool=own_pool)
+
     def bind(self, settings: PoolSettings) -> None:
         self.settings = settings
 
     def submit(self, batch: Batch) -> None:
-        get_pool(self.settings).submit(batch, self.settings.submit_timeout)
+        self.pool().submit(batch, self.settings.submit_timeout)
 
 
 class InlineBackend:

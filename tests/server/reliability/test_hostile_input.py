@@ -13,9 +13,9 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from _helpers import Server
 from harness import boots, serve
 from hostile_cases import CASES
-from server import Server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from server import Server, run_gunicorn, run_server
+from _helpers import Server, run_gunicorn, run_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(90)]
 
@@ -254,14 +254,38 @@ def test_a_client_that_disconnects_before_reading_the_body_does_not_stop_the_tas
         assert server.stop() == 0
 
 
-def test_tasks_start_after_the_body_was_fully_sent(tmp_path, bg_log):
-    with serve(tmp_path, bg_log, "--worker-class", "gthread", "--threads", "2") as server:
-        status, body, _ = request(server, "/stream")
-        assert status == 200
-        assert body == b"".join(f"chunk {number}\n".encode() for number in range(5))
+@pytest.mark.parametrize(
+    "worker_args", [(), ("--worker-class", "gthread", "--threads", "2")], ids=["sync", "gthread"]
+)
+def test_tasks_start_after_the_body_was_fully_sent(tmp_path, bg_log, worker_args):
+    # The body pauses before its last chunk until the test opens a gate: a task started
+    # (or even handed to the pool) before the last byte is seen while the body waits, with
+    # no race for the task to win or lose.
+    gate = tmp_path / "gate"
+    with serve(tmp_path, bg_log, *worker_args) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            connection.request("GET", f"/paused-stream?gate={gate}")
+            response = connection.getresponse()
+            assert response.status == 200
+            assert [response.readline() for _ in range(4)] == [
+                f"chunk {number}\n".encode() for number in range(4)
+            ]
+            paused = wait_for_events(bg_log, lambda rows: len(rows) >= 1)
+            assert [event for event, _, _ in paused] == ["body paused handed_over=0"]
+            # The body waits at the gate; the task has still logged nothing.
+            assert [event for event, _, _ in events(bg_log)] == ["body paused handed_over=0"]
+            gate.touch()
+            assert response.read() == b"last chunk\n"
+        finally:
+            connection.close()
         rows = wait_for_events(bg_log, lambda rows: len(named(rows, "task started")) == 1)
-        assert [event for event, _, _ in rows] == ["body done", "task started"]
-        assert rows[0][2] <= rows[1][2]
+        assert [event for event, _, _ in rows] == [
+            "body paused handed_over=0",
+            "body done",
+            "task started",
+        ]
+        assert rows[1][2] <= rows[2][2]
         assert server.stop() == 0
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server import Server, run_gunicorn
+from _helpers import Server, run_gunicorn
 
 HERE = Path(__file__).resolve().parent
 APP = "reliability_app:app"

@@ -28,16 +28,16 @@ from types import ModuleType
 
 import pytest
 import redis
+from _helpers import ROOT, run_gunicorn
 from redis_server import RedisServer, free_port, redis_server, rq_worker
 from rq import Queue, Retry
-from server import ROOT, run_gunicorn
 
 from funapi_sync import App, BackgroundTasks
 from funapi_sync.backends.rq import RQBackend
 
-pytestmark = [pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
-LIVE_APPS = Path(__file__).resolve().parent / "live_apps"
+LIVE_APPS = Path(__file__).resolve().parents[1] / "live_apps"
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_redis_down_with_fallback_thread_runs_the_task_in_process_with_an_error_
     assert record.levelno == logging.ERROR
     message = record.getMessage()
     assert "could not enqueue the tasks of GET /" in message
-    assert "in this process instead (fallback='thread'): test_backends_rq.remember" in message
+    assert "in this process instead (fallback='thread'): test_rq.remember" in message
     assert app.background.counts == {"enqueued": 0, "fallback": 1, "not_enqueued": 0}
 
 
@@ -257,10 +257,10 @@ def test_redis_down_with_fallback_error_logs_each_task_as_not_enqueued(
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(messages) == 2
     assert messages[0].startswith(
-        "background task test_backends_rq.module_level of GET / was not enqueued"
+        "background task test_rq.module_level of GET / was not enqueued"
     )
     assert messages[1].startswith(
-        "background task test_backends_rq.remember of GET / was not enqueued"
+        "background task test_rq.remember of GET / was not enqueued"
     )
     assert all("and will not run (fallback='error')" in message for message in messages)
 

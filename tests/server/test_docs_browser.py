@@ -14,9 +14,9 @@ from contextlib import closing
 from urllib.parse import urlsplit
 
 import pytest
+from _helpers import run_gunicorn
 from browser import CHROMIUM, CHROMIUM_FLAGS, LOOPBACK, requires_chromium
 from playwright import sync_api
-from server import run_gunicorn
 
 pytestmark = [
     pytest.mark.server,

@@ -14,8 +14,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from _helpers import ROOT, run_gunicorn
 from browser import CHROMIUM, CHROMIUM_FLAGS, requires_chromium
-from server import ROOT, run_gunicorn
 
 pytestmark = [
     pytest.mark.server,

@@ -214,4 +214,4 @@ def test_a_custom_backend_object_gets_the_batches() -> None:
         return {}
 
     assert app.test_client().get("/").status_code == 200
-    assert backend.batches == [["test_backends.send_email"]]
+    assert backend.batches == [["test_thread_inline_record.send_email"]]

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from marshmallow import fields, validate
 from openapi_spec_validator import validate as validate_spec
-from server import ROOT
 from werkzeug.wrappers import Response
 
 from funapi_sync import App, File, Router, Schema
 from funapi_sync.openapi import build_document
+
+ROOT = Path(__file__).resolve().parents[2]
 
 User = Schema.define(
     "User",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 import schemathesis
+from _helpers import run_gunicorn
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -25,7 +26,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from server import run_gunicorn
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 

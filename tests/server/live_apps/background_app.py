@@ -97,11 +97,33 @@ def fail(*, background):
     return {"pid": os.getpid()}
 
 
-@app.get("/stream")
-def stream(*, background):
+def handed_over() -> int:
+    """How many tasks this worker's pool has been given so far."""
+    stats = app.background.stats()
+    return stats["queued"] + stats["running"] + stats["completed"] + stats["failed"]
+
+
+@app.get("/paused-stream")
+def paused_stream(input, *, background):
+    """Stream a body that pauses before its last chunk until the ``gate`` file exists.
+
+    While it pauses, the request's task must be neither started nor handed to the pool:
+    the body records how many tasks the pool was given since the handler ran, and the test
+    checks that the task has logged nothing before it opens the gate.
+    """
+    gate = Path(input.query["gate"])
+    before = handed_over()
+
     def body():
-        for number in range(5):
+        for number in range(4):
             yield f"chunk {number}\n".encode()
+        record(f"body paused handed_over={handed_over() - before}")
+        # NOTE: a file, polled (bounded): the test is another process, so no Event reaches it.
+        deadline = time.monotonic() + 10
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield b"last chunk\n"
+        # Runs when the server asks for more, i.e. once the last chunk was written.
         record("body done")
 
     background.add_task(record, "task started")

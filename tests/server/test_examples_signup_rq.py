@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from _helpers import ROOT
 from redis_server import redis_server
 from rq import Queue
-from server import ROOT
 
-pytestmark = [pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.server, pytest.mark.timeout(90)]
 
 
 def rows(db: Path, query: str) -> list[tuple[object, ...]]:
