@@ -6,7 +6,6 @@ How a batch runs, and how an unfinished task is named, is :mod:`funapi_sync.batc
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -75,7 +74,6 @@ class TaskPool:
 
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
-        self.pid = os.getpid()
         #: Settings already compared with the pool's, by id (kept alive so ids stay unique).
         self.checked: dict[int, PoolSettings] = {id(settings): settings}
         self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
@@ -276,10 +274,12 @@ class TaskPool:
                 if b.taken:
                     completed += b.done - b.failed
                     failed += b.failed
-                    busy += b.current >= 0
+                    # NOTE: a task counts as running until its batch counts it done: the
+                    # pool thread sets ``done`` before it clears ``current``.
+                    busy += b.current >= b.done
             queued = left - busy
         return {
-            "queued": max(0, queued),
+            "queued": queued,
             "running": busy,
             "completed": completed,
             "failed": failed,

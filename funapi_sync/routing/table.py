@@ -68,10 +68,6 @@ class RouteTable:
         #: Built-in routes (the docs) that a route of the app on their method+path replaces.
         self.defaults: list[Endpoint] = []
 
-    def add(self, endpoint: Endpoint) -> None:
-        """Add ``endpoint`` under its rule and methods; reject a duplicate method+path."""
-        self.add_all([endpoint])
-
     def add_replaceable(self, endpoint: Endpoint) -> bool:
         """Add a default route that a user route on its method+path replaces.
 
