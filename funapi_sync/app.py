@@ -1,4 +1,4 @@
-"""App: the registration API, the setup freeze, and the WSGI entry point that dispatches."""
+"""App: the application object a user registers routes on, freezes by serving, and serves."""
 
 from __future__ import annotations
 

@@ -124,7 +124,8 @@ class Endpoint(Route):
             if compiled.plan.guards:
                 # NOTE: credentials are checked before the body is read (FastAPI's order:
                 # a 401 whatever the body, and no anonymous upload parsed).
-                scope.make(compiled.plan.guards)  # type: ignore[union-attr]
+                assert scope is not None  # a plan with guards wants a scope
+                scope.make(compiled.plan.guards)
             input_ = None
             if compiled.wants_input:
                 input_, request = build_input(

@@ -1,4 +1,4 @@
-"""Turn what a handler returns into a WSGI response, and start every response the app sends."""
+"""Responses: what a handler returns, rendered to status, headers and body, then sent."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ Declared = tuple[Callable[..., Any], str, list[str], RouteOptions]
 class RouteDecorators:
     """``route()`` and its per-method shorthands, shared by ``App`` and ``Router``.
 
-    Each takes the keyword arguments declared by :class:`~funapi_sync.route_options.RouteOptions`.
+    Each takes the keyword arguments declared by :class:`~funapi_sync.routing.options.RouteOptions`.
     """
 
     def _add_route(
@@ -33,7 +33,7 @@ class RouteDecorators:
         Every check that can fail (signature, schemas, dependency names, duplicates) fails
         here, at decoration time, with a message that names the route and the fix.
 
-        :param options: see :class:`~funapi_sync.route_options.RouteOptions`.
+        :param options: see :class:`~funapi_sync.routing.options.RouteOptions`.
         """
         if isinstance(methods, str):
             raise TypeError(f"route({path!r}) methods= must be a list such as ['GET'], not a str")
