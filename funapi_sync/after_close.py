@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .backends import RecordBackend
 from .batch import Batch, report_never_closed
@@ -45,7 +45,7 @@ REQUEST_ID_KEY = "funapi_sync.request_id"
 class AfterClose(Batch):
     """One request's work for its response's ``close()``: its body, and the batch its tasks run in.
 
-    It becomes the response iterable the server gets (:meth:`attach`). Its ``close()`` does
+    It becomes the response iterable the server gets. Its ``close()`` does
     that work: the ``after_response`` cleanups, then it hands itself to the app's backend
     as the request's :class:`~funapi_sync.batch.Batch` (the tasks, then the
     ``after_tasks`` cleanups as its ``after``). The tasks are taken from ``background``
@@ -77,7 +77,7 @@ class AfterClose(Batch):
         self.scope = scope
         self.failure = failure
         self.request = request
-        #: The server's body while the response is out; None before attach() and after close().
+        #: The server's body while the response is out; None before and after.
         self.body: Iterable[bytes] | None = None
         # PERF: Batch's fields set here, not by a super().__init__ call.
         self.tasks: list[BackgroundTask] = []
@@ -87,11 +87,6 @@ class AfterClose(Batch):
         self.current = -1
         self.done = self.failed = 0
         self.cancelled = self.reported = self.taken = self.finished = False
-
-    def attach(self, body: Iterable[bytes]) -> Iterable[bytes]:
-        """Become the response body around ``body`` (what the server iterates and closes)."""
-        self.body = body
-        return self
 
     # -- the response body ------------------------------------------------------------
 
@@ -266,17 +261,33 @@ class TestingAfterClose(AfterClose):
             self.run()
 
 
+class _Testing(Protocol):
+    testing: bool
+
+
+class CloseRuntime(Protocol):
+    """What the close-time work reads of its app (``endpoint.Runtime`` has it)."""
+
+    @property
+    def backend(self) -> Backend: ...
+    @property
+    def slow_warning(self) -> float: ...
+    @property
+    def mode(self) -> _Testing: ...
+
+
 def after_close(
     environ: WSGIEnvironment,
-    backend: Backend,
-    slow_warning: float,
-    testing: bool,
+    runtime: CloseRuntime,
     background: BackgroundTasks | None,
     scope: RequestScope | None,
     failure: BaseException | None,
     request: Request | None,
 ) -> AfterClose | None:
-    """The request's close-time work, or None when ``close()`` has nothing to do."""
+    """The request's close-time work, or None when ``close()`` has nothing to do.
+
+    The caller makes it the response body: ``work.body, body = body, work``.
+    """
     if not (
         (
             background is not None
@@ -286,8 +297,9 @@ def after_close(
         or _has_uploads(request)
     ):
         return None
-    twin = TestingAfterClose if testing or RAISE_TASK_ERRORS_KEY in environ else AfterClose
-    return twin(environ, backend, slow_warning, background, scope, failure, request)
+    testing = runtime.mode.testing or RAISE_TASK_ERRORS_KEY in environ
+    twin = TestingAfterClose if testing else AfterClose
+    return twin(environ, runtime.backend, runtime.slow_warning, background, scope, failure, request)
 
 
 def close_now(

@@ -89,7 +89,9 @@ class Endpoint(Route):
             body = send(environ, start_response, result, checked=True)
             # PERF: most requests leave close() nothing (no task, scope or upload).
             if scope is not None or background or (request and "files" in request.__dict__):
-                body = self._attach_work(body, environ, background, scope, failure, request)
+                work = after_close(environ, runtime, background, scope, failure, request)
+                if work is not None:
+                    work.body, body = body, work
             handed_over = True
             return body
         finally:
@@ -115,7 +117,9 @@ class Endpoint(Route):
     ) -> tuple[Parts | Response, Request | None, Exception | None]:
         """The response to send, the request (if one was built) and the request's failure.
 
-        Any exception becomes a response through :class:`~funapi_sync.errors.ErrorResponder`.
+        Guards, input, the handler (with exactly the arguments decided at registration),
+        rendering, the ``before_response`` cleanups; any exception becomes a response
+        through :class:`~funapi_sync.errors.ErrorResponder`.
         """
         failure: Exception | None = None
         result: Parts | Response | None = None
@@ -131,7 +135,14 @@ class Endpoint(Route):
                 input_, request = build_input(
                     environ, self, path_values, request, self.runtime.request_class
                 )
-            rv = self._call_handler(compiled, input_, request, scope, background)
+            kwargs: dict[str, Any] = {}
+            if compiled.plan.steps:
+                assert scope is not None
+                scope.values["input"] = input_
+                kwargs = scope.resolve(compiled.plan)
+            elif background is not None:
+                kwargs = {"background": background}
+            rv = self.handler(*(input_, request, TASK)[: self.arity], **kwargs)
             if type(rv) is dict and self.response_schema is None:
                 # PERF: the most common return value. Its only headers are the two
                 # json_parts makes, which cannot hold CR, LF or NUL: no check below.
@@ -150,47 +161,6 @@ class Endpoint(Route):
         if not trusted:
             failure, result = _refuse_unsafe(result, environ, failure)
         return result, request, failure
-
-    def _attach_work(
-        self,
-        body: Iterable[bytes],
-        environ: WSGIEnvironment,
-        background: BackgroundTasks | None,
-        scope: RequestScope | None,
-        failure: BaseException | None,
-        request: Request | None,
-    ) -> Iterable[bytes]:
-        """The body the server gets: ``body`` itself, or the close-time work around it."""
-        runtime = self.runtime
-        work = after_close(
-            environ,
-            runtime.backend,
-            runtime.slow_warning,
-            runtime.mode.testing,
-            background,
-            scope,
-            failure,
-            request,
-        )
-        return body if work is None else work.attach(body)
-
-    def _call_handler(
-        self,
-        compiled: Compiled,
-        input_: Any,
-        request: Request | None,
-        scope: RequestScope | None,
-        background: BackgroundTasks | None,
-    ) -> Any:
-        """Resolve the keyword arguments and call the handler; return what it returned."""
-        kwargs: dict[str, Any] = {}
-        if compiled.plan.steps:
-            assert scope is not None
-            scope.values["input"] = input_
-            kwargs = scope.resolve(compiled.plan)
-        elif background is not None:
-            kwargs = {"background": background}
-        return self.handler(*(input_, request, TASK)[: self.arity], **kwargs)
 
 
 def _scope(
