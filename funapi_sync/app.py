@@ -71,10 +71,12 @@ class App(RouteDecorators):
         self.description = description
         max_body = self.settings.max_body_size
         pool_settings = self.settings.pool
-        check_settings(pool_settings)
         #: Where this app's background tasks go: the backend (``stats()``, ``drain()``),
         #: which ``settings["background_backend"]`` holds too (made from its name).
         self.background = resolve_backend(self.settings.background_backend, pool_settings)
+        if not getattr(self.background, "own_pool", False):
+            # NOTE: only an app on the shared pool can ask for settings it will not get.
+            check_settings(pool_settings)
         self.settings = self.settings.with_backend(self.background)
         self.registry = Registry()
         self.routes = RouteTable()

@@ -697,3 +697,14 @@ def test_the_process_end_shuts_an_apps_own_pool_down_within_the_timeout(caplog, 
         "background task test_pool.noop of GET /queued did not finish within the 0.1 s"
         " shutdown timeout (never started)",
     ]
+
+
+def test_an_app_with_its_own_pool_is_not_warned_about_the_shared_pools_settings(caplog_funapi):
+    from funapi_sync import pool as pool_module
+
+    shared = pool_module.get_pool(PoolSettings())  # the process's shared pool exists
+    other = shared.settings.workers + 1
+    App(background_workers=other, background_backend=ThreadBackend(own_pool=True))
+    assert "is ignored" not in caplog_funapi.text  # its own pool is sized by it
+    App(background_workers=other)
+    assert f"background_workers={other} is ignored" in caplog_funapi.text
