@@ -273,7 +273,9 @@ def _depends(endpoint: Route) -> str:
             parts.append(keyword if spec == keyword else f"{keyword}={spec}")
         else:
             target = spec.dependency if isinstance(spec, Depends) else spec
-            parts.append(f"{keyword}={getattr(target, '__qualname__', repr(target))}()")
+            called = f"{getattr(target, '__qualname__', repr(target))}()"
+            # A guard given in a depends= list has no keyword: its value is unused.
+            parts.append(called if keyword.startswith("<guard ") else f"{keyword}={called}")
     return ", ".join(parts) or "-"
 
 
