@@ -185,7 +185,12 @@ class Endpoint(Route):
         kwargs: dict[str, Any] = {}
         if compiled.plan.steps:
             assert scope is not None
-            scope.values["input"] = input_
+            # NOTE: dependencies read the query as sent; the route's query= schema
+            # validates it for the handler only (a guard's token is not an unknown field).
+            if self.query_schema is not None and input_ is not None:
+                scope.values["input"] = input_.as_sent()
+            else:
+                scope.values["input"] = input_
             kwargs = scope.resolve(compiled.plan)
         elif background is not None:
             kwargs = {"background": background}
