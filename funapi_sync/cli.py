@@ -172,6 +172,7 @@ def gunicorn_options(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
 
     config = Config(usage=f"{PROG} run [gunicorn options] APP", prog=f"{PROG} run")
     parser = config.parser()
+    _say_workers_default(parser)
     args = parser.parse_args(list(argv))
     env_args = parser.parse_args(config.get_cmd_args_from_env())
     options: dict[str, Any] = {}
@@ -188,6 +189,17 @@ def gunicorn_options(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         options["workers"] = _cpu_count()
     options.setdefault("bind", config.settings["bind"].default)
     return options, list(args.args)
+
+
+def _say_workers_default(parser: argparse.ArgumentParser) -> None:
+    """``run --help`` shows the workers default ``run`` applies, not gunicorn's ``[1]``."""
+    for action in parser._actions:
+        if action.dest == "workers" and action.help:
+            action.help = action.help.replace(
+                "[1]",
+                f"[{PROG} run: one per CPU this process may use, here {_cpu_count()};"
+                " $WEB_CONCURRENCY if set]",
+            )
 
 
 def _cpu_count() -> int:
