@@ -27,10 +27,13 @@ one transaction after the last task.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from marshmallow import fields, validate
 
@@ -52,11 +55,36 @@ def connect() -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def boot_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside the database while a process sets it up.
+
+    NOTE: switching to WAL needs an exclusive lock that SQLite's busy handler does not
+    wait for, so gunicorn workers booting together failed with "database is locked".
+    The lock file serialises their setup, and WAL (kept in the database file) is
+    switched on once, by the first; the others find it on.
+    """
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL (readers and the writer overlap) unless it is on already."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
 def create_tables() -> None:
+    with boot_lock(db_path()):
+        _create_tables()
+
+
+def _create_tables() -> None:
     conn = connect()
     try:
         # WAL lets readers go on while one request holds its write transaction.
-        conn.execute("PRAGMA journal_mode=WAL")
+        use_wal(conn)
         conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS accounts (

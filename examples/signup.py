@@ -8,6 +8,7 @@ Users and the "sent" emails live in a SQLite file: $SIGNUP_DB, default ./signup.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -30,19 +31,39 @@ def connect() -> Iterator[sqlite3.Connection]:
 
     NOTE: one short-lived connection per use: sqlite3 connections must not cross threads,
     and tasks run on the pool's threads. ``with sqlite3.connect(...)`` alone would only
-    commit, never close. WAL lets readers and the writer overlap.
+    commit, never close. WAL (see create_tables) lets readers and the writer overlap.
     """
     conn = sqlite3.connect(DB_PATH, timeout=30, isolation_level=None)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=30000")
         yield conn
     finally:
         conn.close()
 
 
+@contextmanager
+def boot_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside the database while a process sets it up.
+
+    NOTE: switching to WAL needs an exclusive lock that SQLite's busy handler does not
+    wait for, so gunicorn workers booting together failed with "database is locked".
+    The lock file serialises their setup, and WAL (kept in the database file) is
+    switched on once, by the first; the others find it on.
+    """
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL (readers and the writer overlap) unless it is on already."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
 def create_tables() -> None:
-    with connect() as conn:
+    with boot_lock(DB_PATH), connect() as conn:
+        use_wal(conn)
         conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS users (

@@ -19,6 +19,7 @@ the upload route shows a file picker.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -61,10 +62,30 @@ def connect() -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+@contextmanager
+def boot_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside the database while a process sets it up.
+
+    NOTE: switching to WAL needs an exclusive lock that SQLite's busy handler does not
+    wait for, so gunicorn workers booting together failed with "database is locked".
+    The lock file serialises their setup, and WAL (kept in the database file) is
+    switched on once, by the first; the others find it on.
+    """
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL (readers and the writer overlap) unless it is on already."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
 def create_storage() -> None:
     uploads_dir().mkdir(parents=True, exist_ok=True)
-    with connect() as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
+    with boot_lock(db_path()), connect() as conn:
+        use_wal(conn)
         # NOTE: prices are stored as TEXT: a Decimal keeps every digit, a REAL would not.
         conn.executescript(
             """

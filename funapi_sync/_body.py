@@ -2,7 +2,9 @@
 
 Internal. The 413 comes before reading when the ``Content-Length`` says too much; a body
 cut short or badly chunked is a 400; a media type the route cannot parse is a 415. The raw
-bytes of a JSON body are put back in ``wsgi.input``, so ``req.get_data()`` still sees them.
+bytes are kept for ``req.get_data()`` whatever the content type and whoever read first: a
+JSON body's are put back in ``wsgi.input`` (or cached on the ``Request``), a form's are
+cached before werkzeug's parser reads them.
 """
 
 from __future__ import annotations
@@ -139,6 +141,26 @@ class BodyRequest(Request):
         # over the guarded input.
         return Request.stream.fget(self)  # type: ignore[attr-defined,no-any-return]
 
+    def _load_form_data(self) -> None:
+        # NOTE: werkzeug's form parser consumes the stream and keeps no copy, so a
+        # signature check over req.get_data() would see b"". The raw bytes are kept
+        # first (within max_content_length, the app's max_body_size) and the parser
+        # reads them from memory (werkzeug's _get_stream_for_parsing).
+        if "form" not in self.__dict__ and self.mimetype in FORM_TYPES:
+            self.get_data(cache=True)
+        super()._load_form_data()
+
+    def get_data(  # type: ignore[override]
+        self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False
+    ) -> bytes | str:
+        """The exact bytes the client sent, whoever read the body first.
+
+        ``parse_form_data=True`` parses the form too, from the kept bytes.
+        """
+        if parse_form_data:
+            self._load_form_data()
+        return super().get_data(cache, as_text)  # type: ignore[call-overload,no-any-return]
+
 
 def load(schema: marshmallow.Schema, data: Any, where: str) -> Any:
     """``schema.load(data)``; its errors become a 422 located at ``where``."""
@@ -254,7 +276,7 @@ def read_body(
             return _read_form(request, spec, chunked)
         data = _read_chunked(request)
     else:
-        data = _read_sized(environ, limit)
+        data = _read_sized(environ, limit, request)
     return _parse(data, mimetype, spec.body_schema)
 
 
@@ -282,8 +304,12 @@ def _read_chunked(request: Request) -> bytes:
         raise _too_large(request.max_content_length) from None
 
 
-def _read_sized(environ: WSGIEnvironment, limit: int | None) -> bytes:
-    """The ``Content-Length`` bytes of ``wsgi.input``, refused before reading if too many."""
+def _read_sized(environ: WSGIEnvironment, limit: int | None, request: Request | None) -> bytes:
+    """The ``Content-Length`` bytes of ``wsgi.input``, refused before reading if too many.
+
+    With a ``Request`` (a guard or dependency takes ``req``), the bytes are read through
+    it, so a guard that read ``req.get_data()`` first leaves them for the body, cached.
+    """
     length_header = environ.get("CONTENT_LENGTH")
     if not length_header:
         return b""
@@ -297,6 +323,12 @@ def _read_sized(environ: WSGIEnvironment, limit: int | None) -> bytes:
         raise _too_large(limit)
     if not length:
         return b""
+    if request is not None:
+        data: bytes = request.get_data(cache=True)
+        if len(data) < length:
+            # The stream was read another way first (req.stream): what is left is short.
+            raise _short_body(len(data), length)
+        return data
     data = read_exactly(environ["wsgi.input"], length)
     environ["wsgi.input"] = BytesIO(data)
     return data

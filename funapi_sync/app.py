@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +22,9 @@ from .lifecycle import Lifecycle
 from .openapi import OpenAPI
 from .pool import check_settings
 from .responses import error_parts, send
+from .route import route_label
 from .routing.options import RouteOptions
-from .routing.router import RouteDecorators, Router
+from .routing.router import Mount, RouteDecorators, Router
 from .routing.table import RouteTable
 from .settings import Settings
 
@@ -48,6 +49,9 @@ class App(RouteDecorators):
     :param title: the API's name (OpenAPI ``info.title``).
     :param version: the API's version (OpenAPI ``info.version``).
     :param description: a longer description (OpenAPI ``info.description``).
+    :param depends: guards for every route of the app (not ``/openapi.json`` and
+        ``/docs``), run even when the handler does not take them: a list of registered
+        names, ``Depends(fn)`` or callables, or a dict of keyword to any of them.
     :param settings: see :class:`~funapi_sync.settings.Settings`: ``debug``,
         ``max_body_size`` (bytes, default 1 MiB), ``background_workers`` (4),
         ``background_queue_size`` (1024), ``background_slow_warning`` (30.0 s),
@@ -62,6 +66,8 @@ class App(RouteDecorators):
         title: str = "FunApi Application",
         version: str = "1.0.0",
         description: str = "",
+        *,
+        depends: Any = None,
         **settings: Any,
     ) -> None:
         #: The app's :class:`~funapi_sync.settings.Settings`, a read-only mapping.
@@ -69,6 +75,8 @@ class App(RouteDecorators):
         self.title = title
         self.version = version
         self.description = description
+        #: What every route is mounted inside: the app's guards (``App(depends=...)``).
+        self._top = Mount.of("", None, depends, None, "App(depends=...)")
         max_body = self.settings.max_body_size
         pool_settings = self.settings.pool
         #: Where this app's background tasks go: the backend (``stats()``, ``drain()``),
@@ -82,15 +90,7 @@ class App(RouteDecorators):
         self.routes = RouteTable()
         self.lifecycle = Lifecycle(self.registry)
         self.errors = ErrorResponder(self.settings.debug)
-        # NOTE: max_content_length on a per-app Request class makes werkzeug refuse an
-        # oversized Content-Length before reading and stop a chunked body while reading.
-        # PERF: built on LazyRequest, so a `req` the handler never reads costs nothing.
-        # BodyRequest: every read of the body refuses one cut short or badly framed.
-        self.request_class: type[Request] = type(
-            "Request",
-            (BodyRequest, LazyRequest),
-            {"max_content_length": max_body, "max_form_memory_size": max_body},
-        )
+        self.request_class = _request_class(max_body)
         self._mode = Mode()
         self._runtime = Runtime(
             self.registry,
@@ -159,18 +159,39 @@ class App(RouteDecorators):
         self._check_setup(
             f"route({path!r})", "add routes before the first request (e.g. at import time)"
         )
+        top = self._top
+        if top.depends:
+            where = route_label(handler, methods, path)
+            options = options.mounted((), top.depends, {}, where)
         self._mount([self._compile(handler, path, methods, options)])
 
-    def include_router(self, router: Router, prefix: str = "") -> None:
-        """Mount every route of ``router`` under ``prefix`` + ``router.prefix``."""
+    def include_router(
+        self,
+        router: Router,
+        prefix: str = "",
+        *,
+        tags: Iterable[str] | None = None,
+        depends: Any = None,
+        responses: Mapping[int, Any] | None = None,
+    ) -> None:
+        """Mount every route of ``router`` (and of the routers nested in it) under
+        ``prefix`` + ``router.prefix``.
+
+        :param tags: OpenAPI tags put before the router's own on each of its routes.
+        :param depends: guards for each of its routes, run before the router's own.
+        :param responses: other statuses for OpenAPI, merged into each route's (the
+            router's and the route's own entries win).
+        :raises ValueError: a route cannot be added (an unknown dependency name, a
+            duplicate path): then none of the router's routes is.
+        """
         if not isinstance(router, Router):
             raise TypeError(f"include_router() takes a Router, got {router!r}")
-        self._check_setup(
-            f"include_router({router.prefix!r})", "include routers before the first request"
-        )
+        where = f"include_router({router.prefix!r})"
+        self._check_setup(where, "include routers before the first request")
+        mount = Mount.of(prefix, tags, depends, responses, where).inside(self._top)
         # NOTE: every route is compiled and checked before any is added, so a router with
         # one bad route mounts nothing rather than half of itself.
-        self._mount([self._compile(*route) for route in router.mounted(prefix)])
+        self._mount([self._compile(*route) for route in router.mounted(mount)])
 
     def _mount(self, endpoints: list[Endpoint]) -> None:
         _log_replaced(self.routes.add_all(endpoints))
@@ -322,6 +343,18 @@ class App(RouteDecorators):
         from .testing import TestClient
 
         return TestClient(self, raise_task_errors=raise_task_errors, **kwargs)
+
+
+def _request_class(max_body: int) -> type[Request]:
+    # NOTE: max_content_length on a per-app Request class makes werkzeug refuse an
+    # oversized Content-Length before reading and stop a chunked body while reading.
+    # PERF: built on LazyRequest, so a `req` the handler never reads costs nothing.
+    # BodyRequest: every read of the body refuses one cut short or badly framed.
+    return type(
+        "Request",
+        (BodyRequest, LazyRequest),
+        {"max_content_length": max_body, "max_form_memory_size": max_body},
+    )
 
 
 def _log_replaced(replaced: list[Endpoint]) -> None:

@@ -172,6 +172,7 @@ def gunicorn_options(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
 
     config = Config(usage=f"{PROG} run [gunicorn options] APP", prog=f"{PROG} run")
     parser = config.parser()
+    _say_workers_default(parser)
     args = parser.parse_args(list(argv))
     env_args = parser.parse_args(config.get_cmd_args_from_env())
     options: dict[str, Any] = {}
@@ -188,6 +189,17 @@ def gunicorn_options(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         options["workers"] = _cpu_count()
     options.setdefault("bind", config.settings["bind"].default)
     return options, list(args.args)
+
+
+def _say_workers_default(parser: argparse.ArgumentParser) -> None:
+    """``run --help`` shows the workers default ``run`` applies, not gunicorn's ``[1]``."""
+    for action in parser._actions:
+        if action.dest == "workers" and action.help:
+            action.help = action.help.replace(
+                "[1]",
+                f"[{PROG} run: one per CPU this process may use, here {_cpu_count()};"
+                " $WEB_CONCURRENCY if set]",
+            )
 
 
 def _cpu_count() -> int:
@@ -273,7 +285,9 @@ def _depends(endpoint: Route) -> str:
             parts.append(keyword if spec == keyword else f"{keyword}={spec}")
         else:
             target = spec.dependency if isinstance(spec, Depends) else spec
-            parts.append(f"{keyword}={getattr(target, '__qualname__', repr(target))}()")
+            called = f"{getattr(target, '__qualname__', repr(target))}()"
+            # A guard given in a depends= list has no keyword: its value is unused.
+            parts.append(called if keyword.startswith("<guard ") else f"{keyword}={called}")
     return ", ".join(parts) or "-"
 
 

@@ -138,7 +138,9 @@ class Endpoint(Route):
             kwargs: dict[str, Any] = {}
             if compiled.plan.steps:
                 assert scope is not None
-                scope.values["input"] = input_
+                # NOTE: dependencies read the query as sent; query= validates it for
+                # the handler only (a guard's token is no unknown field).
+                scope.values["input"] = input_ if input_ is None else input_.as_sent()
                 kwargs = scope.resolve(compiled.plan)
             elif background is not None:
                 kwargs = {"background": background}

@@ -70,6 +70,16 @@ class Input(Mapping[str, Any]):
     def __len__(self) -> int:
         return 4
 
+    def as_sent(self) -> Input:
+        """This input with the query string as sent (a ``MultiDict``), not as validated.
+
+        What dependencies get: a route's ``query=`` schema is the handler's, and never
+        hides from a guard a parameter the guard reads.
+        """
+        if self._query is None:
+            return self
+        return Input(self._path, None, self._body, self._environ)
+
     def __repr__(self) -> str:
         return f"Input(path={self.path!r}, query={self.query!r}, body={self.body!r})"
 

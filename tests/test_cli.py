@@ -538,3 +538,13 @@ def test_the_console_script_entry_point_is_cli_main(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(sys, "path", list(sys.path))
     assert cli.main(["routes", "entry_app"]) == 0
     assert capsys.readouterr().out.startswith("'entry' has no routes")
+
+
+def test_run_help_shows_the_workers_default_run_applies_not_gunicorns(capsys):
+    from funapi_sync import cli
+
+    with pytest.raises(SystemExit):
+        cli.gunicorn_options(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"[funapi-sync run: one per CPU this process may use, here {cli._cpu_count()};" in out
+    assert "worker processes for handling requests. [1]" not in out

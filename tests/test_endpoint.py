@@ -264,9 +264,19 @@ def test_background_in_depends_is_rejected(app):
         app.get("/x", depends=["background"])(lambda *, background: 1)
 
 
-def test_depends_list_of_callables_is_rejected_with_the_fix(app):
-    with pytest.raises(TypeError, match=r"use a dict such as depends=\{'user': Depends\(fn\)\}"):
-        app.get("/x", depends=[print])(lambda: 1)
+def test_depends_list_item_that_is_no_name_or_callable_is_rejected_with_the_fix(app):
+    with pytest.raises(
+        TypeError, match=r"a depends= list holds registered names, Depends\(fn\) or callables"
+    ):
+        app.get("/x", depends=[42])(lambda: 1)
+
+
+def test_depends_list_of_callables_runs_them_as_guards(app, client):
+    calls = []
+    app.get("/x", depends=[lambda req: calls.append(req.path)])(lambda: 1)
+
+    assert client.get("/x").json == 1
+    assert calls == ["/x"]
 
 
 def test_failed_registration_leaves_no_route(app, client):

@@ -15,6 +15,7 @@ from werkzeug.test import EnvironBuilder, encode_multipart
 from werkzeug.wrappers import Request
 
 from funapi_sync import App
+from funapi_sync._body import FORM_TYPES
 from funapi_sync.lazy_request import DEFERRED, LazyRequest
 
 MAX_BODY = 4096
@@ -260,6 +261,12 @@ def test_every_attribute_in_turn_matches_werkzeug(environ_name):
     make = ENVIRONS[environ_name]
     with eager_class(make()) as eager, lazy_class(make()) as lazy:
         for name, probe in PROBES.items():
+            if name == "get_data" and eager.mimetype in FORM_TYPES and "form" in vars(eager):
+                # On purpose: werkzeug's form parser keeps no copy, so after req.form its
+                # get_data() is b""; ours is the exact bytes sent (SPEC §4, a signature).
+                assert _read(probe, eager) == ("value", b"")
+                assert _read(probe, lazy) == ("value", make()["wsgi.input"].read())
+                continue
             assert _read(probe, lazy) == _read(probe, eager), name
         assert set(vars(eager)) <= set(vars(lazy))
 

@@ -14,10 +14,13 @@ Each change writes an audit row in a background task, after the response was sen
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from marshmallow import fields
@@ -38,14 +41,35 @@ def connect() -> sqlite3.Connection:
     # NOTE: one short-lived connection per use: sqlite3 connections must not cross
     # threads, and the audit task runs on a pool thread.
     conn = sqlite3.connect(DB_PATH, timeout=30, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
     conn.row_factory = sqlite3.Row
     return conn
 
 
+@contextmanager
+def boot_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside the database while a process sets it up.
+
+    NOTE: switching to WAL needs an exclusive lock that SQLite's busy handler does not
+    wait for, so gunicorn workers booting together failed with "database is locked".
+    The lock file serialises their setup, and WAL (kept in the database file) is
+    switched on once, by the first; the others find it on.
+    """
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL (readers and the writer overlap) unless it is on already."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
 @app.on_startup
 def create_tables() -> None:
-    with connect() as conn:
+    with boot_lock(DB_PATH), connect() as conn:
+        use_wal(conn)
         conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS todos (

@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._callables import callable_name
+from ..dependencies import Depends
 from .checks import fastapi_hint
 
 
@@ -60,18 +62,56 @@ class RouteOptions:
             )
         return cls(**options)
 
-    def mounted(self, tags: Iterable[str], depends: Mapping[str, Any], where: str) -> RouteOptions:
-        """These options under a router: its tags first, its ``depends`` merged in.
+    def mounted(
+        self,
+        tags: Iterable[str],
+        depends: Mapping[str, Any],
+        responses: Mapping[int, Any],
+        where: str,
+    ) -> RouteOptions:
+        """These options under a router (or an app): its tags first, its ``depends`` and
+        ``responses`` merged in.
 
-        A route's own ``depends`` entry wins over the router's for the same keyword.
+        The route's own entry wins over the router's for the same keyword or status,
+        as an inner router's wins over an outer one's.
         """
         merged = dict(depends)
         merged.update(normalise_depends(self.depends, where))
-        return dataclasses.replace(self, depends=merged or None, tags=[*tags, *(self.tags or [])])
+        statuses = dict(responses)
+        statuses.update(self.responses or {})
+        return dataclasses.replace(
+            self,
+            depends=merged or None,
+            tags=join_tags(tags, self.tags or ()),
+            responses=statuses or None,
+        )
+
+
+def join_tags(outer: Iterable[str], inner: Iterable[str]) -> list[str]:
+    """The outer tags, then the inner ones not already there (each tag once)."""
+    result = list(dict.fromkeys(outer))
+    result.extend(tag for tag in inner if tag not in result)
+    return result
+
+
+def guard_key(target: Any) -> str:
+    """The key of a guard given without a keyword (``depends=[Depends(fn)]``).
+
+    Not an identifier, so it never collides with a handler keyword; the same callable
+    gets the same key at every level, so a guard declared twice runs once (two scheme
+    instances of one class are two guards).
+    """
+    func = target.dependency if isinstance(target, Depends) else target
+    return f"<guard {callable_name(func)} {id(func):x}>"
 
 
 def normalise_depends(depends: Any, where: str) -> dict[str, Any]:
-    """Turn ``depends=`` (a list of names or a dict) into ``{keyword: source}``."""
+    """Turn ``depends=`` (a list or a dict) into ``{keyword: source}``.
+
+    A list holds registered names (each injected under its own name) and guards,
+    ``Depends(fn)`` or plain callables whose value nobody takes (FastAPI's
+    ``dependencies=[Depends(verify_token)]``).
+    """
     if depends is None:
         return {}
     if isinstance(depends, Mapping):
@@ -79,17 +119,32 @@ def normalise_depends(depends: Any, where: str) -> dict[str, Any]:
     elif isinstance(depends, (list, tuple)):
         result = {}
         for item in depends:
-            if not isinstance(item, str):
+            if isinstance(item, str):
+                result[item] = item
+            elif isinstance(item, Depends) or callable(item):
+                result[guard_key(item)] = item
+            else:
                 raise TypeError(
-                    f"{where}: a depends= list holds registered names; use a dict such as"
-                    f" depends={{'user': Depends(fn)}} for callables, got {item!r}"
+                    f"{where}: a depends= list holds registered names, Depends(fn) or"
+                    f" callables; got {item!r}"
                 )
-            result[item] = item
     else:
-        raise TypeError(f"{where}: depends= must be a list of names or a dict, got {depends!r}")
-    for keyword in result:
+        raise TypeError(f"{where}: depends= must be a list or a dict, got {depends!r}")
+    for keyword, target in result.items():
+        # A guard from a list, merged into a route's depends (RouteOptions.mounted).
+        if _is_guard_entry(keyword, target):
+            continue
         if not isinstance(keyword, str) or not keyword.isidentifier():
             raise ValueError(f"{where}: depends= keys must be identifiers, got {keyword!r}")
         if keyword == "background":
             raise ValueError(f"{where}: 'background' is always injected; remove it from depends=")
     return result
+
+
+def _is_guard_entry(keyword: Any, target: Any) -> bool:
+    return (
+        isinstance(keyword, str)
+        and keyword.startswith("<guard ")
+        and (isinstance(target, Depends) or callable(target))
+        and keyword == guard_key(target)
+    )

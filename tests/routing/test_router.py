@@ -256,3 +256,212 @@ def test_a_router_with_one_bad_route_mounts_none_of_its_routes(app):
         app.include_router(router)
     assert [endpoint.path for endpoint in app.routes.endpoints] == ["/items/<int:id>"]
     assert app.test_client().get("/items").status_code == 404
+
+
+# -- nesting, include-level options, App(depends=) -----------------------------------------
+
+
+def test_nested_routers_join_prefixes_and_accumulate_tags_outside_in(app, client):
+    api = Router("/api", tags=["api"])
+    users = Router("/users", tags=["users"])
+    admin = Router("/admin", tags=["admin"])
+
+    @admin.get("/stats", tags=["stats"])
+    def stats():
+        return "stats"
+
+    users.include_router(admin, prefix="/internal", tags=["internal"])
+    api.include_router(users)
+    app.include_router(api, prefix="/v1", tags=["v1"])
+
+    assert client.get("/v1/api/users/internal/admin/stats").json == "stats"
+    (endpoint,) = app.routes.endpoints
+    assert endpoint.tags == ["v1", "api", "users", "internal", "admin", "stats"]
+
+
+def test_a_tag_given_at_two_levels_is_listed_once(app):
+    router = Router(tags=["users"])
+    router.get("/x", tags=["users", "read"])(lambda: 1)
+    app.include_router(router, tags=["users"])
+
+    (endpoint,) = app.routes.endpoints
+    assert endpoint.tags == ["users", "read"]
+
+
+def test_guards_run_outside_in_for_every_route_they_cover():
+    order = []
+
+    def guard(name):
+        def check(req):
+            order.append(name)
+
+        return Depends(check)
+
+    app = App(depends=[guard("app")])
+    inner = Router("/inner", depends=[guard("inner")])
+    inner.get("/x", depends=[guard("route")])(lambda: "x")
+    outer = Router("/outer", depends=[guard("outer")])
+    outer.include_router(inner, depends=[guard("nested_include")])
+    app.include_router(outer, depends=[guard("include")])
+    app.get("/plain")(lambda: "plain")
+    client = app.test_client()
+
+    assert client.get("/outer/inner/x").json == "x"
+    assert order == ["app", "include", "outer", "nested_include", "inner", "route"]
+    order.clear()
+    assert client.get("/plain").json == "plain"
+    assert order == ["app"]
+
+
+def test_app_depends_guards_every_route_but_not_the_docs():
+    def require_token(req):
+        if req.headers.get("X-Token") != "secret":
+            raise HTTPException(401, "Bad token", headers={"WWW-Authenticate": "Token"})
+
+    app = App(depends=[Depends(require_token)])
+    app.get("/own")(lambda: "own")
+    router = Router("/r")
+    router.get("/x")(lambda: "x")
+    app.include_router(router)
+    client = app.test_client()
+
+    for path in ("/own", "/r/x"):
+        refused = client.get(path)
+        assert refused.status_code == 401, path
+        assert refused.headers["WWW-Authenticate"] == "Token"
+        assert client.get(path, headers={"X-Token": "secret"}).status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 200
+
+
+def test_a_guard_value_reaches_a_handler_that_takes_it_by_keyword():
+    app = App(depends={"user": Depends(lambda req: req.headers.get("X-User", "anon"))})
+
+    @app.get("/me")
+    def me(*, user):
+        return user
+
+    assert app.test_client().get("/me", headers={"X-User": "ada"}).json == "ada"
+
+
+def test_a_guard_declared_at_two_levels_runs_once(app, client):
+    calls = []
+
+    def audit(req):
+        calls.append(req.path)
+
+    router = Router("/r", depends=[Depends(audit)])
+    router.get("/x", depends=[audit])(lambda: "x")
+    app.include_router(router, depends=[Depends(audit)])
+
+    assert client.get("/r/x").json == "x"
+    assert calls == ["/r/x"]
+
+
+def test_responses_merge_outside_in_and_the_inner_entry_wins(app, client):
+    inner = Router("/in", responses={404: "Item not found", 409: "Inner conflict"})
+    inner.get("/x", responses={409: "Route conflict"})(lambda: 1)
+    outer = Router("/out", responses={403: "Forbidden here", 404: "Outer missing"})
+    outer.include_router(inner)
+    app.include_router(outer, responses={500: "Oops", 403: "Include forbidden"})
+
+    (endpoint,) = app.routes.endpoints
+    assert endpoint.responses == {
+        500: "Oops",
+        403: "Forbidden here",
+        404: "Item not found",
+        409: "Route conflict",
+    }
+    documented = client.get("/openapi.json").json["paths"]["/out/in/x"]["get"]["responses"]
+    assert documented["404"]["description"] == "Item not found"
+    assert documented["409"]["description"] == "Route conflict"
+    assert documented["403"]["description"] == "Forbidden here"
+
+
+def test_a_route_added_to_a_nested_router_before_the_app_includes_it_is_mounted(app, client):
+    outer = Router("/outer")
+    inner = Router("/inner")
+    outer.include_router(inner)
+    inner.get("/late")(lambda: "late")
+    app.include_router(outer)
+
+    assert client.get("/outer/inner/late").json == "late"
+
+
+def test_an_unknown_name_in_a_nested_router_guard_fails_at_the_apps_include_router(app):
+    inner = Router("/inner", depends=["auth"])
+    inner.get("/x")(lambda: 1)
+    outer = Router("/outer")
+    outer.include_router(inner)  # not checked yet: the name may be registered later
+
+    with pytest.raises(ValueError, match="dependency 'auth' is not registered") as info:
+        app.include_router(outer)
+    assert "<lambda>() at GET /outer/inner/x" in str(info.value)
+    assert app.routes.endpoints == []
+
+
+def test_an_unknown_name_in_app_depends_fails_at_the_first_route():
+    app = App(depends=["auth"])
+    with pytest.raises(ValueError, match=r"dependency 'auth' is not registered; call"):
+        app.get("/x")(lambda: 1)
+
+
+def test_a_router_cannot_include_itself_directly_or_through_another():
+    outer, inner = Router("/a"), Router("/b")
+    outer.include_router(inner)
+    with pytest.raises(ValueError, match="a router cannot include itself"):
+        inner.include_router(outer)
+    with pytest.raises(ValueError, match="a router cannot include itself"):
+        outer.include_router(outer)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"tags": "users"}, TypeError, r"tags= must be a list such as \['users'\], not a str"),
+        ({"responses": [404]}, TypeError, r"responses= must be a dict such as \{404:"),
+        ({"depends": [42]}, TypeError, r"a depends= list holds registered names, Depends"),
+        ({"depends": "auth"}, TypeError, r"depends= must be a list or a dict"),
+        ({"prefix": "api"}, ValueError, r"a router prefix must start with '/'"),
+    ],
+)
+def test_bad_include_router_options_fail_at_the_call(app, kwargs, error, message):
+    router = Router()
+    router.get("/x")(lambda: 1)
+    with pytest.raises(error, match=message):
+        app.include_router(router, **kwargs)
+    with pytest.raises(error, match=message):
+        Router().include_router(router, **kwargs)
+
+
+def test_a_bad_responses_entry_from_a_router_fails_at_include_router(app):
+    router = Router(responses={"404": "x"})
+    router.get("/x")(lambda: 1)
+    with pytest.raises(ValueError, match=r"<lambda>\(\) at GET /x: responses= keys must be HTTP"):
+        app.include_router(router)
+
+
+# -- guards read the request as sent ---------------------------------------------------------
+
+
+def test_a_router_guard_reads_a_query_parameter_the_route_schema_does_not_declare(app, client):
+    from marshmallow import fields
+
+    from funapi_sync import Schema
+
+    def require_token(input):
+        if input.query.get("token") != "secret":
+            raise HTTPException(401, "Bad token", headers={"WWW-Authenticate": "Token"})
+
+    router = Router("/items", depends=[Depends(require_token)])
+    Page = Schema.define("Page", page=fields.Integer(load_default=1))
+
+    @router.get("/", query=Page)
+    def list_items(input):
+        return input.query
+
+    app.include_router(router)
+
+    assert client.get("/items?page=2&token=secret").json == {"page": 2}
+    assert client.get("/items?page=2").status_code == 401
+    assert client.get("/items?page=2&token=wrong").status_code == 401
