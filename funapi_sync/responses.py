@@ -13,6 +13,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response
 
 from ._json import encode_json
+from ._logtext import log_method, log_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -191,8 +192,8 @@ def refuse_split_headers(
             "refused to send the response to %s %s: header %r has a CR, LF or NUL"
             " character in its %s (response splitting); strip or percent-encode request"
             " data before putting it in a header",
-            environ.get("REQUEST_METHOD"),
-            environ.get("PATH_INFO", "/"),
+            log_method(environ),
+            log_path(environ),
             name,
             "name" if _unsafe(name) else "value",
         )
