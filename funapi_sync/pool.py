@@ -64,8 +64,11 @@ class TaskPool:
     consumer takes the lock once more when the batch has finished: no ``Future``, no work
     item, no semaphore, no thread start per request, and an idle consumer wakes at once.
 
-    NOTE: the bound is on the batches queued or running, ``queue_size + workers``: with
-    every thread busy, at most ``queue_size`` batches wait. A full pool blocks the
+    NOTE: the bound is on the *tasks* queued or running, ``queue_size + workers``,
+    counted per batch when it is queued (one request with 100 000 tasks is 100 000, not
+    one): with every thread busy, at most ``queue_size`` tasks wait. A batch larger than
+    the whole bound is accepted alone, once the pool holds nothing, so it is neither
+    refused nor left to wait forever. A full pool blocks the
     submitting ``close()`` (back-pressure on that server thread; the client already has its
     response), heart-beating to the server while it waits, and gives up after the app's
     ``submit_timeout`` with the batch's tasks named at ERROR. Nothing accepted is dropped
@@ -82,9 +85,10 @@ class TaskPool:
         # it takes no lock; everything else does.
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        # Insertion-ordered set of the batches accepted and not finished (a batch a thread
-        # has taken is ``taken``); ``_held`` of them are on the queue or running.
-        self._unfinished: dict[Batch, None] = {}
+        # The batches accepted and not finished, in order (a batch a thread has taken is
+        # ``taken``), each with its task count when accepted; ``_held`` counts the tasks
+        # of those on the queue or running.
+        self._unfinished: dict[Batch, int] = {}
         self._held = 0
         self._waiters = 0
         # NOTE: what was accepted is ``_finished + len(_unfinished)``: no second count.
@@ -118,23 +122,28 @@ class TaskPool:
             # its sentinels, so no batch can land behind them.
             if self._closed:
                 waits = False
-            elif self._held < self._capacity:
-                self._accept(batch)
-                self._held += 1
+            elif self._fits(weight := self._accept(batch)):
+                self._held += weight
                 self._queue.put(batch)
                 return
             else:
-                # Noted first: drain() waits for it, and abort() names it while it waits.
-                self._accept(batch)
+                # Noted first (by _accept above): drain() waits for it, and abort() names
+                # it while it waits.
                 waits = True
         if not waits:
             self._run_unqueued(batch)
             return
         self._submit_when_free(batch, self.settings.submit_timeout if timeout is None else timeout)
 
-    def _accept(self, batch: Batch) -> None:
-        # Called with the lock held.
-        self._unfinished[batch] = None
+    def _accept(self, batch: Batch) -> int:
+        # Called with the lock held. Returns the batch's weight against the bound.
+        weight = self._unfinished[batch] = len(batch.tasks) or 1
+        return weight
+
+    def _fits(self, weight: int) -> bool:
+        # Called with the lock held. NOTE: an empty pool takes any batch, so one larger
+        # than the bound waits only for the pool to empty, never for ever.
+        return self._held == 0 or self._held + weight <= self._capacity
 
     def _submit_when_free(self, batch: Batch, timeout: float) -> None:
         heartbeat = _heartbeat
@@ -143,9 +152,9 @@ class TaskPool:
         try:
             while True:
                 with self._changed:
-                    what = self._wait_for_room(deadline, timeout, heartbeat)
+                    what = self._wait_for_room(batch, deadline, timeout, heartbeat)
                     if what is None:
-                        self._held += 1
+                        self._held += self._unfinished[batch]
                         queued = True
                         # NOTE: Python runs a signal handler (gunicorn's SystemExit) only
                         # after a call returns: never between the flag and the put.
@@ -166,7 +175,7 @@ class TaskPool:
         self._finish_unqueued(batch)
 
     def _wait_for_room(
-        self, deadline: float, timeout: float, heartbeat: Heartbeat | None
+        self, batch: Batch, deadline: float, timeout: float, heartbeat: Heartbeat | None
     ) -> str | None:
         """With the lock held, wait for room until the deadline or the next heartbeat.
 
@@ -175,9 +184,10 @@ class TaskPool:
         """
         now = time.monotonic()
         beat = now + heartbeat.interval if heartbeat is not None else deadline
+        weight = self._unfinished[batch]
         self._waiters += 1
         try:
-            while not self._closed and self._held >= self._capacity:
+            while not self._closed and not self._fits(weight):
                 if now >= deadline:
                     return (
                         f"was not queued: the queue stayed full for {timeout:g} s"
@@ -227,8 +237,7 @@ class TaskPool:
                 batch.run()
             finally:
                 with self._lock:
-                    self._unfinished.pop(batch, None)
-                    self._held -= 1
+                    self._held -= self._unfinished.pop(batch, 1)
                     self._completed += batch.done - batch.failed
                     self._failed += batch.failed
                     self._end(batch)
