@@ -86,6 +86,7 @@ class AfterClose(Batch):
         self.after: Callable[[], Any] | None = None
         self.slow_warning = slow_warning
         self.current = -1
+        self.since = 0.0
         self.done = self.failed = 0
         self.cancelled = self.reported = self.taken = self.finished = False
 

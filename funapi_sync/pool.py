@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from . import _process
 from ._scheduling import yield_on_wakeup
+from ._stuck import StuckThreads
 from .batch import Batch as Batch
 from .batch import report
 from .batch import report_never_closed as report_never_closed
@@ -46,6 +47,8 @@ POOL_WIDE = {
 
 #: What _wait_for_room returns when the heartbeat is due (sent without the lock).
 _BEAT = "heartbeat due"
+#: How often a close() waiting for room checks whether every pool thread is stuck.
+_RECHECK = 0.5
 
 
 class Heartbeat(NamedTuple):
@@ -95,6 +98,7 @@ class TaskPool:
         self._finished = self._completed = self._failed = 0
         self._closed = False
         self._aborted = False
+        self._stuck = StuckThreads()
         self._executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="funapi_sync-background"
         )
@@ -133,7 +137,25 @@ class TaskPool:
         if not waits:
             self._run_unqueued(batch)
             return
+        if self._all_stuck(batch):
+            return
         self._submit_when_free(batch, self.settings.submit_timeout if timeout is None else timeout)
+
+    def _all_stuck(self, batch: Batch) -> bool:
+        """Name ``batch``'s tasks and finish it if every pool thread is stuck in a task.
+
+        NOTE: no thread will free up then: waiting ``submit_timeout`` would only hold this
+        server thread (a sync worker's every request) for nothing.
+        """
+        if self._stuck.count() < self.settings.workers:
+            return False
+        report(
+            batch,
+            "was not queued: the queue is full and every pool thread is stuck in a task"
+            " (running longer than its background_slow_warning; named above)",
+        )
+        self._finish_unqueued(batch)
+        return True
 
     def _accept(self, batch: Batch) -> int:
         # Called with the lock held. Returns the batch's weight against the bound.
@@ -164,8 +186,10 @@ class TaskPool:
                     break
                 # NOTE: the server's callback runs without the pool's lock, so the
                 # consumers go on finishing batches (and a heartbeat may read stats()).
-                assert heartbeat is not None
-                heartbeat.notify()
+                if heartbeat is not None:
+                    heartbeat.notify()
+                if self._all_stuck(batch):
+                    return
         except BaseException as exc:
             if not queued:
                 report(batch, f"was not queued: close() was interrupted by {type(exc).__name__}")
@@ -183,7 +207,8 @@ class TaskPool:
         the batch cannot be queued.
         """
         now = time.monotonic()
-        beat = now + heartbeat.interval if heartbeat is not None else deadline
+        # NOTE: woken at least every _RECHECK s, to see whether every thread got stuck.
+        beat = now + min(heartbeat.interval if heartbeat is not None else _RECHECK, _RECHECK)
         weight = self._unfinished[batch]
         self._waiters += 1
         try:
@@ -228,14 +253,18 @@ class TaskPool:
     def _consume(self) -> None:
         yield_on_wakeup()
         get = self._queue.get
+        on_thread = self._stuck.on_thread
+        ident = threading.get_ident()
         while True:
             batch = get()
             if batch is None:
                 return
             batch.taken = True
+            on_thread[ident] = batch
             try:
                 batch.run()
             finally:
+                del on_thread[ident]
                 with self._lock:
                     self._held -= self._unfinished.pop(batch, 1)
                     self._completed += batch.done - batch.failed

@@ -379,6 +379,46 @@ def test_a_batch_larger_than_the_bound_is_accepted_alone_once_the_pool_is_empty(
     assert pool.drain(5)
 
 
+def test_when_every_thread_is_stuck_a_full_pool_names_new_tasks_at_once(private_pool, caplog):
+    # A hung task used to hold every later close() for background_submit_timeout.
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    pool, gate = private_pool(submit_timeout=30)
+    holding = threading.Event()
+
+    def stuck_in_a_read() -> None:
+        holding.set()
+        assert gate.wait(30)
+
+    tasks = BackgroundTasks()
+    tasks.add_task(stuck_in_a_read)
+    # slow_warning=0: the running task counts as stuck at once, without a sleep here.
+    pool.submit(Batch(tasks.to_run(False), "GET /hang", None, slow_warning=0.0))
+    assert holding.wait(5)
+    ran: list[str] = []
+    pool.submit(batch_of("GET /queued", functools.partial(ran.append, "queued")))  # fits
+    started = time.monotonic()
+    late = [batch_of(f"GET /late{n}", noop) for n in range(3)]
+    for batch in late:
+        pool.submit(batch)
+    assert time.monotonic() - started < 5  # not 3 x 30 s
+    assert all(batch.finished and batch.reported for batch in late)
+    assert pool_errors(caplog) == [
+        f"background task test_pool.noop of GET /late{n} was not queued: the queue is full and"
+        " every pool thread is stuck in a task (running longer than its"
+        " background_slow_warning; named above) (never started)"
+        for n in range(3)
+    ]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(
+        "background task test_pool.test_when_every_thread_is_stuck_a_full_pool_names_new_tasks"
+        "_at_once.<locals>.stuck_in_a_read of GET /hang has held its pool thread for "
+    )
+    assert "in stuck_in_a_read\n    assert gate.wait(30)" in warning  # its stack, once
+    gate.set()
+    assert pool.drain(5)
+    assert ran == ["queued"]
+
+
 def test_private_pool_heartbeat_that_raises_interrupts_the_wait_and_names_the_batch(
     private_pool, caplog
 ):
