@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request
 
-from . import logconfig
+from . import logconfig, security
 from ._body import BodyRequest
 from ._callables import refuse_async
 from ._json import chain_default, encode_json, make_encoder
@@ -21,7 +21,7 @@ from .errors import ErrorResponder
 from .exceptions import HTTPException, ValidationError
 from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
-from .openapi import OpenAPI
+from .openapi import OpenAPI, schemes_of
 from .pool import check_settings
 from .responses import send
 from .routing.options import RouteOptions
@@ -33,6 +33,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from .security import SecurityScheme
     from .testing import TestClient
 
 logger = logging.getLogger("funapi_sync")
@@ -107,6 +108,8 @@ class App(RouteDecorators):
             encode,
         )
         self._frozen = False
+        #: The security schemes of the routes, by their name in ``/openapi.json``.
+        self._scheme_names: dict[str, SecurityScheme] = {}
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with
         #: the app's own dispatcher innermost (wrap it freely, as with Flask).
         self.wsgi_app: WSGIApplication = self._dispatch
@@ -179,7 +182,11 @@ class App(RouteDecorators):
         self._mount([self._compile(*route) for route in router.mounted(prefix)])
 
     def _mount(self, endpoints: list[Endpoint]) -> None:
+        names = dict(self._scheme_names)
+        for endpoint in endpoints:
+            security.check_names(schemes_of(endpoint), names, endpoint.label)
         _log_replaced(self.routes.add_all(endpoints))
+        self._scheme_names = names
 
     def register(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from werkzeug.wrappers import Request
@@ -72,6 +73,8 @@ class SecurityScheme:
                 f" got {scheme_name!r}"
             )
         self.scheme_name = scheme_name or type(self).__name__
+        #: The name was given: a clash with another scheme is refused, not renamed.
+        self.named = scheme_name is not None
         self.description = description
         self.auto_error = bool(auto_error)
 
@@ -91,6 +94,27 @@ class SecurityScheme:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scheme_name={self.scheme_name!r})"
+
+
+def check_names(
+    schemes: Iterable[SecurityScheme], taken: dict[str, SecurityScheme], where: str
+) -> None:
+    """Refuse a ``scheme_name=`` that another, differently documented scheme has.
+
+    Two default names that clash (``HTTPBearer()`` and ``HTTPBearer(bearer_format="JWT")``)
+    are numbered in the document; a name the app chose is never silently renamed, since
+    clients generated from the document refer to it.
+    """
+    for scheme in schemes:
+        other = taken.setdefault(scheme.scheme_name, scheme)
+        if other is scheme or not (scheme.named or other.named):
+            continue
+        if other.openapi() != scheme.openapi():
+            raise ValueError(
+                f"{where}: security scheme {scheme!r} is named {scheme.scheme_name!r}, which"
+                f" {other!r} already uses for another scheme in /openapi.json; give one of"
+                " them another scheme_name=, or share one instance between the routes"
+            )
 
 
 def _authorization(req: Request) -> tuple[str, str] | None:

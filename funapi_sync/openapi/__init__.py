@@ -339,7 +339,7 @@ class _SecuritySchemes:
         """
         required: dict[str, list[str]] = {}
         optional: dict[str, list[str]] = {}
-        for scheme in _schemes_of(endpoint):
+        for scheme in schemes_of(endpoint):
             (required if scheme.auto_error else optional)[self.name(scheme)] = []
         if required:
             return [required], True
@@ -349,7 +349,8 @@ class _SecuritySchemes:
         return [], False
 
 
-def _schemes_of(endpoint: Route) -> list[SecurityScheme]:
+def schemes_of(endpoint: Route) -> list[SecurityScheme]:
+    """The security schemes an endpoint's dependency plan reaches, each once."""
     providers = endpoint.registry.providers
     schemes: list[SecurityScheme] = []
     for step in endpoint.current_plan().steps:
