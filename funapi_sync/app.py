@@ -217,7 +217,7 @@ class App(RouteDecorators):
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register ``fn(req, exc)`` to answer ``exc_type`` (and subclasses).
 
-        The routing 404 and 405 are :class:`HTTPException`\\ s, so a handler of
+        The routing 404 and 405 are :class:`HTTPException` errors, so a handler of
         ``HTTPException`` reshapes them too (a 405 keeps its ``Allow`` header).
 
         :param schema: the shape the handler answers with, for ``/openapi.json``: given

@@ -4,7 +4,7 @@ Policy (STYLE rule 8): an exception handler registered for the exception's class
 base class, found along the MRO) answers it; else ``HTTPException``, ``ValidationError``
 and werkzeug's HTTP errors answer with their status; anything else is a logged 500 whose
 body never carries the exception's text (unless ``App(debug=True)``). The routing 404 and
-405 are ``HTTPException``\\ s answered the same way. An unexpected exception that a
+405 are ``HTTPException`` errors answered the same way. An unexpected exception that a
 catch-all ``exception_handler(Exception)`` answers is still logged with its traceback (as
 Starlette and Flask do). Answering can fail too (a detail JSON cannot encode, a handler
 that raises): that is a logged 500 with a fixed body, so no exception ever escapes the

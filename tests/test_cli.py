@@ -538,3 +538,27 @@ def test_the_console_script_entry_point_is_cli_main(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(sys, "path", list(sys.path))
     assert cli.main(["routes", "entry_app"]) == 0
     assert capsys.readouterr().out.startswith("'entry' has no routes")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("dev", "targets:app", "--port", "70000"),
+            "argument --port: invalid port 70000: a port is from 0 to 65535",
+        ),
+        (("dev", "targets:app", "--port", "-1"), "invalid port -1: a port is from 0 to 65535"),
+        (("dev", "targets:app", "--port", "http"), "invalid port 'http': not a number"),
+        (
+            ("run", "--bind", "127.0.0.1:70000", "targets:app"),
+            "argument -b/--bind: invalid port 70000: a port is from 0 to 65535",
+        ),
+    ],
+    ids=["dev-too-high", "dev-negative", "dev-not-a-number", "run-bind"],
+)
+def test_a_port_out_of_range_is_a_usage_error(targets, run_main, args, message):
+    result = run_main(*args, cwd=targets)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
