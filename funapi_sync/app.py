@@ -85,9 +85,7 @@ class App(RouteDecorators):
         self.registry = Registry()
         self.routes = RouteTable()
         self.lifecycle = Lifecycle(self.registry)
-        json_default = self.settings.json_default
-        encode = encode_json if json_default is None else make_encoder(chain_default(json_default))
-        self.errors = ErrorResponder(self.settings.debug, encode)
+        self.errors = ErrorResponder(self.settings.debug, _encoder(self.settings.json_default))
         # NOTE: max_content_length on a per-app Request class makes werkzeug refuse an
         # oversized Content-Length before reading and stop a chunked body while reading.
         # PERF: built on LazyRequest, so a `req` the handler never reads costs nothing.
@@ -105,11 +103,10 @@ class App(RouteDecorators):
             pool_settings.slow_warning,
             self._mode,
             self.background,
-            encode,
+            self.errors.encode,
         )
         self._frozen = False
-        #: The security schemes of the routes, by their name in ``/openapi.json``.
-        self._scheme_names: dict[str, SecurityScheme] = {}
+        self._scheme_names: dict[str, SecurityScheme] = {}  # by name in /openapi.json
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with
         #: the app's own dispatcher innermost (wrap it freely, as with Flask).
         self.wsgi_app: WSGIApplication = self._dispatch
@@ -348,6 +345,12 @@ class App(RouteDecorators):
         from .testing import TestClient
 
         return TestClient(self, raise_task_errors=raise_task_errors, **kwargs)
+
+
+def _encoder(json_default: Callable[[Any], Any] | None) -> Callable[[Any], bytes]:
+    # PERF: an app without json_default shares the process's encoder (one C encoder per
+    # thread); one with it gets its own, built once here.
+    return encode_json if json_default is None else make_encoder(chain_default(json_default))
 
 
 def _check_exception_type(exc_type: Any, name: str) -> None:
