@@ -10,6 +10,7 @@ cached before werkzeug's parser reads them.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Set
 from io import BytesIO
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -24,6 +25,8 @@ from werkzeug.wrappers import Request
 from ._json import parse_json
 from .exceptions import HTTPException, ValidationError
 from .schema import to_detail
+
+logger = logging.getLogger("funapi_sync")
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -229,11 +232,20 @@ def flatten(multi: MultiDict[str, Any], lists: Set[str], where: str) -> dict[str
         elif len(values) == 1:
             data[key] = values[0]
         else:
+            # NOTE: the client is told what is wrong in its terms; how to accept several
+            # values is the programmer's business, so it goes to the log (at DEBUG: any
+            # client can send this, and must not be able to fill the log).
+            logger.debug(
+                "%s parameter %r was sent %d times, but its field is not a fields.List; the"
+                " request is a 422. Declare it as fields.List(...) to accept several values",
+                where,
+                key,
+                len(values),
+            )
             problems.append(
                 {
                     "loc": [where, key],
-                    "msg": f"Expected one value, got {len(values)}; declare the field as"
-                    " fields.List to accept several.",
+                    "msg": f"Expected one value, got {len(values)}.",
                     "type": "value_error",
                 }
             )

@@ -98,6 +98,17 @@ def _too_many_digits(exc: ValueError) -> str | None:
 # -- encoding a response --------------------------------------------------------------
 
 
+class UnencodableError(TypeError):
+    """A payload holds an object JSON cannot encode; the message names its type and the fix."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        #: ``"an object of type Row"``: what the payload held.
+        self.what = what
+        #: What to write instead.
+        self.fix = fix
+        super().__init__(f"{what} is not JSON serializable; {fix}")
+
+
 def json_default(obj: Any) -> Any:
     """Encode the types a JSON API returns besides JSON's own."""
     if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
@@ -116,11 +127,43 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, datetime.timedelta):
         return obj.total_seconds()
     if isinstance(obj, bytes | bytearray):
-        raise TypeError(
-            "a handler returned bytes; JSON has no bytes type. Return a"
-            " werkzeug Response(data, mimetype=...) to send raw bytes"
+        raise UnencodableError(
+            "bytes",
+            "JSON has no bytes type. Return a werkzeug Response(data, mimetype=...) to send"
+            " raw bytes",
         )
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+    raise UnencodableError(
+        f"an object of type {type(obj).__name__}",
+        "convert it to a dict, list, str or number, or pass App(json_default=fn) with"
+        " fn(obj) returning something JSON can encode (see docs/validation.md)",
+    )
+
+
+def chain_default(default: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``App(json_default=fn)``: ``fn`` first, then the built-in encodings.
+
+    ``fn`` sees every object JSON cannot encode natively, so it may encode a datetime
+    its own way; a ``TypeError`` it raises (``json.dumps(default=)``'s convention for
+    "not mine") hands the object to :func:`json_default`.
+    """
+
+    def combined(obj: Any) -> Any:
+        try:
+            return default(obj)
+        except UnencodableError:
+            raise
+        except TypeError:
+            pass
+        try:
+            return json_default(obj)
+        except UnencodableError as exc:
+            raise UnencodableError(
+                exc.what,
+                f"App(json_default={getattr(default, '__qualname__', default)}) raised"
+                " TypeError for it too; return a JSON-ready value for this type from it",
+            ) from None
+
+    return combined
 
 
 _encoder = json.JSONEncoder(
@@ -133,34 +176,45 @@ _encoder = json.JSONEncoder(
 # markers dict is the thread's own, because two threads may encode one shared constant
 # at once, and it is cleared after a failure, which can leave entries behind.
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_local = threading.local()
 
 
-def _thread_encoder() -> Callable[[Any, int], Any]:
-    markers: dict[int, Any] = {}
-    encoder = _c_make_encoder(  # type: ignore[misc]
-        markers,
-        json_default,
-        json.encoder.encode_basestring,
-        None,
-        _encoder.key_separator,
-        _encoder.item_separator,
-        False,
-        False,
-        False,
+def make_encoder(default: Callable[[Any], Any] = json_default) -> Callable[[Any], bytes]:
+    """A function that serialises a payload as compact UTF-8 JSON with ``default``."""
+    local = threading.local()
+    fallback = json.JSONEncoder(
+        ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=default
     )
-    _local.markers = markers
-    _local.encoder = encoder
-    return encoder  # type: ignore[no-any-return]
+
+    def thread_encoder() -> Callable[[Any, int], Any]:
+        markers: dict[int, Any] = {}
+        encoder = _c_make_encoder(  # type: ignore[misc]
+            markers,
+            default,
+            json.encoder.encode_basestring,
+            None,
+            _encoder.key_separator,
+            _encoder.item_separator,
+            False,
+            False,
+            False,
+        )
+        local.markers = markers
+        local.encoder = encoder
+        return encoder  # type: ignore[no-any-return]
+
+    def encode(payload: Any) -> bytes:
+        """Serialise ``payload`` as compact UTF-8 JSON."""
+        if _c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+            return fallback.encode(payload).encode()
+        encoder = getattr(local, "encoder", None) or thread_encoder()
+        try:
+            return "".join(encoder(payload, 0)).encode()
+        except BaseException:
+            local.markers.clear()
+            raise
+
+    return encode
 
 
-def encode_json(payload: Any) -> bytes:
-    """Serialise ``payload`` as compact UTF-8 JSON."""
-    if _c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
-        return _encoder.encode(payload).encode()
-    encoder = getattr(_local, "encoder", None) or _thread_encoder()
-    try:
-        return "".join(encoder(payload, 0)).encode()
-    except BaseException:
-        _local.markers.clear()
-        raise
+#: The encoder of an app without ``json_default`` (and of every built-in error body).
+encode_json = make_encoder()

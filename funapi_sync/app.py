@@ -10,27 +10,31 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request
 
-from . import logconfig
+from . import logconfig, security
 from ._body import BodyRequest
 from ._callables import refuse_async
+from ._json import chain_default, encode_json, make_encoder
 from .backends import resolve as resolve_backend
 from .dependencies import DependencyOverrides, Registry
 from .endpoint import Endpoint, Mode, Runtime
 from .errors import ErrorResponder
+from .exceptions import HTTPException, ValidationError
 from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
-from .openapi import OpenAPI
+from .openapi import OpenAPI, schemes_of
 from .pool import check_settings
-from .responses import error_parts, send
+from .responses import send
 from .route import route_label
 from .routing.options import RouteOptions
 from .routing.router import Mount, RouteDecorators, Router
 from .routing.table import RouteTable
+from .schema import as_schema
 from .settings import Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from .security import SecurityScheme
     from .testing import TestClient
 
 logger = logging.getLogger("funapi_sync")
@@ -58,7 +62,9 @@ class App(RouteDecorators):
         ``background_shutdown_timeout`` (25.0 s), ``background_submit_timeout`` (10.0 s),
         ``background_backend`` (``"thread"``, ``"inline"``, ``"record"`` or a backend
         object such as ``funapi_sync.backends.rq.RQBackend(...)``; see docs/job-queues.md),
-        ``openapi_url`` and ``docs_url``.
+        ``openapi_url`` and ``docs_url``, ``json_default`` (``fn(obj)`` encoding what
+        JSON cannot, tried before the built-in encodings of datetime, UUID, Decimal...;
+        a ``TypeError`` it raises falls back to them).
     """
 
     def __init__(
@@ -89,7 +95,7 @@ class App(RouteDecorators):
         self.registry = Registry()
         self.routes = RouteTable()
         self.lifecycle = Lifecycle(self.registry)
-        self.errors = ErrorResponder(self.settings.debug)
+        self.errors = ErrorResponder(self.settings.debug, _encoder(self.settings.json_default))
         self.request_class = _request_class(max_body)
         self._mode = Mode()
         self._runtime = Runtime(
@@ -99,8 +105,10 @@ class App(RouteDecorators):
             pool_settings.slow_warning,
             self._mode,
             self.background,
+            self.errors.encode,
         )
         self._frozen = False
+        self._scheme_names: dict[str, SecurityScheme] = {}  # by name in /openapi.json
         #: The WSGI callable that ``__call__`` delegates to: the middleware stack with
         #: the app's own dispatcher innermost (wrap it freely, as with Flask).
         self.wsgi_app: WSGIApplication = self._dispatch
@@ -194,7 +202,11 @@ class App(RouteDecorators):
         self._mount([self._compile(*route) for route in router.mounted(mount)])
 
     def _mount(self, endpoints: list[Endpoint]) -> None:
+        names = dict(self._scheme_names)
+        for endpoint in endpoints:
+            security.check_names(schemes_of(endpoint), names, endpoint.label)
         _log_replaced(self.routes.add_all(endpoints))
+        self._scheme_names = names
 
     def register(
         self,
@@ -221,21 +233,33 @@ class App(RouteDecorators):
         return self.registry.overrides
 
     def exception_handler(
-        self, exc_type: type[BaseException]
+        self, exc_type: type[Exception], *, schema: Any = None
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register ``fn(req, exc)`` to answer ``exc_type`` (and subclasses)."""
-        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
-            raise TypeError(f"exception_handler() takes an exception class, got {exc_type!r}")
+        """Register ``fn(req, exc)`` to answer ``exc_type`` (and subclasses).
+
+        The routing 404 and 405 are :class:`HTTPException` errors, so a handler of
+        ``HTTPException`` reshapes them too (a 405 keeps its ``Allow`` header).
+
+        :param schema: the shape the handler answers with, for ``/openapi.json``: given
+            for ``HTTPException``, ``ValidationError`` or a base class of them, it is
+            documented for every error status that handler answers (401, 404, 413, 422,
+            ``responses=`` descriptions...) instead of the default ``{"detail": ...}``.
+        """
+        name = getattr(exc_type, "__name__", repr(exc_type))
+        _check_exception_type(exc_type, name)
+        documented = None
+        if schema is not None:
+            documented = _error_schema(exc_type, name, schema)
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(fn):
                 raise TypeError(f"an exception handler must be callable, got {fn!r}")
-            refuse_async(fn, f"exception_handler({exc_type.__name__})", "exception handler")
+            refuse_async(fn, f"exception_handler({name})", "exception handler")
             self._check_setup(
-                f"exception_handler({exc_type.__name__})",
+                f"exception_handler({name})",
                 "register exception handlers before the first request",
             )
-            self.errors.add(exc_type, fn)
+            self.errors.add(exc_type, fn, documented)
             return fn
 
         return decorator
@@ -310,13 +334,14 @@ class App(RouteDecorators):
         try:
             endpoint, path_values = self.routes.match(path, method)
         except NotFound:
-            return send(environ, start_response, error_parts(404, "Not Found"))
+            answer = self.errors.not_routed(environ, self.request_class)
+            return send(environ, start_response, answer)
         except MethodNotAllowed as exc:
             allowed = ", ".join(sorted({*(exc.valid_methods or ()), "OPTIONS"}))
             if method == "OPTIONS":
                 return send(environ, start_response, (204, [("Allow", allowed)], b""))
-            parts = error_parts(405, "Method Not Allowed", [("Allow", allowed)])
-            return send(environ, start_response, parts)
+            answer = self.errors.not_routed(environ, self.request_class, allowed)
+            return send(environ, start_response, answer)
         # NOTE: each request runs in a copy of the server thread's context, so a ContextVar
         # a handler sets (a request id) does not leak into the next request on the thread.
         return copy_context().run(endpoint.run, environ, start_response, path_values)
@@ -355,6 +380,35 @@ def _request_class(max_body: int) -> type[Request]:
         (BodyRequest, LazyRequest),
         {"max_content_length": max_body, "max_form_memory_size": max_body},
     )
+
+
+def _encoder(json_default: Callable[[Any], Any] | None) -> Callable[[Any], bytes]:
+    # PERF: an app without json_default shares the process's encoder (one C encoder per
+    # thread); one with it gets its own, built once here.
+    return encode_json if json_default is None else make_encoder(chain_default(json_default))
+
+
+def _check_exception_type(exc_type: Any, name: str) -> None:
+    if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+        raise TypeError(f"exception_handler() takes an exception class, got {exc_type!r}")
+    if not issubclass(exc_type, Exception):
+        # NOTE: a request raising KeyboardInterrupt or SystemExit is stopped, not answered:
+        # such a handler could never run.
+        raise TypeError(
+            f"exception_handler({name}): {name} is a BaseException but not an Exception,"
+            " and no handler ever answers one (the server is being stopped); register a"
+            " handler for an Exception subclass, e.g. exception_handler(Exception)"
+        )
+
+
+def _error_schema(exc_type: type[Exception], name: str, schema: Any) -> Any:
+    if not (issubclass(HTTPException, exc_type) or issubclass(ValidationError, exc_type)):
+        raise TypeError(
+            f"exception_handler({name}, schema=...): schema= documents the error responses"
+            f" of HTTPException and ValidationError, which {name} does not answer; document"
+            f" {name}'s status on the routes that raise it with responses={{409: Schema}}"
+        )
+    return as_schema(schema, what=f"exception_handler({name}, schema=...)")
 
 
 def _log_replaced(replaced: list[Endpoint]) -> None:

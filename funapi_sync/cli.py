@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("app", metavar="APP", help=_APP_HELP)
     dev.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    dev.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    dev.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
     dev.add_argument(
         "--reload",
         action="store_true",
@@ -100,6 +100,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=_worker)
     return parser
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535 (0: any free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not a number") from None
+    if not 0 <= port <= 65535:
+        # NOTE: werkzeug would announce :70000 and serve on 70000 % 65536.
+        raise argparse.ArgumentTypeError(f"invalid port {port}: a port is from 0 to 65535")
+    return port
 
 
 def _fail(message: str, details: str | None = None) -> NoReturn:
@@ -155,9 +167,19 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
             f"run takes one APP and gunicorn options, got {len(targets)} positional"
             f" arguments {targets}; e.g. {PROG} run module:app --workers 4"
         )
+    _check_binds(options.get("bind"))
     app = _load(targets[0])
     gunicorn.start(app, **options)
     return 0
+
+
+def _check_binds(binds: Any) -> None:
+    for bind in [binds] if isinstance(binds, str) else binds or ():
+        if bind.startswith(("unix:", "fd://")):
+            continue
+        _host, colon, port = bind.rpartition(":")
+        if colon and port.isdigit() and not 0 <= int(port) <= 65535:
+            _fail(f"argument -b/--bind: invalid port {int(port)}: a port is from 0 to 65535")
 
 
 def gunicorn_options(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:

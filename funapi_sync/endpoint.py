@@ -47,6 +47,8 @@ class Runtime(NamedTuple):
     mode: Mode
     #: Where the request's batches go (funapi_sync.backends), and its add_task check.
     backend: Backend
+    #: The app's JSON encoder (``App(json_default=...)``).
+    encode: Callable[[Any], bytes]
 
 
 class Endpoint(Route):
@@ -148,9 +150,10 @@ class Endpoint(Route):
             if type(rv) is dict and self.response_schema is None:
                 # PERF: the most common return value. Its only headers are the two
                 # json_parts makes, which cannot hold CR, LF or NUL: no check below.
-                result, trusted = json_parts(rv, self.status_code, None), True
+                result = json_parts(rv, self.status_code, None, self.runtime.encode)
+                trusted = True
             else:
-                result = render(rv, self.status_code, self.response_schema)
+                result = render(rv, self.status_code, self.response_schema, self.runtime.encode)
         except Exception as exc:
             failure = exc
         if scope is not None and scope.exits[BEFORE_RESPONSE]:
@@ -159,7 +162,7 @@ class Endpoint(Route):
             assert failure is not None
             trusted = False
             request = request or self.runtime.request_class(environ)
-            result = self.runtime.errors.respond(request, failure)
+            result = self.runtime.errors.respond(request, failure, self.label)
         if not trusted:
             failure, result = _refuse_unsafe(result, environ, failure)
         return result, request, failure

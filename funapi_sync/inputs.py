@@ -30,23 +30,34 @@ class Input(Mapping[str, Any]):
     # them are set once, in __init__.
     __slots__ = ("_body", "_environ", "_headers", "_path", "_query")
 
-    def __init__(self, path: Any, query: Any, body: Any, environ: WSGIEnvironment) -> None:
+    def __init__(
+        self,
+        path: dict[str, Any],
+        query: Mapping[str, Any] | None,
+        body: Any,
+        environ: WSGIEnvironment,
+    ) -> None:
         self._path = path
-        self._query = query
+        self._query: Mapping[str, Any] | None = query
         self._body = body
         self._environ = environ
         self._headers: EnvironHeaders | None = None
 
     @property
-    def path(self) -> Any:
+    def path(self) -> dict[str, Any]:
+        """The path values, converted (``int`` for ``<int:id>``) or loaded by ``path_schema=``."""
         return self._path
 
     @property
     def body(self) -> Any:
+        """The validated body (a dict, or a list with ``[Schema]``), else the parsed JSON,
+        the form dict or None: its shape is the route's, so it is ``Any`` to a type checker.
+        """
         return self._body
 
     @property
-    def query(self) -> Any:
+    def query(self) -> Mapping[str, Any]:
+        """The dict a ``query=`` schema loaded, else the query string's werkzeug ``MultiDict``."""
         query = self._query
         if query is None:
             query = self._query = parse_query(self._environ.get("QUERY_STRING", ""))
@@ -54,6 +65,7 @@ class Input(Mapping[str, Any]):
 
     @property
     def headers(self) -> EnvironHeaders:
+        """The request headers, case-insensitive (werkzeug's ``EnvironHeaders``)."""
         headers = self._headers
         if headers is None:
             headers = self._headers = EnvironHeaders(self._environ)
@@ -141,7 +153,7 @@ def build_input(
     Returns the input and the werkzeug ``Request``: the one given, or one made here when
     the body needed werkzeug's parsers (forms, chunked bodies); None when neither did.
     """
-    path: Any = path_values
+    path: dict[str, Any] = path_values
     if endpoint.path_schema is not None:
         path = load(endpoint.path_schema, path_values, "path")
     query: Any = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -73,15 +73,26 @@ def dump_checked(schema: marshmallow.Schema, payload: Any) -> Any:
     return data
 
 
+_HEADERS_SHAPE = (
+    "response headers must be a dict such as {{'X-Total': '3'}} or a list of (name, value)"
+    " pairs, got {got}"
+)
+
+
 def header_list(headers: Any) -> list[tuple[str, str]]:
     """Normalise a dict, list of pairs or werkzeug ``Headers`` into WSGI header pairs."""
     if headers is None:
         return []
     if isinstance(headers, Headers):
         return headers.to_wsgi_list()
+    if isinstance(headers, str | bytes) or not isinstance(headers, Mapping | Iterable):
+        raise TypeError(_HEADERS_SHAPE.format(got=f"{type(headers).__name__} {headers!r}"))
     items = headers.items() if isinstance(headers, Mapping) else headers
     result = []
-    for name, value in items:
+    for pair in items:
+        if isinstance(pair, str | bytes) or not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise TypeError(_HEADERS_SHAPE.format(got=f"an item {pair!r}"))
+        name, value = pair
         if not isinstance(name, str):
             raise TypeError(f"response header names must be str, got {name!r}")
         result.append((name, str(value)))
@@ -89,12 +100,18 @@ def header_list(headers: Any) -> list[tuple[str, str]]:
 
 
 def json_parts(
-    payload: Any, status: int, headers: list[tuple[str, str]] | None
+    payload: Any,
+    status: int,
+    headers: list[tuple[str, str]] | None,
+    encode: Callable[[Any], bytes] = encode_json,
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Encode a payload; return (status, headers with Content-Type/Length, body)."""
+    """Encode a payload; return (status, headers with Content-Type/Length, body).
+
+    :param encode: the app's encoder (``App(json_default=...)``).
+    """
     if status in BODYLESS:
         return status, headers or [], b""
-    body = encode_json(payload)
+    body = encode(payload)
     out = [JSON_CONTENT_TYPE, ("Content-Length", str(len(body)))]
     if headers:
         names = {name.lower() for name, _ in headers}
@@ -105,9 +122,12 @@ def json_parts(
 
 
 def error_parts(
-    status: int, detail: Any, headers: list[tuple[str, str]] | None = None
+    status: int,
+    detail: Any,
+    headers: list[tuple[str, str]] | None = None,
+    encode: Callable[[Any], bytes] = encode_json,
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    return json_parts({"detail": detail}, status, headers)
+    return json_parts({"detail": detail}, status, headers, encode)
 
 
 def unpack(rv: Any, default_status: int) -> tuple[Any, int, list[tuple[str, str]] | None]:
@@ -134,14 +154,20 @@ def unpack(rv: Any, default_status: int) -> tuple[Any, int, list[tuple[str, str]
     return payload, status, header_list(headers) if headers is not None else None
 
 
-def render(rv: Any, default_status: int, schema: marshmallow.Schema | None) -> Parts | Response:
+def render(
+    rv: Any,
+    default_status: int,
+    schema: marshmallow.Schema | None,
+    encode: Callable[[Any], bytes] = encode_json,
+) -> Parts | Response:
     """Turn a handler's return value into a response: ``Response`` as is, else JSON parts.
 
-    ``schema`` (the route's ``response_schema``) filters a successful payload.
+    ``schema`` (the route's ``response_schema``) filters a successful payload; ``encode``
+    is the app's JSON encoder.
     """
     if type(rv) is dict and schema is None:
         # PERF: the most common return value skips the Response and tuple checks.
-        return json_parts(rv, default_status, None)
+        return json_parts(rv, default_status, None, encode)
     if isinstance(rv, Response):
         return rv
     payload, status, headers = unpack(rv, default_status)
@@ -152,7 +178,7 @@ def render(rv: Any, default_status: int, schema: marshmallow.Schema | None) -> P
         return payload
     if schema is not None and status < 400:
         payload = dump_checked(schema, payload)
-    return json_parts(payload, status, headers)
+    return json_parts(payload, status, headers, encode)
 
 
 # NOTE: CR or LF ends a header line (RFC 9112 §2.2), so one in a name or a value lets

@@ -103,6 +103,7 @@ class Route:
         self.query_schema = _optional_schema(options.query, f"{where}: query=")
         if self.query_schema is not None and self.query_schema.many:
             raise TypeError(f"{where}: query= cannot be a list schema")
+        checks.check_query_schema(self.query_schema, where)
         self.query_lists = _list_keys(self.query_schema)
         self.body_lists = (
             _list_keys(self.body_schema)
@@ -183,6 +184,12 @@ def _check_keywords(
         if keyword == "background" or keyword in depends or has_default:
             continue
         hint = checks.keyword_hint(keyword, rule, where)
+        if keyword == "background_tasks":
+            hint = (
+                f"{where} declares keyword-only parameter 'background_tasks'; the request's"
+                " BackgroundTasks are injected under the name 'background' (FastAPI's"
+                " background_tasks): name it `background`"
+            )
         if hint is not None:
             raise TypeError(hint)
         raise TypeError(
@@ -274,9 +281,11 @@ def inspect_handler(handler: Callable[..., Any], where: str) -> tuple[int, dict[
     keywords: dict[str, bool] = {}
     for param in signature.parameters.values():
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-            if param.name == "background":
+            if param.name == "background" or checks.is_fastapi_background(param):
                 raise TypeError(
-                    f"{where}: 'background' must be keyword-only; write"
+                    f"{where}: positional parameter {param.name!r} would receive"
+                    f" {POSITIONAL_NAMES[min(arity, 2)]}, not the background tasks; they are"
+                    " the keyword-only parameter named 'background': write"
                     " def handler(input, req, task, *, background)"
                 )
             arity += 1

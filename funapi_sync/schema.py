@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,12 +16,21 @@ SchemaSpec = Any  # a Schema class, a Schema instance, or a one-element list of 
 class Schema(marshmallow.Schema):
     """A marshmallow ``Schema`` that drops unknown fields instead of rejecting them.
 
-    Any plain marshmallow schema works wherever a ``Schema`` does; this subclass only
-    changes the default for unknown fields to ``EXCLUDE``, like pydantic and dry-schema.
+    Any plain marshmallow schema works wherever a ``Schema`` does; this subclass changes
+    two defaults, as a FastAPI user expects: unknown fields are excluded (``EXCLUDE``, like
+    pydantic and dry-schema), and a ``fields.Integer`` refuses a number with a fraction
+    (``12.5`` is a 422, where marshmallow truncates it to ``12``; ``12.0`` and ``"12"``
+    still load, as in pydantic's lax mode). ``fields.Integer(strict=True)`` and plain
+    marshmallow schemas keep marshmallow's behaviour.
     """
 
     class Meta:
         unknown = EXCLUDE
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field[Any]) -> None:
+        # NOTE: the schema's own deep copy of the declared field is changed, never the
+        # field object the user declared (which other, plain schemas may share).
+        _whole_integers(field_obj)
 
     @classmethod
     def define(cls, title: str | None = None, /, **declared: fields.Field[Any]) -> type[Schema]:
@@ -50,6 +60,34 @@ class Schema(marshmallow.Schema):
         """
         if value is None or (hasattr(value, "__len__") and len(value) == 0):
             raise marshmallow.ValidationError("Must not be empty.")
+
+
+class _WholeInteger(fields.Integer):
+    """``fields.Integer`` that refuses a number with a fractional part instead of truncating."""
+
+    def _validated(self, value: Any) -> int:
+        if (isinstance(value, float) and not value.is_integer()) or (
+            isinstance(value, decimal.Decimal)
+            and not (value.is_finite() and value == value.to_integral_value())
+        ):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+# NOTE: messages (and the OpenAPI log) name the field as the user declared it.
+_WholeInteger.__name__ = _WholeInteger.__qualname__ = "Integer"
+
+
+def _whole_integers(field: fields.Field[Any]) -> None:
+    if type(field) is fields.Integer and not field.strict:
+        field.__class__ = _WholeInteger
+    elif isinstance(field, fields.List):
+        _whole_integers(field.inner)
+    elif isinstance(field, fields.Tuple):
+        for inner in field.tuple_fields:
+            _whole_integers(inner)
+    elif isinstance(field, fields.Dict) and field.value_field is not None:
+        _whole_integers(field.value_field)
 
 
 def is_schema_spec(spec: Any) -> bool:

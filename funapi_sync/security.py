@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from werkzeug.wrappers import Request
@@ -28,6 +30,10 @@ __all__ = [
     "HTTPBearer",
     "SecurityScheme",
 ]
+
+
+#: An authorization scheme's name: an RFC 9110 token.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class HTTPBasicCredentials(NamedTuple):
@@ -67,6 +73,8 @@ class SecurityScheme:
                 f" got {scheme_name!r}"
             )
         self.scheme_name = scheme_name or type(self).__name__
+        #: The name was given: a clash with another scheme is refused, not renamed.
+        self.named = scheme_name is not None
         self.description = description
         self.auto_error = bool(auto_error)
 
@@ -88,6 +96,27 @@ class SecurityScheme:
         return f"{type(self).__name__}(scheme_name={self.scheme_name!r})"
 
 
+def check_names(
+    schemes: Iterable[SecurityScheme], taken: dict[str, SecurityScheme], where: str
+) -> None:
+    """Refuse a ``scheme_name=`` that another, differently documented scheme has.
+
+    Two default names that clash (``HTTPBearer()`` and ``HTTPBearer(bearer_format="JWT")``)
+    are numbered in the document; a name the app chose is never silently renamed, since
+    clients generated from the document refer to it.
+    """
+    for scheme in schemes:
+        other = taken.setdefault(scheme.scheme_name, scheme)
+        if other is scheme or not (scheme.named or other.named):
+            continue
+        if other.openapi() != scheme.openapi():
+            raise ValueError(
+                f"{where}: security scheme {scheme!r} is named {scheme.scheme_name!r}, which"
+                f" {other!r} already uses for another scheme in /openapi.json; give one of"
+                " them another scheme_name=, or share one instance between the routes"
+            )
+
+
 def _authorization(req: Request) -> tuple[str, str] | None:
     """Split ``Authorization: <scheme> <credentials>``; the scheme is case-insensitive."""
     header = req.headers.get("Authorization", "")
@@ -101,23 +130,40 @@ class HTTPBearer(SecurityScheme):
     """Read ``Authorization: Bearer <token>``; the dependency's value is the token ``str``.
 
     :param bearer_format: a hint for clients, e.g. ``"JWT"`` (OpenAPI ``bearerFormat``).
+    :param scheme: the authorization scheme the header names (case-insensitive), e.g.
+        ``"Token"`` for ``Authorization: Token <token>`` (RealWorld, Django REST
+        framework); the 401's challenge names it too. OpenAPI's ``http`` type knows only
+        registered schemes, so another scheme is documented as an API key in the
+        ``Authorization`` header, which Swagger UI sends as typed (``Token <token>``).
     """
-
-    challenge = "Bearer"
 
     def __init__(
         self,
         *,
         bearer_format: str | None = None,
+        scheme: str = "Bearer",
         scheme_name: str | None = None,
         description: str | None = None,
         auto_error: bool = True,
     ) -> None:
+        if not isinstance(scheme, str) or not _TOKEN.fullmatch(scheme):
+            raise ValueError(
+                f"HTTPBearer(scheme=...) must be an authorization scheme name such as"
+                f" 'Bearer' or 'Token' (letters, digits and !#$%&'*+.^_`|~-), got {scheme!r}"
+            )
         super().__init__(scheme_name=scheme_name, description=description, auto_error=auto_error)
         self.bearer_format = bearer_format
+        self.scheme = scheme
+        self.challenge = scheme
+        self._scheme = scheme.lower()
 
     def openapi(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"type": "http", "scheme": "bearer"}
+        if self._scheme != "bearer":
+            entry: dict[str, Any] = {"type": "apiKey", "in": "header", "name": "Authorization"}
+            if not self.description:
+                entry["description"] = f"Send `Authorization: {self.scheme} <token>`."
+            return self._document(entry)
+        entry = {"type": "http", "scheme": "bearer"}
         if self.bearer_format:
             entry["bearerFormat"] = self.bearer_format
         return self._document(entry)
@@ -128,7 +174,7 @@ class HTTPBearer(SecurityScheme):
             self._refuse("Not authenticated")
             return None
         scheme, token = found
-        if scheme != "bearer" or not token:
+        if scheme != self._scheme or not token:
             self._refuse("Invalid authentication credentials")
             return None
         return token

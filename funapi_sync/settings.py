@@ -38,6 +38,14 @@ def _url_path(name: str, value: Any) -> None:
         raise ValueError(f"{name} must start with '/' (or be None to turn it off), got {value!r}")
 
 
+def _callable_or_none(name: str, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"{name} must be a function such as fn(obj) -> a JSON-ready value, or None,"
+            f" got {value!r}"
+        )
+
+
 def setting(default: Any, check: Check | None = None) -> Any:
     """Declare a setting: its default and the check its value must pass."""
     return dataclasses.field(default=default, metadata={"check": check})
@@ -65,6 +73,9 @@ class Settings(Mapping[str, Any]):
     background_backend: str | Backend = setting("thread")  # noqa: RUF009
     openapi_url: str | None = setting("/openapi.json", _url_path)
     docs_url: str | None = setting("/docs", _url_path)
+    #: ``fn(obj)`` for what JSON cannot encode, tried before the built-in encodings (like
+    #: ``json.dumps(default=)``; a ``TypeError`` it raises falls back to them).
+    json_default: Callable[[Any], Any] | None = setting(None, _callable_or_none)  # noqa: RUF009
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -548,3 +548,27 @@ def test_run_help_shows_the_workers_default_run_applies_not_gunicorns(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert f"[funapi-sync run: one per CPU this process may use, here {cli._cpu_count()};" in out
     assert "worker processes for handling requests. [1]" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("dev", "targets:app", "--port", "70000"),
+            "argument --port: invalid port 70000: a port is from 0 to 65535",
+        ),
+        (("dev", "targets:app", "--port", "-1"), "invalid port -1: a port is from 0 to 65535"),
+        (("dev", "targets:app", "--port", "http"), "invalid port 'http': not a number"),
+        (
+            ("run", "--bind", "127.0.0.1:70000", "targets:app"),
+            "argument -b/--bind: invalid port 70000: a port is from 0 to 65535",
+        ),
+    ],
+    ids=["dev-too-high", "dev-negative", "dev-not-a-number", "run-bind"],
+)
+def test_a_port_out_of_range_is_a_usage_error(targets, run_main, args, message):
+    result = run_main(*args, cwd=targets)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""

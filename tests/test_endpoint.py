@@ -207,9 +207,59 @@ def test_background_declared_positional_fails_at_decoration(app):
             return 1
 
     assert str(info.value) == (
-        "handler() at GET /bg: 'background' must be keyword-only; write"
+        "handler() at GET /bg: positional parameter 'background' would receive req, not the"
+        " background tasks; they are the keyword-only parameter named 'background': write"
         " def handler(input, req, task, *, background)"
     )
+
+
+def fastapi_annotated(input, tasks: BackgroundTasks):
+    return 1
+
+
+def fastapi_named(background_tasks):
+    return 1
+
+
+@pytest.mark.parametrize(
+    ("handler", "name", "receives"),
+    [(fastapi_annotated, "tasks", "req"), (fastapi_named, "background_tasks", "input")],
+    ids=["annotated-BackgroundTasks", "named-background_tasks"],
+)
+def test_fastapis_positional_background_tasks_fail_at_decoration(app, handler, name, receives):
+    with pytest.raises(TypeError) as info:
+        app.post("/signup")(handler)
+
+    label = handler.__name__
+    assert str(info.value) == (
+        f"{label}() at POST /signup: positional parameter {name!r} would receive {receives},"
+        " not the background tasks; they are the keyword-only parameter named 'background':"
+        " write def handler(input, req, task, *, background)"
+    )
+
+
+def test_keyword_only_background_tasks_is_told_to_be_named_background(app):
+    with pytest.raises(TypeError) as info:
+
+        @app.post("/signup")
+        def signup(input, *, background_tasks):
+            return 1
+
+    assert str(info.value) == (
+        "signup() at POST /signup declares keyword-only parameter 'background_tasks'; the"
+        " request's BackgroundTasks are injected under the name 'background' (FastAPI's"
+        " background_tasks): name it `background`"
+    )
+
+
+def test_a_registered_background_tasks_name_is_still_allowed(app):
+    app.register("background_tasks", lambda: "mine")
+
+    @app.get("/mine", depends=["background_tasks"])
+    def mine(*, background_tasks):
+        return {"value": background_tasks}
+
+    assert app.test_client().get("/mine").json == {"value": "mine"}
 
 
 @pytest.mark.parametrize(

@@ -599,3 +599,147 @@ def test_a_refused_response_still_runs_its_close_callbacks(caplog_funapi):
 
     assert app.test_client().get("/r").status_code == 500
     assert closed == [True]
+
+
+# -- routing errors through the handlers ---------------------------------------------------
+
+
+def test_routing_404_and_405_go_through_the_http_exception_handler(app, client):
+    @app.exception_handler(HTTPException)
+    def envelope(req, exc):
+        return {"error": exc.detail, "path": req.path}, exc.status_code, exc.headers
+
+    @app.get("/items")
+    def items():
+        return {}
+
+    missing = client.get("/nowhere")
+    assert (missing.status_code, missing.json) == (404, {"error": "Not Found", "path": "/nowhere"})
+    wrong = client.post("/items")
+    assert wrong.status_code == 405
+    assert wrong.json == {"error": "Method Not Allowed", "path": "/items"}
+    assert wrong.headers.getlist("Allow") == ["GET, HEAD, OPTIONS"]
+
+
+def test_options_stays_a_204_with_allow_whatever_the_handlers(app):
+    @app.exception_handler(HTTPException)
+    def envelope(req, exc):
+        return {"error": exc.detail}, exc.status_code
+
+    @app.get("/items")
+    def items():
+        return {}
+
+    options = app.test_client().options("/items")
+    assert (options.status_code, options.headers["Allow"]) == (204, "GET, HEAD, OPTIONS")
+
+
+@pytest.mark.parametrize("as_response", [False, True], ids=["parts", "response"])
+def test_a_405_keeps_allow_when_the_handler_drops_it(app, client, as_response):
+    @app.exception_handler(HTTPException)
+    def bare(req, exc):
+        if as_response:
+            return Response("no", status=exc.status_code)
+        return {"message": "no"}, exc.status_code
+
+    @app.put("/items")
+    def items():
+        return {}
+
+    response = client.get("/items")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "OPTIONS, PUT"
+
+
+def test_a_catch_all_handler_reshapes_routing_errors_too(app, client):
+    @app.exception_handler(Exception)
+    def anything(req, exc):
+        return {"oops": True}, getattr(exc, "status_code", 500)
+
+    response = client.get("/nowhere")
+    assert (response.status_code, response.json) == (404, {"oops": True})
+
+
+def test_without_handlers_routing_errors_keep_fastapis_shape(client):
+    assert client.get("/nowhere").json == {"detail": "Not Found"}
+
+
+# -- what is logged when a handler answers ------------------------------------------------
+
+
+def test_a_catch_all_handler_answers_but_the_traceback_is_still_logged(app, client, caplog_funapi):
+    @app.exception_handler(Exception)
+    def envelope(req, exc):
+        return {"errors": {"body": ["server error"]}}, 500
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("the database went away")
+
+    response = client.get("/boom")
+
+    assert (response.status_code, response.json) == (500, {"errors": {"body": ["server error"]}})
+    (record,) = error_records(caplog_funapi)
+    assert record.getMessage() == "Exception on GET /boom"
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+@pytest.mark.parametrize("exc_type", [Exception, HTTPException, ValidationError])
+def test_an_expected_error_answered_by_a_handler_is_not_logged(
+    app, client, caplog_funapi, exc_type
+):
+    @app.exception_handler(exc_type)
+    def envelope(req, exc):
+        return {"message": "nope"}, 400
+
+    @app.get("/refused")
+    def refused():
+        raise HTTPException(403) if exc_type is not ValidationError else ValidationError([])
+
+    assert client.get("/refused").status_code == 400
+    assert client.get("/nowhere").status_code in (400, 404)
+    assert error_records(caplog_funapi) == []
+
+
+def test_a_specific_handler_answers_without_an_error_line(app, client, caplog_funapi):
+    @app.exception_handler(LookupError)
+    def not_found(req, exc):
+        return {"detail": "gone"}, 404
+
+    @app.get("/lookup")
+    def lookup():
+        raise KeyError("id")
+
+    assert client.get("/lookup").status_code == 404
+    assert error_records(caplog_funapi) == []
+
+
+# -- what exception_handler() refuses ----------------------------------------------------
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, GeneratorExit, BaseException])
+def test_exception_handler_refuses_a_base_exception_no_handler_could_catch(app, exc_type):
+    name = exc_type.__name__
+    with pytest.raises(TypeError) as caught:
+        app.exception_handler(exc_type)
+    assert str(caught.value) == (
+        f"exception_handler({name}): {name} is a BaseException but not an Exception, and no"
+        " handler ever answers one (the server is being stopped); register a handler for an"
+        " Exception subclass, e.g. exception_handler(Exception)"
+    )
+
+
+def test_exception_handler_schema_is_only_for_the_errors_it_documents(app):
+    class Conflict(Exception):
+        pass
+
+    Envelope = Schema.define("Envelope", message=fields.String())
+    with pytest.raises(TypeError) as caught:
+        app.exception_handler(Conflict, schema=Envelope)
+    assert str(caught.value) == (
+        "exception_handler(Conflict, schema=...): schema= documents the error responses of"
+        " HTTPException and ValidationError, which Conflict does not answer; document"
+        " Conflict's status on the routes that raise it with responses={409: Schema}"
+    )
+    with pytest.raises(TypeError, match=r"exception_handler\(HTTPException, schema=\.\.\.\)"):
+        app.exception_handler(HTTPException, schema=42)

@@ -646,8 +646,7 @@ BAD_INPUTS = [
             "detail": [
                 {
                     "loc": ["query", "q"],
-                    "msg": "Expected one value, got 2; declare the field as fields.List to"
-                    " accept several.",
+                    "msg": "Expected one value, got 2.",
                     "type": "value_error",
                 }
             ]
@@ -1126,3 +1125,22 @@ def test_the_guarded_input_never_reads_past_its_content_length():
     assert guarded.read() == b"qty=1"
     assert guarded.read(10) == b""
     assert stream.read() == b"GET / HTTP/1.1\r\n"
+
+
+def test_a_repeated_query_key_tells_the_programmer_in_the_log_not_the_client(
+    app, client, caplog_funapi
+):
+    @app.get("/search", query=Schema.define(q=fields.String()))
+    def search(input):
+        return input.query
+
+    response = client.get("/search?q=a&q=b")
+
+    assert response.json["detail"][0]["msg"] == "Expected one value, got 2."
+    assert "fields.List" not in response.get_data(as_text=True)
+    (record,) = [r for r in caplog_funapi.records if "fields.List" in r.getMessage()]
+    assert record.levelname == "DEBUG"
+    assert record.getMessage() == (
+        "query parameter 'q' was sent 2 times, but its field is not a fields.List; the"
+        " request is a 422. Declare it as fields.List(...) to accept several values"
+    )

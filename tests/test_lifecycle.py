@@ -147,3 +147,23 @@ def records(path: Path) -> list[tuple[str, int]]:
     ]
 
 
+
+
+def test_app_run_refuses_flasks_debug_before_any_startup_hook_runs():
+    app = App()
+    started = []
+    app.on_startup(lambda: started.append("hook"))
+
+    with pytest.raises(TypeError) as info:
+        app.run(port=0, debug=True)
+
+    message = str(info.value)
+    assert message.startswith(
+        "App.run() got options werkzeug's run_simple() does not take: ['debug']; for"
+        " debug=True, pass App(debug=True) for tracebacks in 500 bodies and"
+        " use_reloader=True to restart on changes; it takes ['use_reloader',"
+    )
+    assert started == []
+    with pytest.raises(TypeError, match=r"does not take: \['workers'\]; it takes"):
+        app.run(workers=4)
+    assert started == []

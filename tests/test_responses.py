@@ -433,13 +433,30 @@ def test_error_status_is_not_dumped_through_the_response_schema(app, client):
         ),
         (
             b"raw bytes",
-            "a handler returned bytes; JSON has no bytes type. Return a werkzeug"
+            "bytes is not JSON serializable; JSON has no bytes type. Return a werkzeug"
             " Response(data, mimetype=...) to send raw bytes",
         ),
-        (object(), "Object of type object is not JSON serializable"),
+        (
+            object(),
+            "an object of type object is not JSON serializable; convert it to a dict, list,"
+            " str or number, or pass App(json_default=fn) with fn(obj) returning something"
+            " JSON can encode (see docs/validation.md)",
+        ),
         (float("nan"), "Out of range float values are not JSON compliant"),
+        (
+            ("a", 200, "X-Total: 3"),
+            "response headers must be a dict such as {'X-Total': '3'} or a list of (name,"
+            " value) pairs, got str 'X-Total: 3'",
+        ),
+        (
+            ("a", 200, [("X-Total", "3", "extra")]),
+            "response headers must be a dict such as {'X-Total': '3'} or a list of (name,"
+            " value) pairs, got an item ('X-Total', '3', 'extra')",
+        ),
     ],
-    ids=["4-tuple", "unknown-status", "str-status", "bytes", "object", "nan"],
+    ids=[
+        "4-tuple", "unknown-status", "str-status", "bytes", "object", "nan", "str-headers", "triple"
+    ],
 )
 def test_bad_return_value_is_a_logged_500(app, client, caplog_funapi, value, message):
     @app.get("/bad")
@@ -454,3 +471,110 @@ def test_bad_return_value_is_a_logged_500(app, client, caplog_funapi, value, mes
     (record,) = error_records(caplog_funapi)
     assert str(record.exc_info[1]) == message
     assert message not in response.get_data(as_text=True)
+
+
+# -- App(json_default=...) -----------------------------------------------------------------
+
+
+def test_json_default_encodes_what_the_defaults_do_not(tmp_path):
+    import sqlite3
+
+    from funapi_sync import App, HTTPException
+
+    db = sqlite3.connect(tmp_path / "app.db")
+    db.row_factory = sqlite3.Row
+    db.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    db.execute("INSERT INTO users VALUES (1, 'ada')")
+
+    def encode(obj):
+        if isinstance(obj, sqlite3.Row):
+            return dict(obj)
+        raise TypeError(type(obj).__name__)
+
+    app = App(json_default=encode)
+
+    @app.get("/user")
+    def user():
+        # A datetime still gets the default encoding: encode() raised TypeError for it.
+        row = db.execute("SELECT * FROM users").fetchone()
+        return {"user": row, "at": datetime.date(2026, 1, 2)}
+
+    @app.get("/error")
+    def error():
+        raise HTTPException(409, detail=db.execute("SELECT * FROM users").fetchone())
+
+    client = app.test_client()
+    assert client.get("/user").json == {"user": {"id": 1, "name": "ada"}, "at": "2026-01-02"}
+    # Error bodies go through the same encoder.
+    assert client.get("/error").json == {"detail": {"id": 1, "name": "ada"}}
+    db.close()
+
+
+def test_json_default_can_encode_a_default_type_another_way():
+    from funapi_sync import App
+
+    def epoch(obj):
+        if isinstance(obj, datetime.datetime):
+            return int(obj.timestamp())
+        raise TypeError
+
+    app = App(json_default=epoch)
+
+    @app.get("/now")
+    def now():
+        when = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+        return {"at": when, "id": uuid.UUID(int=1)}
+
+    assert app.test_client().get("/now").json == {
+        "at": 1767225600,
+        "id": "00000000-0000-0000-0000-000000000001",
+    }
+
+
+def test_json_default_must_be_callable():
+    from funapi_sync import App
+
+    with pytest.raises(TypeError, match=r"json_default must be a function such as fn\(obj\)"):
+        App(json_default="str")
+
+
+def test_an_unencodable_return_value_is_logged_with_its_type_route_and_fix(caplog):
+    from pathlib import PurePosixPath
+
+    from funapi_sync import App
+
+    app = App()
+
+    @app.get("/file")
+    def file():
+        return {"path": PurePosixPath("/tmp/x"), "note": "€"}
+
+    response = app.test_client().get("/file")
+
+    assert (response.status_code, response.json) == (500, {"detail": "Internal Server Error"})
+    (record,) = error_records(caplog)
+    assert record.getMessage() == (
+        "file() at GET /file returned an object of type PurePosixPath on GET /file; convert"
+        " it to a dict, list, str or number, or pass App(json_default=fn) with fn(obj)"
+        " returning something JSON can encode (see docs/validation.md)"
+    )
+
+
+def test_a_json_default_that_gives_up_is_named_in_the_error(caplog):
+    from funapi_sync import App
+
+    def rows_only(obj):
+        raise TypeError("not a row")
+
+    app = App(json_default=rows_only)
+
+    @app.get("/thing")
+    def thing():
+        return {"thing": object()}
+
+    assert app.test_client().get("/thing").status_code == 500
+    (record,) = error_records(caplog)
+    assert "App(json_default=test_a_json_default_that_gives_up_is_named_in_the_error.<locals>" in (
+        record.getMessage()
+    )
+    assert "raised TypeError for it too" in record.getMessage()

@@ -280,3 +280,31 @@ def test_to_detail_without_a_schema_still_flattens():
         {"loc": ["body", "c"], "msg": "worse", "type": "value_error"},
         {"loc": ["body", "c"], "msg": "worst", "type": "value_error"},
     ]
+
+
+# -- fields.Integer in a Schema refuses a fraction ------------------------------------------
+
+
+def test_schema_integer_refuses_a_fraction_where_marshmallow_truncates(app, client):
+
+    Item = Schema.define("Item", qty=fields.Integer(), sizes=fields.List(fields.Integer()))
+
+    @app.post("/items", body=Item, query=Schema.define(page=fields.Integer()))
+    def create(input):
+        return {"body": input.body, "query": input.query}
+
+    refused = client.post("/items", json={"qty": 12.5, "sizes": [1, 2.5]})
+    assert refused.status_code == 422
+    assert [e["loc"] for e in refused.json["detail"]] == [["body", "qty"], ["body", "sizes", 1]]
+    accepted = client.post("/items?page=2", json={"qty": 12.0, "sizes": ["3"]})
+    assert accepted.json == {"body": {"qty": 12, "sizes": [3]}, "query": {"page": 2}}
+    assert client.post("/items?page=2.5", json={}).status_code == 422
+
+    class Plain(marshmallow.Schema):
+        qty = fields.Integer()
+
+    # A plain marshmallow schema keeps marshmallow's behaviour, even sharing the field.
+    assert Plain().load({"qty": 12.5}) == {"qty": 12}
+    shared = fields.Integer()
+    assert Schema.define(qty=shared)().validate({"qty": 1.5}) == {"qty": ["Not a valid integer."]}
+    assert type(shared) is fields.Integer

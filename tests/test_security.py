@@ -421,3 +421,63 @@ def test_every_scheme_returns_none_for_bad_credentials_with_auto_error_false(
 def test_a_scheme_name_must_be_a_non_empty_str():
     with pytest.raises(TypeError, match=r"HTTPBearer\(scheme_name=...\) must be a non-empty str"):
         HTTPBearer(scheme_name="")
+
+
+# -- HTTPBearer(scheme=...) and names the app chose ------------------------------------------
+
+
+def test_bearer_with_another_scheme_reads_it_and_challenges_with_it(app):
+    @app.get("/me", depends={"token": HTTPBearer(scheme="Token")})
+    def me(*, token):
+        return {"token": token}
+
+    client = app.test_client()
+    assert client.get("/me", headers={"Authorization": "token abc"}).json == {"token": "abc"}
+    for headers in ({}, {"Authorization": "Bearer abc"}):
+        refused = client.get("/me", headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == "Token"
+    spec = document(app)
+    assert spec["components"]["securitySchemes"] == {
+        "HTTPBearer": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Send `Authorization: Token <token>`.",
+        }
+    }
+
+
+def test_bearer_scheme_must_be_a_scheme_name():
+    with pytest.raises(ValueError, match="authorization scheme name") as caught:
+        HTTPBearer(scheme="Token abc")
+    assert str(caught.value) == (
+        "HTTPBearer(scheme=...) must be an authorization scheme name such as 'Bearer' or"
+        " 'Token' (letters, digits and !#$%&'*+.^_`|~-), got 'Token abc'"
+    )
+
+
+def test_a_chosen_scheme_name_that_clashes_is_refused_at_registration(app):
+    @app.get("/a", depends={"token": HTTPBearer(scheme="Token", scheme_name="Token")})
+    def a(*, token):
+        return {}
+
+    with pytest.raises(ValueError, match="is named 'Token'") as caught:
+
+        @app.get("/b", depends={"key": APIKeyHeader(name="X-Key", scheme_name="Token")})
+        def b(*, key):
+            return {}
+
+    assert str(caught.value) == (
+        "b() at GET /b: security scheme APIKeyHeader(scheme_name='Token') is named 'Token',"
+        " which HTTPBearer(scheme_name='Token') already uses for another scheme in"
+        " /openapi.json; give one of them another scheme_name=, or share one instance"
+        " between the routes"
+    )
+    assert [e.path for e in app.routes.endpoints] == ["/a"]
+
+
+def test_two_equal_schemes_may_share_a_chosen_name(app):
+    for path in ("/a", "/b"):
+        app.get(path, depends={"token": HTTPBearer(scheme_name="jwt")})(lambda *, token: {})
+    assert list(document(app)["components"]["securitySchemes"]) == ["jwt"]

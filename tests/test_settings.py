@@ -28,6 +28,7 @@ def test_settings_read_as_a_mapping_with_every_default():
         "background_submit_timeout": 10.0,
         "openapi_url": "/openapi.json",
         "docs_url": "/docs",
+        "json_default": None,
     }
     assert settings.get("nope") is None
     with pytest.raises(KeyError):

@@ -17,7 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import marshmallow
 from apispec import APISpec
@@ -26,6 +26,7 @@ from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_insta
 from werkzeug.routing.rules import parse_converter_args
 from werkzeug.wrappers import Request, Response
 
+from ..exceptions import HTTPException, ValidationError
 from ..responses import BODYLESS
 from ..routing import checks as route_checks
 from ..security import SecurityScheme
@@ -78,8 +79,17 @@ class RouteSource(Protocol):
     def endpoints(self) -> Sequence[Route]: ...
 
 
+class ErrorShapes(Protocol):
+    """The shapes the app's exception handlers declared (an app's ``errors``)."""
+
+    def schema_for(self, exc_type: type[BaseException], /) -> marshmallow.Schema | None: ...
+
+
 class Documented(Protocol):
-    """The app's info and routes; ``App`` is one (this module never imports it)."""
+    """The app's info, routes and error shapes; ``App`` is one (this module never imports it)."""
+
+    @property
+    def errors(self) -> ErrorShapes: ...
 
     @property
     def title(self) -> str: ...
@@ -170,11 +180,40 @@ def _json_content(schema: Any) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _error(description: str, component: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": _json_content({"$ref": f"#/components/schemas/{component}"}),
-    }
+class _Shapes(NamedTuple):
+    """The body of each kind of error response: a default component's ``$ref`` or a schema."""
+
+    #: An HTTPException's body (401, 404, 413, 415, ``responses=`` descriptions).
+    http: Any
+    #: A ValidationError's body (422).
+    validation: Any
+
+    @classmethod
+    def of(cls, errors: ErrorShapes) -> _Shapes:
+        http = errors.schema_for(HTTPException)
+        validation = errors.schema_for(ValidationError)
+        return cls(
+            _ref("HTTPError") if http is None else http,
+            _ref("HTTPValidationError") if validation is None else validation,
+        )
+
+    def defaults(self) -> dict[str, dict[str, Any]]:
+        """The default components still referred to (a declared shape replaces its own)."""
+        used: dict[str, dict[str, Any]] = {}
+        if self.http == _ref("HTTPError"):
+            used["HTTPError"] = _ERROR_COMPONENTS["HTTPError"]
+        if self.validation == _ref("HTTPValidationError"):
+            used["ValidationError"] = _ERROR_COMPONENTS["ValidationError"]
+            used["HTTPValidationError"] = _ERROR_COMPONENTS["HTTPValidationError"]
+        return used
+
+
+def _ref(component: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{component}"}
+
+
+def _error(description: str, shape: Any) -> dict[str, Any]:
+    return {"description": description, "content": _json_content(shape)}
 
 
 def _success_content(endpoint: Route, status: int) -> dict[str, Any] | None:
@@ -221,6 +260,7 @@ def _operation(
     template: str,
     plugin: MarshmallowPlugin,
     security: _SecuritySchemes,
+    shapes: _Shapes,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": _NOT_WORD.sub("_", f"{endpoint.name}{template}_{method.lower()}"),
@@ -241,19 +281,19 @@ def _operation(
     if requirements:
         operation["security"] = requirements
     if required:
-        responses["401"] = _error("Not authenticated", "HTTPError")
+        responses["401"] = _error("Not authenticated", shapes.http)
     if parameters and parameters[0]["in"] == "path":
-        responses["404"] = _error("Not Found", "HTTPError")
+        responses["404"] = _error("Not Found", shapes.http)
     if endpoint.body_schema is not None:
         operation["requestBody"] = _request_body(endpoint)
-        responses["413"] = _error("Request body too large", "HTTPError")
-        responses["415"] = _error("Unsupported content type", "HTTPError")
+        responses["413"] = _error("Request body too large", shapes.http)
+        responses["415"] = _error("Unsupported content type", shapes.http)
     if endpoint.needs_input or endpoint.current_plan().needs_input:
-        responses["422"] = _error("Validation Error", "HTTPValidationError")
+        responses["422"] = _error("Validation Error", shapes.validation)
     for code, described in endpoint.responses.items():
         if isinstance(described, str):
             # An HTTPException's body: {"detail": "..."}.
-            responses[str(code)] = _error(described, "HTTPError")
+            responses[str(code)] = _error(described, shapes.http)
         elif isinstance(described, marshmallow.Schema):
             responses[str(code)] = {
                 "description": _phrase(code),
@@ -299,7 +339,7 @@ class _SecuritySchemes:
         """
         required: dict[str, list[str]] = {}
         optional: dict[str, list[str]] = {}
-        for scheme in _schemes_of(endpoint):
+        for scheme in schemes_of(endpoint):
             (required if scheme.auto_error else optional)[self.name(scheme)] = []
         if required:
             return [required], True
@@ -309,7 +349,8 @@ class _SecuritySchemes:
         return [], False
 
 
-def _schemes_of(endpoint: Route) -> list[SecurityScheme]:
+def schemes_of(endpoint: Route) -> list[SecurityScheme]:
+    """The security schemes an endpoint's dependency plan reaches, each once."""
     providers = endpoint.registry.providers
     schemes: list[SecurityScheme] = []
     for step in endpoint.current_plan().steps:
@@ -348,16 +389,17 @@ def _build(app: Documented) -> dict[str, Any]:
     )
     _fields.configure(plugin)
     security = _SecuritySchemes()
+    shapes = _Shapes.of(app.errors)
     for endpoint in app.routes.endpoints:
         if not endpoint.include_in_schema:
             continue
         template = _template(endpoint)
         operations = {
-            method.lower(): _operation(endpoint, method, template, plugin, security)
+            method.lower(): _operation(endpoint, method, template, plugin, security, shapes)
             for method in endpoint.methods
         }
         spec.path(path=template, operations=operations)
-    for name, schema in _ERROR_COMPONENTS.items():
+    for name, schema in shapes.defaults().items():
         spec.components.schema(name, schema)
     for name, entry in security.entries.items():
         spec.components.security_scheme(name, entry)

@@ -94,6 +94,13 @@ def check_positional_names(handler: Callable[..., Any], rule: str, where: str) -
             )
 
 
+def is_fastapi_background(param: inspect.Parameter) -> bool:
+    """``background_tasks`` or ``x: BackgroundTasks`` as a positional: FastAPI's habit."""
+    annotation = param.annotation
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return param.name == "background_tasks" or name.rpartition(".")[2] == "BackgroundTasks"
+
+
 def keyword_hint(keyword: str, rule: str, where: str) -> str | None:
     """The message for a keyword-only parameter named like a path parameter, else None."""
     if keyword not in rule_variables(rule):
@@ -103,6 +110,21 @@ def keyword_hint(keyword: str, rule: str, where: str) -> str | None:
         f" path values are not injected by name, they are read from input.path: take input"
         f" and write input.path[{keyword!r}]"
     )
+
+
+def check_query_schema(schema: marshmallow.Schema | None, where: str) -> None:
+    """Refuse a ``Nested`` field in ``query=``: a query string carries no objects."""
+    if schema is None:
+        return
+    for name, field in schema.load_fields.items():
+        inner = field.inner if isinstance(field, marshmallow.fields.List) else field
+        if isinstance(inner, marshmallow.fields.Nested):
+            key = field.data_key or name
+            raise TypeError(
+                f"{where}: query= field {key!r} is a Nested field, but a query string"
+                " carries only strings, so no request could satisfy it; declare its parts"
+                f" as top-level fields (?{key}_x=...), or move it to body="
+            )
 
 
 def check_path_schema(schema: marshmallow.Schema | None, rule: str, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import threading
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ def run(
     """
     from werkzeug.serving import is_running_from_reloader, run_simple
 
+    _check_options(run_simple, options)
     options.setdefault("threaded", True)
     logconfig.install()
     # NOTE: with the reloader this process only watches files and restarts a child that
@@ -50,6 +52,29 @@ def run(
     finally:
         if serves:
             _process.shutdown_process()
+
+
+def _check_options(run_simple: Any, options: dict[str, Any]) -> None:
+    """Refuse an option ``run_simple`` does not take, before any startup hook runs."""
+    known = [
+        name
+        for name in inspect.signature(run_simple).parameters
+        if name not in ("hostname", "port", "application")
+    ]
+    unknown = sorted(set(options) - set(known))
+    if not unknown:
+        return
+    hint = ""
+    if "debug" in unknown:
+        # NOTE: Flask's app.run(debug=True) habit: here the two halves are separate.
+        hint = (
+            "; for debug=True, pass App(debug=True) for tracebacks in 500 bodies and"
+            " use_reloader=True to restart on changes"
+        )
+    raise TypeError(
+        f"App.run() got options werkzeug's run_simple() does not take: {unknown}{hint};"
+        f" it takes {known}"
+    )
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -570,8 +570,9 @@ FIELDS = {
 @pytest.mark.parametrize("field", list(FIELDS.values()), ids=list(FIELDS))
 @pytest.mark.parametrize("where", ["body", "response", "query"])
 def test_openapi_is_valid_for_every_field_type(app, field, where):
-    if where == "query" and isinstance(field, (fields.Nested, fields.Pluck, File)):
-        pytest.skip("a query parameter holds no objects or files")
+    inner = field.inner if isinstance(field, fields.List) else field
+    if where == "query" and isinstance(inner, (fields.Nested, fields.Pluck, File)):
+        pytest.skip("a query parameter holds no objects or files (test_checks refuses them)")
     if where == "response" and isinstance(field, File):
         pytest.skip("a File in a response schema is refused at decoration (test_uploads)")
     declared = {"value": copy.deepcopy(field)}

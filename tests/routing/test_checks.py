@@ -223,3 +223,19 @@ def test_a_value_the_converter_refuses_is_a_404_for_every_method(app):
     assert wrong_method.status_code == 405
     assert wrong_method.headers["Allow"] == "DELETE, GET, HEAD, OPTIONS"
     assert client.get("/q/11").status_code == 404
+
+
+@pytest.mark.parametrize("list_of", [False, True], ids=["nested", "list-of-nested"])
+def test_a_nested_field_in_query_fails_at_decoration(app, list_of):
+    Point = Schema.define("Point", x=fields.Integer(), y=fields.Integer())
+    nested = fields.Nested(Point)
+    query = Schema.define(near=fields.List(nested) if list_of else nested)
+
+    with pytest.raises(TypeError) as info:
+        app.get("/places", query=query)(lambda input: {})
+
+    assert str(info.value) == (
+        "<lambda>() at GET /places: query= field 'near' is a Nested field, but a query string"
+        " carries only strings, so no request could satisfy it; declare its parts as"
+        " top-level fields (?near_x=...), or move it to body="
+    )
