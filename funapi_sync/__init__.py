@@ -2,6 +2,7 @@
 
 from .app import App as App
 from .background import BackgroundTasks as BackgroundTasks
+from .background import TaskHandle as TaskHandle
 from .dependencies import Depends as Depends
 from .exceptions import HTTPException as HTTPException
 from .exceptions import ValidationError as ValidationError
@@ -20,6 +21,7 @@ __all__ = [
     "HTTPException",
     "Router",
     "Schema",
+    "TaskHandle",
     "Templates",
     "ValidationError",
     "__version__",

@@ -6,6 +6,7 @@ import contextvars
 import functools
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -731,9 +732,13 @@ NEVER_CLOSED = (
 )
 
 
+#: The id a task's log line ends with; the assertions below compare the rest.
+TASK_ID = re.compile(r" \[task [0-9a-f]{16}-[0-9a-f]+\]$")
+
+
 def background_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
-        record.getMessage()
+        TASK_ID.sub("", record.getMessage())
         for record in caplog.records
         if record.name == "funapi_sync.background" and record.levelno == logging.ERROR
     ]
