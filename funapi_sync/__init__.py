@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from .app import App as App
 from .background import BackgroundTasks as BackgroundTasks
+from .background import TaskHandle as TaskHandle
 from .exceptions import HTTPException as HTTPException
 from .exceptions import ValidationError as ValidationError
 from .inputs import Input as Input
@@ -30,6 +31,7 @@ __all__ = [
     "Input",
     "Router",
     "Schema",
+    "TaskHandle",
     "Templates",
     "ValidationError",
     "__version__",

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._logtext import log_method, log_path
 from .backends import RecordBackend
-from .batch import Batch, report_never_closed
+from .batch import Batch, close_request, report_never_closed
 from .dependencies import AFTER_RESPONSE, AFTER_TASKS, CLEANUP_PHASES
+from .status import record_dropped, store_of
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -46,7 +47,7 @@ REQUEST_ID_KEY = "funapi_sync.request_id"
 class AfterClose(Batch):
     """One request's work for its response's ``close()``: its body, and the batch its tasks run in.
 
-    It becomes the response iterable the server gets. Its ``close()`` does
+    It becomes the response iterable the server gets (:meth:`attach`). Its ``close()`` does
     that work: the ``after_response`` cleanups, then it hands itself to the app's backend
     as the request's :class:`~funapi_sync.batch.Batch` (the tasks, then the
     ``after_tasks`` cleanups as its ``after``). The tasks are taken from ``background``
@@ -88,7 +89,14 @@ class AfterClose(Batch):
         self.current = -1
         self.since = 0.0
         self.done = self.failed = 0
-        self.cancelled = self.reported = self.taken = self.finished = False
+        self.cancelled = self.reported = self.taken = self.finished = self.sealed = False
+        self.adopted = 0
+        self.store = self.records = None
+
+    def attach(self, body: Iterable[bytes]) -> Iterable[bytes]:
+        """Become the response body around ``body`` (what the server iterates and closes)."""
+        self.body = body
+        return self
 
     # -- the response body ------------------------------------------------------------
 
@@ -135,23 +143,24 @@ class AfterClose(Batch):
         finally:
             self._hand_over()
 
-    def _tasks_now(self) -> list[BackgroundTask]:
-        background = self.background
-        if background is None:
-            return []
-        return background.tasks if self.failure is None else background.to_run(True)
-
     def _hand_over(self) -> None:
-        tasks = self._tasks_now()
-        if not tasks:
-            self._after_tasks()
-            return
         environ = self.environ
         assert environ is not None
-        # NOTE: a copy, so a task added from another thread from now on is not half-run
-        # (and background.tasks still lists the request's tasks for its cleanups).
-        self.tasks = list(tasks)
         self.label = request_label(environ)
+        background = self.background
+        if background is None:
+            self._after_tasks()
+            return
+        # NOTE: the batch's own list (a copy), so a task added from another thread from
+        # now on is taken by adopt() under a lock, never half-run; background.tasks still
+        # lists the request's tasks for its cleanups.
+        added = self.take(background, self.failure is not None)
+        if len(added) > len(self.tasks):
+            # A failed request runs only its add_task_always tasks: the others never will.
+            record_dropped(self.backend, [task for task in added if not task.always])
+        if not self.tasks:
+            self._after_tasks()
+            return
         scope = self.scope
         if (scope is not None and scope.exits[AFTER_TASKS]) or _has_uploads(self.request):
             self.after = self._after_tasks
@@ -201,9 +210,13 @@ class AfterClose(Batch):
         """
         assert self.environ is not None  # set to None only once close() handed it over
         label = request_label(self.environ)
-        tasks = self._tasks_now()
-        if tasks:
-            report_never_closed(list(tasks), label)
+        background = self.background
+        if background is not None:
+            added = close_request(background, label)
+            tasks = added if self.failure is None else [task for task in added if task.always]
+            if tasks:
+                report_never_closed(tasks, label)
+            record_dropped(self.backend, added)
         scope = self.scope
         if scope is None:
             return
@@ -238,6 +251,22 @@ class TestingAfterClose(AfterClose):
     __slots__ = ()
     raise_failures = True
 
+    def attach(self, body: Iterable[bytes]) -> Iterable[bytes]:
+        """Do the work now when ``body`` is whole (a list), else once it is read or closed.
+
+        NOTE: a test that asserts only the status (``Client(app).post(...).status_code``)
+        neither reads nor closes the body: with the work done here, inside the app call,
+        its tasks run (and a failing one raises from the call) instead of being reported
+        at garbage collection, after the test passed. A streamed body cannot be read
+        ahead (it may never end), so it keeps the read-or-close rule.
+        """
+        if type(body) is list:
+            # A list has no close() of its own: the work done, the list is the body.
+            self()
+            return body
+        self.body = body
+        return self
+
     def __iter__(self) -> Iterator[bytes]:
         body = self.body
         if body is not None:
@@ -257,10 +286,14 @@ class TestingAfterClose(AfterClose):
     def _submit(self, environ: WSGIEnvironment) -> None:
         # NOTE: testing runs the tasks any backend would run; a recording backend runs
         # none, so it still records: what it keeps is what the test asserts on.
-        if isinstance(self.backend, RecordBackend):
-            self.backend.submit(self)
-        else:
-            self.run()
+        backend = self.backend
+        if isinstance(backend, RecordBackend):
+            backend.submit(self)
+            return
+        store = store_of(backend)
+        if store is not None:
+            self.track(store)
+        self.run()
 
 
 class _Testing(Protocol):
@@ -288,7 +321,7 @@ def after_close(
 ) -> AfterClose | None:
     """The request's close-time work, or None when ``close()`` has nothing to do.
 
-    The caller makes it the response body: ``work.body, body = body, work``.
+    The caller makes it the response body with :meth:`AfterClose.attach`.
     """
     if not (
         (
@@ -298,6 +331,10 @@ def after_close(
         or (scope is not None and (scope.exits[AFTER_RESPONSE] or scope.exits[AFTER_TASKS]))
         or _has_uploads(request)
     ):
+        if background is not None:
+            # NOTE: nothing of the request is left to run a task added later (a thread
+            # the handler started): add_task raises from now on, never drops it.
+            record_dropped(runtime.backend, close_request(background, request_label(environ)))
         return None
     testing = runtime.mode.testing or RAISE_TASK_ERRORS_KEY in environ
     twin = TestingAfterClose if testing else AfterClose
@@ -306,22 +343,27 @@ def after_close(
 
 def close_now(
     environ: WSGIEnvironment,
+    backend: Backend,
     background: BackgroundTasks | None,
     scope: RequestScope | None,
     failure: BaseException | None,
     request: Request | None,
 ) -> None:
     """Clean up a request whose response could not be handed to the server."""
-    if background is not None and len(background):
+    added = [] if background is None else close_request(background, request_label(environ))
+    if added:
         # NOTE: nothing is dropped without a line saying so (the response never started,
         # so its tasks are not run, as for any request that failed).
         logger.error(
-            "not running the background tasks %s of %s %s: the response could not be sent (%r)",
-            [task.name for task in background.to_run(False)],
+            "not running the background tasks %s of %s %s: the response could not be sent"
+            " (%r) [tasks %s]",
+            [task.name for task in added],
             log_method(environ),
             log_path(environ),
             failure,
+            ", ".join(task.id for task in added),
         )
+        record_dropped(backend, added)
     try:
         if scope is not None:
             scope.close(failure)

@@ -6,8 +6,9 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .after_close import after_close, close_now
+from .after_close import after_close, close_now, request_label
 from .background import BackgroundTasks
+from .batch import close_request
 from .concurrency import TASK
 from .dependencies import BEFORE_RESPONSE
 from .inputs import build_input
@@ -89,18 +90,29 @@ class Endpoint(Route):
                 environ, path_values, compiled, request, scope, background
             )
             body = send(environ, start_response, result, checked=True)
+            work = None
             # PERF: most requests leave close() nothing (no task, scope or upload).
             if scope is not None or background or (request and "files" in request.__dict__):
                 work = after_close(environ, runtime, background, scope, failure, request)
-                if work is not None:
-                    work.body, body = body, work
+            elif background is not None:
+                # NOTE: a thread the handler started may still hold `background`.
+                close_request(background, request_label(environ))
+            # NOTE: from here the work's close() owns the cleanup, even when the testing
+            # twin does it at once, in attach(), and a task's failure is raised from there.
             handed_over = True
-            return body
+            return body if work is None else work.attach(body)
         finally:
             if not handed_over:
                 # NOTE: sending failed (or the handler raised a BaseException), so close()
                 # will never run: clean up now, as Flask's wsgi_app does.
-                close_now(environ, background, scope, failure or sys.exc_info()[1], request)
+                close_now(
+                    environ,
+                    runtime.backend,
+                    background,
+                    scope,
+                    failure or sys.exc_info()[1],
+                    request,
+                )
             if request is not None and environ.get("werkzeug.request") is request:
                 # PERF: werkzeug's Request registers itself in its environ, a reference
                 # cycle that keeps the server's whole environ (socket, parser, buffers)

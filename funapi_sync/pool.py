@@ -28,6 +28,7 @@ class PoolSettings(NamedTuple):
 
     ``workers``, ``queue_size`` and ``shutdown_timeout`` are the pool's (process-wide);
     ``slow_warning`` and ``submit_timeout`` stay the app's own: each batch carries them.
+    ``status_size`` sizes the app's backend's status store (funapi_sync.status).
     """
 
     workers: int = 4
@@ -35,6 +36,7 @@ class PoolSettings(NamedTuple):
     slow_warning: float = 30.0
     shutdown_timeout: float = 25.0
     submit_timeout: float = 10.0
+    status_size: int = 10000
 
 
 #: The pool-wide fields of :class:`PoolSettings`, with the App setting that sets each.

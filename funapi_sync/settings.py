@@ -66,6 +66,8 @@ class Settings(Mapping[str, Any]):
     background_slow_warning: float = setting(30.0, _seconds)
     background_shutdown_timeout: float = setting(25.0, _seconds)
     background_submit_timeout: float = setting(10.0, _seconds)
+    #: How many recent tasks ``app.background.status()`` and ``tasks()`` remember (0: none).
+    background_status_size: int = setting(10000, _non_negative_int)
     #: ``"thread"``, ``"inline"``, ``"record"`` or a backend object; once the app is made,
     #: the backend object itself (``App`` resolves the name, see funapi_sync.backends).
     #: NOTE: ``setting()`` returns a ``dataclasses.field``, as for the fields above; ruff
@@ -107,6 +109,7 @@ class Settings(Mapping[str, Any]):
             slow_warning=float(self.background_slow_warning),
             shutdown_timeout=float(self.background_shutdown_timeout),
             submit_timeout=float(self.background_submit_timeout),
+            status_size=self.background_status_size,
         )
 
     def with_backend(self, backend: Backend) -> Settings:

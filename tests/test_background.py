@@ -6,12 +6,13 @@ import contextvars
 import functools
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from werkzeug.test import EnvironBuilder
+from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Response
 
 from funapi_sync import App, BackgroundTasks, HTTPException
@@ -731,9 +732,13 @@ NEVER_CLOSED = (
 )
 
 
+#: The id a task's log line ends with; the assertions below compare the rest.
+TASK_ID = re.compile(r" \[task [0-9a-f]{16}-[0-9a-f]+\]$")
+
+
 def background_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
-        record.getMessage()
+        TASK_ID.sub("", record.getMessage())
         for record in caplog.records
         if record.name == "funapi_sync.background" and record.levelno == logging.ERROR
     ]
@@ -999,3 +1004,96 @@ def test_a_streamed_body_whose_close_is_interrupted_still_hands_its_tasks_over(a
         body.close()
     assert ran.wait(5)
     assert app.background.drain(timeout=5)
+
+
+# -- add_task while the request's work is not finished (SPEC §6) ---------------------------
+
+
+def _follow_up_app(backend: str, ran: list[int]) -> App:
+    app = App(background_backend=backend)
+
+    def chain(n: int, background: BackgroundTasks) -> None:
+        ran.append(n)
+        if n < 499:
+            background.add_task(chain, n + 1, background)
+
+    def fan(background: BackgroundTasks) -> None:
+        ran.append(-1)
+        for n in range(1000, 1499):
+            background.add_task(ran.append, n)
+
+    @app.post("/")
+    def create(*, background):
+        background.add_task(chain, 0, background)
+        background.add_task(fan, background)
+        return {}, 202
+
+    return app
+
+
+@pytest.mark.parametrize("how", ["thread", "inline", "app.testing", "raise_task_errors"])
+def test_a_task_that_adds_tasks_gets_each_run_after_it_in_order(how):
+    ran: list[int] = []
+    app = _follow_up_app("inline" if how == "inline" else "thread", ran)
+    if how == "app.testing":
+        app.testing = True
+        assert Client(app).post("/").status_code == 202
+    else:
+        client = app.test_client(raise_task_errors=how == "raise_task_errors")
+        assert client.post("/").status_code == 202
+    # 1 000 follow-ups: 499 chained one by one, 499 added by one task; each runs once,
+    # after its parent, and the chain's steps interleave in the order they were added.
+    assert len(ran) == 1000
+    assert sorted(ran) == sorted([*range(500), -1, *range(1000, 1499)])
+    assert ran[:3] == [0, -1, 1]
+    assert [n for n in ran if 0 <= n < 500] == list(range(500))
+    assert [n for n in ran if n >= 1000] == list(range(1000, 1499))
+
+
+def test_add_task_after_the_requests_work_finished_raises_naming_the_request():
+    app = App(background_backend="inline")
+    kept: list[BackgroundTasks] = []
+
+    @app.post("/signup")
+    def signup(*, background):
+        kept.append(background)
+        background.add_task(len, "x")
+        return {}, 201
+
+    @app.get("/none")
+    def none(*, background):
+        kept.append(background)
+        return {}
+
+    client = app.test_client()
+    client.post("/signup")
+    client.get("/none")
+    for background, label in zip(kept, ["POST /signup", "GET /none"], strict=True):
+        with pytest.raises(RuntimeError, match=f"add_task\\(\\) was called for {label} after"):
+            background.add_task(len, "late")
+
+
+def test_a_thread_the_handler_started_adds_a_task_while_the_tasks_run():
+    app = App(background_workers=1, background_backend=ThreadBackend(own_pool=True))
+    ran: list[str] = []
+    added, go = threading.Event(), threading.Event()
+
+    def first() -> None:
+        go.set()
+        assert added.wait(10)  # the thread's task is added while this one runs
+        ran.append("first")
+
+    @app.post("/")
+    def create(*, background):
+        background.add_task(first)
+
+        def later() -> None:
+            assert go.wait(10)
+            background.add_task(ran.append, "from the thread")
+            added.set()
+
+        threading.Thread(target=later).start()
+        return {}, 202
+
+    assert app.test_client().post("/").status_code == 202
+    assert ran == ["first", "from the thread"]

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from werkzeug.test import Client
+from werkzeug.wrappers import Response
 
 from funapi_sync import App
 
@@ -28,6 +29,11 @@ def make_app(events: list[object]) -> App:
     def create(*, session, background):
         background.add_task(lambda: events.append(("task", threading.get_ident())))
         return {"ok": True}, 201
+
+    @app.post("/stream", depends=["session"])
+    def stream(*, session, background):
+        background.add_task(lambda: events.append(("task", threading.get_ident())))
+        return Response(iter([b"a", b"b"]), 201)
 
     @app.post("/fail")
     def fail(*, background):
@@ -138,16 +144,33 @@ def test_testing_runs_the_tasks_in_each_client_form(form):
     assert events == [("task", threading.get_ident()), "cleanup"]
 
 
-def test_testing_lets_a_failing_task_raise_where_the_body_is_read():
+def test_testing_lets_a_failing_task_raise_from_the_call():
     events: list[object] = []
     app = make_app(events)
     app.testing = True
-    response = Client(app).post("/fail")
     with pytest.raises(TaskFailed, match="task broke"):
-        response.get_data()
+        Client(app).post("/fail")
     assert events == ["next task"]
     with pytest.raises(TaskFailed):
         Client(app).post("/fail", buffered=True)
+
+
+def test_testing_runs_the_tasks_inside_the_call_when_only_the_status_is_asserted():
+    events: list[object] = []
+    app = make_app(events)
+    app.testing = True
+    assert Client(app).post("/").status_code == 201  # body never read, response never closed
+    assert events == [("task", threading.get_ident()), "cleanup"]
+
+
+def test_testing_runs_a_streamed_bodys_tasks_once_it_is_read_to_its_end():
+    events: list[object] = []
+    app = make_app(events)
+    app.testing = True
+    response = Client(app).post("/stream")
+    assert events == []  # a stream may never end: not read ahead
+    assert response.get_data() == b"ab"
+    assert events == [("task", threading.get_ident()), "cleanup"]
 
 
 def test_testing_is_off_by_default_and_can_be_set_after_construction():
@@ -157,7 +180,17 @@ def test_testing_is_off_by_default_and_can_be_set_after_construction():
     assert app.testing is True
 
 
-def test_testing_reports_a_response_neither_read_nor_closed(caplog):
+def test_testing_runs_the_tasks_even_when_a_middleware_drops_the_body(caplog):
+    events: list[object] = []
+    app = make_app(events)
+    app.testing = True
+    app.use(_DropBody)  # reads nothing, closes nothing
+    Client(app).post("/")
+    assert events == [("task", threading.get_ident()), "cleanup"]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_testing_reports_a_streamed_response_neither_read_nor_closed(caplog):
     import gc
 
     caplog.set_level(logging.ERROR, logger="funapi_sync.background")
@@ -165,13 +198,13 @@ def test_testing_reports_a_response_neither_read_nor_closed(caplog):
     app = make_app(events)
     app.testing = True
     app.use(_DropBody)  # reads nothing, closes nothing: the tasks can never run
-    Client(app).post("/")
+    Client(app).post("/stream")
     gc.collect()
     # The task can never run now; the after_tasks cleanup is named and run, not leaked.
     assert events == ["cleanup"]
     errors = [r.getMessage() for r in caplog.records if r.name == "funapi_sync.background"]
     assert len(errors) == 2
-    assert "of POST / never ran: the response was garbage-collected without close()" in errors[0]
+    assert "of POST /stream never ran: the response was garbage-collected without" in errors[0]
     assert errors[1].startswith("the after_tasks cleanup of dependency 'session' of POST /")
 
 

@@ -22,6 +22,7 @@ PUBLIC_NAMES = [
     "Input",
     "Router",
     "Schema",
+    "TaskHandle",
     "Templates",
     "ValidationError",
 ]
@@ -56,10 +57,11 @@ def show(
 ) -> dict[str, Any]:
     user_id: int = input.path["user_id"]
     page = input.query.get("page")
-    background.add_task(print, user.name)
+    handle: TaskHandle = background.add_task(print, user.name)
+    task_id: str = handle.id
     if not input.body:
         raise ValidationError([{{"loc": ["body"], "msg": "empty", "type": "missing"}}])
-    return {{"id": user_id, "me": user.name, "page": page, "body": input.body}}
+    return {{"id": user_id, "me": user.name, "page": page, "body": input.body, "task": task_id}}
 
 
 app.include_router(router)

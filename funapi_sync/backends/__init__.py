@@ -5,7 +5,8 @@
 ``"inline"`` (run in the closing thread, for tests), ``"record"`` (kept, not run) or a
 backend object such as :class:`funapi_sync.backends.rq.RQBackend`. The app hands each
 request's :class:`~funapi_sync.pool.Batch` to ``backend.submit(batch)`` from the response
-iterable's ``close()``; ``app.background`` is the backend (``stats()``, ``drain()``).
+iterable's ``close()``; ``app.background`` is the backend (``stats()``, ``drain()``,
+``status(task_id)``, ``tasks(status, limit)``: see docs/task-status.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from ..pool import Batch, PoolSettings, PoolView
+from ..status import READY, StatusStore, TaskStatus
 
 logger = logging.getLogger("funapi_sync.background")
 
@@ -36,8 +38,33 @@ class Backend(Protocol):
 
     def drain(self, timeout: float | None = None) -> bool: ...
 
+    def status(self, task_id: str) -> TaskStatus | None:
+        """The task ``task_id``'s status, or None when this backend does not know it."""
+        ...
 
-class ThreadBackend(PoolView):
+    def tasks(self, status: str | None = None, limit: int = 100) -> list[TaskStatus]:
+        """Up to ``limit`` tasks this backend knows, newest first; only ``status`` ones if given."""
+        ...
+
+
+class _Statuses:
+    """``status()`` and ``tasks()`` answered from the backend's :class:`StatusStore`."""
+
+    __slots__ = ()
+
+    store: StatusStore
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        """The status of this process's task ``task_id``, while among the most recent
+        ``background_status_size``; else None (another process's task, or forgotten)."""
+        return self.store.status(task_id)
+
+    def tasks(self, status: str | None = None, limit: int = 100) -> list[TaskStatus]:
+        """Up to ``limit`` of this process's recent tasks, newest first (``status`` ones only)."""
+        return self.store.tasks(status, limit)
+
+
+class ThreadBackend(_Statuses, PoolView):
     """The default: the process's pool (SPEC §6), shared by every app in the process.
 
     ``ThreadBackend(own_pool=True)`` gives one app a pool of its own instead, sized by that
@@ -53,21 +80,27 @@ class ThreadBackend(PoolView):
     :param own_pool: use a pool of this backend's own rather than the process's shared one.
     """
 
-    __slots__ = ()
+    __slots__ = ("store",)
 
     check: TaskCheck | None = None
 
     def __init__(self, settings: PoolSettings | None = None, *, own_pool: bool = False) -> None:
-        super().__init__(PoolSettings() if settings is None else settings, own_pool=own_pool)
+        settings = PoolSettings() if settings is None else settings
+        super().__init__(settings, own_pool=own_pool)
+        #: The states of this backend's most recent tasks (``status()``, ``tasks()``).
+        self.store = StatusStore(settings.status_size)
 
     def bind(self, settings: PoolSettings) -> None:
         self.settings = settings
+        self.store.size = settings.status_size
 
     def submit(self, batch: Batch) -> None:
+        # NOTE: tracked before it is queued: a pool thread may run it at once.
+        batch.track(self.store)
         self.pool().submit(batch, self.settings.submit_timeout)
 
 
-class InlineBackend:
+class InlineBackend(_Statuses):
     """Run a request's tasks in the thread that closes its response (tests, scripts).
 
     The failure policy is the pool's (:meth:`~funapi_sync.batch.Batch.run`): a failing
@@ -79,11 +112,13 @@ class InlineBackend:
     def __init__(self) -> None:
         self._completed = 0
         self._failed = 0
+        self.store = StatusStore()
 
     def bind(self, settings: PoolSettings) -> None:
-        pass
+        self.store.size = settings.status_size
 
     def submit(self, batch: Batch) -> None:
+        batch.track(self.store)
         batch.run()
         batch.finished = True
         self._failed += batch.failed
@@ -98,22 +133,27 @@ class InlineBackend:
         return True
 
 
-class RecordBackend:
+class RecordBackend(_Statuses):
     """Keep each task, run none: ``recorded`` lists ``(fn, args, kwargs)`` in order.
 
     For asserting what a request would enqueue (Django's ``DummyBackend``). The batch's
     cleanup runs at once, as with a durable backend. Clear it with ``recorded.clear()``.
+    ``status()`` says ``READY`` for a recorded task: it was accepted and will never start.
+    A task added once its request's batch was recorded raises ``RuntimeError``.
     """
 
     check: TaskCheck | None = None
 
     def __init__(self) -> None:
         self.recorded: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self.store = StatusStore()
 
     def bind(self, settings: PoolSettings) -> None:
-        pass
+        self.store.size = settings.status_size
 
     def submit(self, batch: Batch) -> None:
+        batch.refuse_new()
+        self.store.add(batch.tasks, READY)
         self.recorded.extend((task.fn, task.args, task.kwargs) for task in batch.tasks)
         finish(batch)
 
@@ -153,8 +193,8 @@ def resolve(backend: Any, settings: PoolSettings) -> Backend:
     else:
         raise TypeError(
             f"background_backend={backend!r} is neither a backend name nor a backend object"
-            " (with check, bind(), submit(), stats() and drain()); use 'thread', 'inline',"
-            " 'record' or funapi_sync.backends.rq.RQBackend(...)"
+            " (with check, bind(), submit(), stats(), drain(), status() and tasks()); use"
+            " 'thread', 'inline', 'record' or funapi_sync.backends.rq.RQBackend(...)"
         )
     resolved.bind(settings)
     return resolved

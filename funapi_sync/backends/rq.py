@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from ..background import task_name
 from ..pool import Batch, PoolSettings, get_pool
+from ..status import TaskStatus, check_query
 from . import finish
 from .portable import CarriedTask, carry, check_portable, restore
 
@@ -117,7 +118,10 @@ class RQBackend:
 
         NOTE: dependencies are not carried to the worker, so the batch's cleanup runs
         right after the enqueue; a value a task needs must be passed as an argument.
+        A task added once the batch is carried away (from a thread the handler started)
+        raises ``RuntimeError``: it could not join the job.
         """
+        batch.refuse_new()
         try:
             tasks = [carry(task) for task in batch.tasks]
             self.queue.enqueue_many(
@@ -204,6 +208,20 @@ class RQBackend:
             "completed": int(finished),
             **self.counts,
         }
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        """Always None: RQ keeps one job per request, not one per task.
+
+        NOTE: a task's state would be its job's state plus the job's progress set, read
+        from Redis by task index; the ids are not carried into the job yet. A 202-then-
+        poll API needs a backend that keeps each task's state (see docs/task-status.md).
+        """
+        return None
+
+    def tasks(self, status: str | None = None, limit: int = 100) -> list[TaskStatus]:
+        """Always empty, for the reason :meth:`status` gives."""
+        check_query(status, limit)
+        return []
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until the queue has no queued, running, scheduled or deferred job.

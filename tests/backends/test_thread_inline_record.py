@@ -203,6 +203,12 @@ def test_a_custom_backend_object_gets_the_batches() -> None:
         def drain(self, timeout=None) -> bool:
             return True
 
+        def status(self, task_id):
+            return None
+
+        def tasks(self, status=None, limit=100):
+            return []
+
     backend = Collect()
     assert isinstance(backend, Backend)
     app = App(background_backend=backend, background_workers=2)

@@ -31,7 +31,8 @@ CONF = ("-c", "python:funapi_sync.server.gunicorn_conf")
 _EVENT = re.compile(r"^(?P<event>.+) pid=(?P<pid>\d+) t=(?P<t>[\d.]+)$")
 _UNFINISHED = re.compile(
     r"^ERROR funapi_sync\.background pid=\d+ background task \S+ of GET /sleep/(?P<name>\S+)"
-    r" did not finish within the [\d.]+ s shutdown timeout \((?P<state>[a-z ]+)\)$",
+    r" did not finish within the [\d.]+ s shutdown timeout \((?P<state>[a-z ]+)\)"
+    r" \[task [0-9a-f]{16}-[0-9a-f]+\]$",
     re.MULTILINE,
 )
 
@@ -225,7 +226,8 @@ def test_a_failing_task_is_logged_and_the_worker_keeps_serving(tmp_path, bg_log)
         assert [event for event, _, _ in rows] == ["before failure", "after failure"]
         warning = server.wait_for_log(
             r"WARNING funapi_sync\.background pid=\d+ background task \S*explode of GET /fail"
-            r" failed\nTraceback \(most recent call last\):\n(?:.*\n)*?RuntimeError: task exploded"
+            r" failed \[task [0-9a-f-]+\]\nTraceback \(most recent call last\):\n(?:.*\n)*?"
+            r"RuntimeError: task exploded"
         )
         assert warning
         worker = server.worker_pids[0]
@@ -314,7 +316,8 @@ def test_gunicorn_start_from_a_script_runs_tasks_and_drains_at_sigterm(tmp_path,
 
 _NAMED = re.compile(
     r"^ERROR funapi_sync\.background pid=\d+ background task \S+ of GET /(?:sleep|hang)/"
-    r"(?P<name>\S+) (?P<what>.+) \((?P<state>still running|never started)\)$",
+    r"(?P<name>\S+) (?P<what>.+) \((?P<state>still running|never started)\)"
+    r" \[task [0-9a-f]{16}-[0-9a-f]+\]$",
     re.MULTILINE,
 )
 

@@ -107,7 +107,7 @@ def test_plain_gunicorn_logs_access_lines_app_lines_and_task_failures_with_the_r
             gunicorn_line(
                 "WARNING",
                 r"background task logging_app\.explode of POST /fail/one request_id=req-42"
-                r" failed\nTraceback \(most recent call last\):\n(.*\n)+?"
+                r" failed \[task [0-9a-f-]+\]\nTraceback \(most recent call last\):\n(.*\n)+?"
                 r"RuntimeError: task one exploded",
             )
         )

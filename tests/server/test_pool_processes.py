@@ -207,8 +207,14 @@ def run_script(source: str, tmp_path: Path, timeout: float = 60) -> subprocess.C
     )
 
 
+#: The id a task's log line ends with; the assertions compare the rest.
+TASK_ID = re.compile(r" \[task [0-9a-f]{16}-[0-9a-f]+\]$")
+
+
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    return [
+        TASK_ID.sub("", line) for line in result.stderr.splitlines() if line.startswith("ERROR")
+    ]
 
 
 def test_interpreter_exit_with_a_hung_task_exits_after_the_shutdown_timeout(tmp_path):
