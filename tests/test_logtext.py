@@ -120,7 +120,8 @@ def test_a_failing_tasks_warning_is_escaped(caplog):
         "background task test_logtext.test_a_failing_tasks_warning_is_escaped.<locals>.fail"
         " of GET /café\\r\\nWARNING forged failed [task "
     )
-    assert "\r" not in line and "\n" not in line
+    assert "\r" not in line
+    assert "\n" not in line
 
 
 def test_the_refused_header_line_is_escaped(caplog):
