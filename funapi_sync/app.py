@@ -216,6 +216,8 @@ class App(RouteDecorators):
         *,
         scope: str = "request",
         cleanup: str = "before_response",
+        query: Any = None,
+        headers: Any = None,
     ) -> None:
         """Make ``factory``'s result injectable as ``name`` (see ``depends=``).
 
@@ -225,8 +227,11 @@ class App(RouteDecorators):
             (after the handler, before the response is sent; a failing cleanup is the
             response), ``"after_response"`` (once the body is sent, before the tasks) or
             ``"after_tasks"`` (after the request's tasks, on the pool thread).
+        :param query: a schema of the query parameters ``factory`` reads, as in
+            ``Depends(fn, query=...)``: validated, passed by field name, documented.
+        :param headers: the same for request headers.
         """
-        self.registry.register(name, factory, scope, cleanup)
+        self.registry.register(name, factory, scope, cleanup, query, headers)
 
     @property
     def dependency_overrides(self) -> DependencyOverrides:

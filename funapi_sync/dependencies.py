@@ -11,9 +11,12 @@ from typing import Any, NamedTuple
 
 from ._callables import callable_name, refuse_async
 from ._exits import Exit, close_exits, enter
+from .parameters import Load, Parameters, bind, declare, documented
 
 #: Parameter names a dependency (or handler keyword) gets from the request itself.
 BUILTIN_SOURCES = frozenset({"input", "req", "background"})
+#: Where a request's scope keeps its WSGI environ (not an identifier: no name collides).
+ENVIRON = "<environ>"
 
 #: When a request-scoped value is cleaned up, in the order the phases run (SPEC §7).
 CLEANUP_PHASES = ("before_response", "after_response", "after_tasks")
@@ -35,22 +38,40 @@ class Depends:
         ``def handler(*, user=Depends(current_user))``.
     :param cleanup: ``"before_response"`` (default), ``"after_response"`` or
         ``"after_tasks"``; see ``docs/dependencies.md``.
+    :param query: a schema of query parameters the dependency reads: its parameters
+        named after the schema's fields get the validated values (a 422 located at
+        ``["query", name]`` otherwise), and ``/openapi.json`` lists them.
+    :param headers: the same for request headers (``x_token`` reads ``X-Token``; a
+        field's ``data_key`` names its header exactly).
+
+    .. versionchanged:: 0.2 ``query=`` and ``headers=``.
     """
 
-    __slots__ = ("cleanup", "dependency")
+    __slots__ = ("cleanup", "dependency", "parameters")
 
-    def __init__(self, dependency: Callable[..., Any], *, cleanup: str = "before_response") -> None:
+    def __init__(
+        self,
+        dependency: Callable[..., Any],
+        *,
+        cleanup: str = "before_response",
+        query: Any = None,
+        headers: Any = None,
+    ) -> None:
         if not callable(dependency):
             raise TypeError(f"Depends() takes a callable, got {dependency!r}")
         where = f"Depends({callable_name(dependency)})"
         refuse_async(dependency, where, "dependency")
         self.cleanup = check_cleanup(cleanup, where)
         self.dependency = dependency
+        #: The compiled ``query=`` and ``headers=`` schemas.
+        self.parameters: tuple[Parameters, ...] = declare(query, headers, where)
 
     def __repr__(self) -> str:
-        if self.cleanup == "before_response":
-            return f"Depends({callable_name(self.dependency)})"
-        return f"Depends({callable_name(self.dependency)}, cleanup={self.cleanup!r})"
+        parts = [callable_name(self.dependency)]
+        if self.cleanup != "before_response":
+            parts.append(f"cleanup={self.cleanup!r}")
+        parts.extend(repr(parameters) for parameters in self.parameters)
+        return f"Depends({', '.join(parts)})"
 
 
 def check_cleanup(cleanup: Any, where: str) -> str:
@@ -72,11 +93,17 @@ class Provider:
     """A registered factory: its name, scope, and the process-wide value for ``scope="app"``."""
 
     def __init__(
-        self, name: str, factory: Callable[..., Any], scope: str, cleanup: str = "before_response"
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        scope: str,
+        cleanup: str = "before_response",
+        parameters: tuple[Parameters, ...] = (),
     ) -> None:
         self.name = name
         self.factory = factory
         self.scope = scope
+        self.parameters = parameters
         self.phase = CLEANUP_PHASES.index(cleanup)
         self.lock = threading.Lock()
         self.has_value = False
@@ -145,21 +172,43 @@ class Step(NamedTuple):
     kind: str
     #: Its cleanup phase, an index of CLEANUP_PHASES (APP_PHASE for an app-scoped value).
     phase: int
+    #: The query and header parameters it declares (documented even when overridden).
+    declared: tuple[Parameters, ...] = ()
+    #: What is loaded into its keyword arguments per request (none for an override).
+    loads: tuple[Load, ...] = ()
 
 
 class Plan:
     """What one endpoint needs, in creation order; built and checked at registration."""
 
-    __slots__ = ("guards", "kwargs", "needs_background", "needs_input", "needs_request", "steps")
+    __slots__ = (
+        "guards",
+        "kwargs",
+        "needs_background",
+        "needs_environ",
+        "needs_input",
+        "needs_request",
+        "parameters",
+        "steps",
+    )
 
-    def __init__(self, steps: list[Step], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        steps: list[Step],
+        kwargs: dict[str, Any],
+        parameters: tuple[Parameters, ...] = (),
+    ) -> None:
         self.steps = steps
         self.kwargs = kwargs
+        #: The query and header parameters its steps declare, each once (for OpenAPI).
+        self.parameters = parameters
         #: The steps that check credentials, resolved before the body is read.
         self.guards = guard_steps(steps)
         self.needs_background = self._uses("background")
         self.needs_input = self._uses("input")
         self.needs_request = self._uses("req")
+        #: Some step loads query or header parameters from the WSGI environ.
+        self.needs_environ = any(step.loads for step in steps)
 
     def _uses(self, source: str) -> bool:
         return source in self.kwargs.values() or any(
@@ -229,6 +278,8 @@ class Registry:
         factory: Callable[..., Any],
         scope: str = "request",
         cleanup: str = "before_response",
+        query: Any = None,
+        headers: Any = None,
     ) -> None:
         """Add ``name``; reject what can already be seen to be wrong (see ``App.register``)."""
         where = f"app.register({name!r}, ...)"
@@ -256,13 +307,19 @@ class Registry:
                 f" app.dependency_overrides[{name!r}] to swap it in tests"
             )
         params = _parameters(factory, where)
+        parameters = declare(query, headers, where)
+        if scope == "app" and parameters:
+            raise ValueError(
+                f"{where}: query= and headers= are read from each request, and an app-scoped"
+                " value is made once per process; register it with scope='request'"
+            )
         if scope == "app":
             for pname, source in params.items():
                 if isinstance(source, str) and source in BUILTIN_SOURCES:
                     raise ValueError(_app_takes_request_message(name, pname))
                 if not isinstance(source, str) and source is not None:
                     raise ValueError(_app_takes_request_message(name, pname))
-        provider = Provider(name, factory, scope, cleanup)
+        provider = Provider(name, factory, scope, cleanup, parameters)
         self.providers[name] = provider
         try:
             # NOTE: names not registered yet are skipped here (they may come later) and
@@ -286,13 +343,18 @@ class Registry:
         # gives u(db) the route's db, even when a name 'db' is registered too.
         siblings = {keyword: _target(target, where) for keyword, target in depends.items()}
         planner = _Planner(self, where, siblings=siblings)
-        for keyword, (target, phase) in siblings.items():
-            key = planner.visit(target, (), phase)
+        for keyword, (target, phase, declared) in siblings.items():
+            key = planner.visit(target, (), phase, declared)
             if keyword in passed:
                 kwargs[keyword] = key
         if "background" in passed:
             kwargs["background"] = "background"
-        return Plan(planner.steps, kwargs)
+        steps = planner.steps
+        parameters = documented(
+            ((label(step.key), parameters) for step in steps for parameters in step.declared),
+            where,
+        )
+        return Plan(steps, kwargs, parameters)
 
     def _factory(self, key: Any) -> tuple[Callable[..., Any], Provider | None, bool]:
         """The callable that makes ``key``, its provider, and whether it is overridden."""
@@ -354,26 +416,37 @@ class _Planner:
         where: str,
         *,
         lenient: bool = False,
-        siblings: Mapping[str, tuple[Any, str | None]] | None = None,
+        siblings: Mapping[str, Wanted] | None = None,
     ) -> None:
         self.registry = registry
         self.where = where
         #: Skip names not registered yet (at register(): they may come later).
         self.lenient = lenient
-        #: The route's ``depends=`` keys, each as ``(key, cleanup phase or None)``.
+        #: The route's ``depends=`` keys, each as what it wants.
         self.siblings = siblings or {}
         self.steps: list[Step] = []
         self.done: dict[Any, int] = {}
+        #: The query and header parameters each planned key was declared with.
+        self.declared: dict[Any, tuple[Parameters, ...]] = {}
 
-    def visit(self, key: Any, path: tuple[Any, ...], phase: str | None = None) -> Any:
+    def visit(
+        self,
+        key: Any,
+        path: tuple[Any, ...],
+        phase: str | None = None,
+        declared: tuple[Parameters, ...] | None = None,
+    ) -> Any:
         """Plan ``key`` after everything it takes; return the key its value is kept under.
 
         :param path: the keys that led here, to name a cycle.
         :param phase: the ``cleanup=`` it is asked for with (None: its registered one).
+        :param declared: its ``query=``/``headers=`` (None: its registered ones).
         """
-        if self._settled(key, path, phase):
+        if self._settled(key, path, phase, declared):
             return key
         func, provider, overridden = self.registry._factory(key)
+        if declared is None:
+            declared = provider.parameters if provider is not None else ()
         # NOTE: an overridden app-scoped name is made per request: a test that swaps it
         # must get the replacement at once, not a value cached before the swap.
         app_scoped = provider is not None and provider.scope == "app" and not overridden
@@ -385,19 +458,57 @@ class _Planner:
         else:
             own = CLEANUP_PHASES.index(phase or "before_response")
         refuse_async(func, self.where, "dependency")
-        params = self._plan_parameters(key, func, (*path, key), app_provider, own)
+        sources = _parameters(func, self.where)
+        # NOTE: an override replaces what the dependency reads too (FastAPI's): a test
+        # that swaps a token check out needs no token; the document keeps the original's.
+        loads = () if overridden else self._bind(key, declared, sources)
+        for load in loads:
+            for attr in load.taken:
+                del sources[attr]
+        params = self._plan_parameters(key, sources, (*path, key), app_provider, own)
         if inspect.isgeneratorfunction(func):
             func = contextlib.contextmanager(func)
-        self.steps.append(Step(key, func, params, "call" if app_provider is None else "app", own))
+        kind = "call" if app_provider is None else "app"
+        self.steps.append(Step(key, func, params, kind, own, declared, loads))
         self.done[key] = own
+        self.declared[key] = declared
         return key
 
-    def _settled(self, key: Any, path: tuple[Any, ...], phase: str | None) -> bool:
+    def _bind(
+        self, key: Any, declared: tuple[Parameters, ...], sources: dict[str, Any]
+    ) -> tuple[Load, ...]:
+        """Bind ``declared`` to the parameters named after its fields."""
+        loads = bind(declared, {p: not isinstance(s, str) for p, s in sources.items()})
+        for load in loads:
+            for attr in load.taken:
+                if isinstance(sources[attr], Depends):
+                    raise ValueError(
+                        f"{self.where}: dependency {label(key)} takes {attr!r} from its"
+                        f" {load.parameters!r} and from {sources[attr]!r}; drop the"
+                        " Depends() default or rename the parameter"
+                    )
+        return loads
+
+    def _settled(
+        self,
+        key: Any,
+        path: tuple[Any, ...],
+        phase: str | None,
+        declared: tuple[Parameters, ...] | None,
+    ) -> bool:
         """Whether ``key`` needs no new step; raise if it can never have one."""
         if isinstance(key, str) and key in BUILTIN_SOURCES:
             return True
         done = self.done
         if key in done:
+            if declared is not None and declared != self.declared[key]:
+                raise ValueError(
+                    f"{self.where}: dependency {label(key)} is asked for with"
+                    f" {_declared_text(declared)} and with"
+                    f" {_declared_text(self.declared[key])}; it is made once per request,"
+                    " so give every Depends() of it the same query= and headers= (declare"
+                    " it once, e.g. pagination = Depends(paginate, query=PageQuery))"
+                )
             if phase is not None and done[key] not in (CLEANUP_PHASES.index(phase), APP_PHASE):
                 raise ValueError(
                     f"{self.where}: dependency {label(key)} is asked for with cleanup={phase!r}"
@@ -421,24 +532,25 @@ class _Planner:
     def _plan_parameters(
         self,
         key: Any,
-        func: Callable[..., Any],
+        sources: dict[str, Any],
         path: tuple[Any, ...],
         app_provider: Provider | None,
         own: int,
     ) -> dict[str, Any]:
-        """Plan what supplies each parameter of ``func``; return ``{parameter: key}``."""
+        """Plan what supplies each of ``sources``; return ``{parameter: key}``."""
         params: dict[str, Any] = {}
         siblings = self.siblings
-        for pname, source in _parameters(func, self.where).items():
+        for pname, source in sources.items():
             if source is None:
                 continue
             target: Any = source
             sub_phase: str | None = None
+            declared: tuple[Parameters, ...] | None = None
             if isinstance(source, Depends):
-                target, sub_phase = source.dependency, source.cleanup
+                target, sub_phase, declared = source.dependency, source.cleanup, source.parameters
             elif source in siblings and siblings[source][0] != key:
-                target, sub_phase = siblings[source]
-            sub = self.visit(target, path, sub_phase)
+                target, sub_phase, declared = siblings[source]
+            sub = self.visit(target, path, sub_phase, declared)
             self._check_lifetime(key, pname, sub, app_provider, own)
             params[pname] = sub
         return params
@@ -494,12 +606,28 @@ def _hashable(obj: Any) -> bool:
     return True
 
 
-def _target(target: Any, where: str) -> tuple[Any, str | None]:
-    """A ``depends=`` value as ``(key, cleanup phase or None for the registered one)``."""
+class Wanted(NamedTuple):
+    """A ``depends=`` value as the planner reads it."""
+
+    key: Any
+    #: Its ``cleanup=`` (None: the registered one).
+    phase: str | None
+    #: Its ``query=`` and ``headers=`` (None: the registered ones).
+    declared: tuple[Parameters, ...] | None
+
+
+def _declared_text(declared: tuple[Parameters, ...]) -> str:
+    return ", ".join(repr(parameters) for parameters in declared) or "no query=/headers="
+
+
+def _target(target: Any, where: str) -> Wanted:
+    """A ``depends=`` value as the key, cleanup and parameters it is wanted with."""
     if isinstance(target, Depends):
-        return target.dependency, target.cleanup
-    if isinstance(target, str) or callable(target):
-        return target, None
+        return Wanted(target.dependency, target.cleanup, target.parameters)
+    if isinstance(target, str):
+        return Wanted(target, None, None)
+    if callable(target):
+        return Wanted(target, None, ())
     raise TypeError(
         f"{where}: depends values must be registered names, Depends(callable) or callables;"
         f" got {target!r}"

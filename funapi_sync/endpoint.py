@@ -10,7 +10,7 @@ from .after_close import after_close, close_now, request_label
 from .background import BackgroundTasks
 from .batch import close_request
 from .concurrency import TASK
-from .dependencies import BEFORE_RESPONSE
+from .dependencies import BEFORE_RESPONSE, ENVIRON
 from .inputs import build_input
 from .responses import Parts, UnsafeHeaderError, json_parts, refuse_split_headers, render, send
 from .route import Compiled, Route
@@ -83,6 +83,10 @@ class Endpoint(Route):
         # `req` (or, in build_input, for a body that needs werkzeug's form parser).
         request = runtime.request_class(environ) if compiled.wants_request else None
         scope = _scope(runtime.registry, request, background) if compiled.wants_scope else None
+        if scope is not None and compiled.plan.needs_environ:
+            # NOTE: only then: the scope may outlive the response (after_tasks cleanups),
+            # and the environ holds the server's buffers.
+            scope.values[ENVIRON] = environ
         failure: BaseException | None = None
         handed_over = False
         try:

@@ -10,7 +10,8 @@ import marshmallow
 from marshmallow import fields
 
 from ._callables import callable_name, refuse_async
-from .dependencies import Depends
+from .dependencies import Depends, label
+from .parameters import Parameters, documented
 from .routing import checks
 from .routing.checks import to_rule
 from .routing.options import RouteOptions, normalise_depends
@@ -141,6 +142,12 @@ class Route:
         # meanwhile makes the next request recompile rather than keep a stale plan.
         version = self.registry.overrides.version
         plan = self.registry.plan(self.depends, self._keywords, where)
+        if plan.parameters and self.query_schema is not None:
+            # The route's query= and its dependencies' share one query string.
+            declared = [(label(step.key), p) for step in plan.steps for p in step.declared]
+            documented(
+                [("the route", Parameters("query", self.query_schema, where)), *declared], where
+            )
         compiled = self._compiled = Compiled(
             plan,
             version,

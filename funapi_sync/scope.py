@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._exits import Exit, close_exits, enter
-from .dependencies import BEFORE_RESPONSE, CLEANUP_PHASES, label
+from .dependencies import BEFORE_RESPONSE, CLEANUP_PHASES, ENVIRON, label
 
 if TYPE_CHECKING:
     from .dependencies import Plan, Registry, Step
@@ -36,6 +36,10 @@ class RequestScope:
             if key in values:
                 continue
             kwargs = {name: values[source] for name, source in step.params.items()}
+            if step.loads:
+                environ = values[ENVIRON]
+                for load in step.loads:
+                    kwargs.update(load(environ))
             if step.kind == "app":
                 values[key] = self.registry.app_value(key, step.func, kwargs)
                 continue

@@ -9,9 +9,10 @@ import threading
 import time
 
 import pytest
+from marshmallow import fields, validate
 from werkzeug.test import EnvironBuilder
 
-from funapi_sync import BackgroundTasks, Depends, HTTPException
+from funapi_sync import BackgroundTasks, Depends, HTTPException, Router, Schema
 
 # -- injection ------------------------------------------------------------------------
 
@@ -1228,3 +1229,232 @@ def test_without_tasks_after_response_then_after_tasks_run_at_close(app):
     assert events == []
     iterable.close()
     assert events == ["late", "latest"]
+
+
+# -- query and header parameters (Depends(fn, query=, headers=)) -------------------------
+
+PageQuery = Schema.define(
+    "PageQuery",
+    page=fields.Integer(load_default=1, validate=validate.Range(min=1)),
+    size=fields.Integer(load_default=20, validate=validate.Range(min=1, max=100)),
+)
+TokenHeaders = Schema.define("TokenHeaders", x_token=fields.String(required=True))
+
+
+def paginate(page, size):
+    return {"offset": (page - 1) * size, "limit": size}
+
+
+def verify_token(x_token):
+    if x_token != "secret":
+        raise HTTPException(403, detail="bad token")
+
+
+pagination = Depends(paginate, query=PageQuery)
+
+
+def test_a_pagination_dependency_shared_by_two_routes_gets_validated_values(app, client):
+    @app.get("/items", depends={"page": pagination})
+    def items(*, page):
+        return page
+
+    @app.get("/users", depends={"page": Depends(paginate, query=PageQuery)})
+    def users(*, page):
+        return page
+
+    assert client.get("/items?page=3&size=10").json == {"offset": 20, "limit": 10}
+    assert client.get("/users").json == {"offset": 0, "limit": 20}
+    # Other query keys are the route's or other dependencies' business, even repeated.
+    assert client.get("/users?page=2&tag=a&tag=b").json == {"offset": 20, "limit": 20}
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("page=x", {"loc": ["query", "page"], "type": "int_parsing"}),
+        ("size=0", {"loc": ["query", "size"], "type": "value_error"}),
+        ("page=1&page=2", {"loc": ["query", "page"], "type": "value_error"}),
+    ],
+)
+def test_an_invalid_query_parameter_of_a_dependency_is_a_422_at_its_name(
+    app, client, query, problem
+):
+    calls = []
+
+    @app.get("/items", depends={"page": pagination})
+    def items(*, page):
+        calls.append(page)
+        return page
+
+    response = client.get(f"/items?{query}")
+    assert response.status_code == 422
+    (entry,) = response.json["detail"]
+    assert {key: entry[key] for key in problem} == problem
+    assert calls == []
+
+
+def test_a_header_token_guard_on_a_router_reads_and_validates_its_header(app, client):
+    router = Router(prefix="/admin", depends=[Depends(verify_token, headers=TokenHeaders)])
+
+    @router.get("/stats")
+    def stats():
+        return {"ok": True}
+
+    app.include_router(router)
+
+    assert client.get("/admin/stats", headers={"X-Token": "secret"}).json == {"ok": True}
+    assert client.get("/admin/stats", headers={"x-token": "secret"}).status_code == 200
+    assert client.get("/admin/stats", headers={"X-Token": "nope"}).status_code == 403
+    missing = client.get("/admin/stats")
+    assert missing.status_code == 422
+    assert missing.json == {
+        "detail": [
+            {
+                "loc": ["header", "x-token"],
+                "msg": "Missing data for required field.",
+                "type": "missing",
+            }
+        ]
+    }
+
+
+def test_a_header_field_with_a_data_key_reads_that_header_and_is_located_by_it(app, client):
+    Headers = Schema.define(
+        "Headers", api_key=fields.Integer(required=True, data_key="X-API_Key-Number")
+    )
+
+    def key(api_key):
+        return api_key
+
+    @app.get("/", depends={"key": Depends(key, headers=Headers)})
+    def index(*, key):
+        return {"key": key}
+
+    environ = EnvironBuilder("/", environ_base={"HTTP_X_API_KEY_NUMBER": "7"}).get_environ()
+    assert app.test_client().open(environ).json == {"key": 7}
+    response = client.get("/", headers={"X-API-Key-Number": "seven"})
+    assert response.json["detail"][0]["loc"] == ["header", "X-API_Key-Number"]
+
+
+def test_an_optional_field_sent_without_a_value_leaves_the_default_else_none(app, client):
+    Filter = Schema.define("Filter", q=fields.String(), tag=fields.String(), limit=fields.Integer())
+
+    def search(q, tag="any", limit=5):
+        return {"q": q, "tag": tag, "limit": limit}
+
+    @app.get("/", depends={"found": Depends(search, query=Filter)})
+    def index(*, found):
+        return found
+
+    assert client.get("/").json == {"q": None, "tag": "any", "limit": 5}
+    assert client.get("/?q=x&limit=2").json == {"q": "x", "tag": "any", "limit": 2}
+
+
+def test_a_guard_scheme_based_dependency_reads_its_parameters_before_the_body(app, client):
+    from funapi_sync.security import HTTPBearer
+
+    bearer = HTTPBearer()
+    Tenant = Schema.define("Tenant", tenant=fields.String(required=True))
+    seen = []
+
+    def current_user(tenant, token=Depends(bearer)):
+        seen.append((tenant, token))
+        return token
+
+    Body = Schema.define("Body", name=fields.String(required=True))
+
+    @app.post("/", body=Body, depends={"user": Depends(current_user, query=Tenant)})
+    def create(input, *, user):
+        return {"user": user, "name": input.body["name"]}
+
+    headers = {"Authorization": "Bearer abc"}
+    response = client.post("/?tenant=t1", json={"name": "n"}, headers=headers)
+    assert response.json == {"user": "abc", "name": "n"}
+    # The tenant is checked with the credentials, before a body that is not even JSON.
+    response = client.post("/", data="{", content_type="application/json", headers=headers)
+    assert response.json["detail"][0]["loc"] == ["query", "tenant"]
+    assert seen == [("t1", "abc")]
+
+
+def test_a_registered_name_declares_its_parameters_too(app, client):
+    app.register("page", paginate, query=PageQuery)
+
+    @app.get("/", depends=["page"])
+    def index(*, page):
+        return page
+
+    assert client.get("/?size=5&page=2").json == {"offset": 5, "limit": 5}
+    assert client.get("/?size=500").status_code == 422
+
+
+def test_an_app_scoped_name_cannot_read_the_request(app):
+    with pytest.raises(ValueError, match=r"register it with scope='request'"):
+        app.register("page", paginate, scope="app", query=PageQuery)
+
+
+def test_an_override_replaces_what_the_dependency_reads(app, client):
+    @app.get("/admin", depends=[Depends(verify_token, headers=TokenHeaders)])
+    def admin():
+        return {"ok": True}
+
+    app.dependency_overrides[verify_token] = lambda: None
+    assert client.get("/admin").json == {"ok": True}
+    del app.dependency_overrides[verify_token]
+    assert client.get("/admin").status_code == 422
+
+    # An override that wants the parameter names its source, like any dependency.
+    with pytest.raises(ValueError, match=r"takes parameter 'x_token'"):
+        app.dependency_overrides[verify_token] = lambda x_token: None
+
+
+def test_one_dependency_declared_with_two_schemas_fails_at_decoration(app):
+    Other = Schema.define("Other", page=fields.Integer())
+
+    def index(*, a, b): ...
+
+    with pytest.raises(
+        ValueError,
+        match=r"paginate\(\) is asked for with query=Other and with query=PageQuery;.*"
+        r"give every Depends\(\) of it the same query= and headers=",
+    ):
+        app.get("/", depends={"a": pagination, "b": Depends(paginate, query=Other)})(index)
+
+
+def test_one_parameter_declared_by_two_schemas_fails_at_decoration(app):
+    Other = Schema.define("OtherPage", page=fields.String())
+
+    def listing(page):
+        return page
+
+    def index(*, a, b): ...
+
+    with pytest.raises(
+        ValueError,
+        match=r"GET /: query parameter 'page' is declared by paginate\(\) \(query=PageQuery\)"
+        r" and by \S*listing\(\) \(query=OtherPage\); declare it in one schema",
+    ):
+        app.get("/", depends={"a": pagination, "b": Depends(listing, query=Other)})(index)
+
+    with pytest.raises(ValueError, match=r"declared by the route \(query=OtherPage\)"):
+        app.get("/", query=Other, depends={"a": pagination})(lambda *, a: a)
+
+
+def test_a_parameter_named_in_both_query_and_headers_fails_at_depends():
+    Both = Schema.define("Both", x_token=fields.String())
+    with pytest.raises(ValueError, match=r"query= and headers= both declare 'x_token'"):
+        Depends(verify_token, query=Both, headers=TokenHeaders)
+
+
+def test_a_field_parameter_with_a_depends_default_fails_at_decoration(app):
+    def paged(page=Depends(lambda: 1), size=20):
+        return page
+
+    with pytest.raises(ValueError, match=r"takes 'page' from its query=PageQuery and from"):
+        app.get("/", depends={"p": Depends(paged, query=PageQuery)})(lambda *, p: p)
+
+
+def test_depends_query_must_be_a_schema():
+    with pytest.raises(TypeError, match=r"Depends\(paginate\): query= must be a marshmallow"):
+        Depends(paginate, query=dict)
+    with pytest.raises(TypeError, match=r"headers= cannot be a list schema"):
+        Depends(paginate, headers=[TokenHeaders])

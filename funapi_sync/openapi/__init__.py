@@ -176,6 +176,31 @@ def _path_parameters(endpoint: Route, plugin: MarshmallowPlugin) -> list[dict[st
     return parameters
 
 
+def _dependency_parameters(endpoint: Route, plugin: MarshmallowPlugin) -> list[dict[str, Any]]:
+    """The query and header parameters the route's dependencies declare, each once.
+
+    A name the route's own ``query=`` documents is left to it (the plan refused one
+    declared two ways); a header is named as it is read (``x_token`` is ``X-Token``).
+    """
+    skip: set[str] = set()
+    if endpoint.query_schema is not None:
+        skip = {field.data_key or name for name, field in endpoint.query_schema.fields.items()}
+    result = []
+    for declared in endpoint.current_plan().parameters:
+        by_key = {
+            field.data_key or attr: declared.wire[attr]
+            for attr, field in declared.schema.load_fields.items()
+        }
+        converter = plugin.converter
+        assert converter is not None  # set by APISpec(plugins=[plugin])
+        for parameter in converter.schema2parameters(declared.schema, location=declared.location):
+            if declared.location == "query" and parameter["name"] in skip:
+                continue
+            parameter["name"] = by_key.get(parameter["name"], parameter["name"])
+            result.append(parameter)
+    return result
+
+
 def _json_content(schema: Any) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -274,6 +299,7 @@ def _operation(
     parameters = _path_parameters(endpoint, plugin)
     if endpoint.query_schema is not None:
         parameters.append({"in": "query", "schema": endpoint.query_schema})
+    parameters.extend(_dependency_parameters(endpoint, plugin))
     if parameters:
         operation["parameters"] = parameters
     responses = operation["responses"]
@@ -288,7 +314,8 @@ def _operation(
         operation["requestBody"] = _request_body(endpoint)
         responses["413"] = _error("Request body too large", shapes.http)
         responses["415"] = _error("Unsupported content type", shapes.http)
-    if endpoint.needs_input or endpoint.current_plan().needs_input:
+    plan = endpoint.current_plan()
+    if endpoint.needs_input or plan.needs_input or plan.parameters:
         responses["422"] = _error("Validation Error", shapes.validation)
     for code, described in endpoint.responses.items():
         if isinstance(described, str):

@@ -782,3 +782,91 @@ def test_an_explicit_status_code_is_always_documented(app):
 
     responses = spec_of(app)["paths"]["/jobs"]["post"]["responses"]
     assert {"202", "204"} <= set(responses)
+
+
+# -- parameters a dependency declares (Depends(fn, query=, headers=)) ---------------------
+
+PageQuery = Schema.define(
+    "PageQuery",
+    page=fields.Integer(load_default=1, validate=validate.Range(min=1)),
+    size=fields.Integer(load_default=20),
+)
+TokenHeaders = Schema.define(
+    "TokenHeaders", x_token=fields.String(required=True, metadata={"description": "API token"})
+)
+
+
+def paginate(page, size):
+    return {"page": page, "size": size}
+
+
+def verify_token(x_token):
+    return x_token
+
+
+def parameters_of(spec: dict, path: str) -> list[dict]:
+    return spec["paths"][path]["get"].get("parameters", [])
+
+
+def test_dependency_query_and_header_parameters_are_listed_once_per_operation(app):
+    from funapi_sync import Depends
+
+    pagination = Depends(paginate, query=PageQuery)
+    router = Router(prefix="/admin", depends=[Depends(verify_token, headers=TokenHeaders)])
+
+    def also_paged(page=pagination):
+        return page
+
+    @router.get("/items", depends={"page": pagination, "again": Depends(also_paged)})
+    def items(*, page, again):
+        return page
+
+    @app.get("/users", depends={"page": pagination})
+    def users(*, page):
+        return page
+
+    app.include_router(router)
+    spec = spec_of(app)
+    page = {
+        "in": "query",
+        "name": "page",
+        "required": False,
+        "schema": {"type": "integer", "default": 1, "minimum": 1},
+    }
+    size = {
+        "in": "query",
+        "name": "size",
+        "required": False,
+        "schema": {"type": "integer", "default": 20},
+    }
+    token = {
+        "in": "header",
+        "name": "x-token",
+        "required": True,
+        "description": "API token",
+        "schema": {"type": "string"},
+    }
+    assert parameters_of(spec, "/admin/items") == [token, page, size]
+    assert parameters_of(spec, "/users") == [page, size]
+    assert "422" in spec["paths"]["/users"]["get"]["responses"]
+
+
+def test_an_overridden_dependency_keeps_its_parameters_documented(app):
+    from funapi_sync import Depends
+
+    @app.get("/admin", depends=[Depends(verify_token, headers=TokenHeaders)])
+    def admin():
+        return {}
+
+    app.dependency_overrides[verify_token] = lambda: None
+    assert [p["name"] for p in parameters_of(spec_of(app), "/admin")] == ["x-token"]
+
+
+def test_a_route_query_and_a_dependency_sharing_its_schema_list_each_name_once(app):
+    from funapi_sync import Depends
+
+    @app.get("/", query=PageQuery, depends={"page": Depends(paginate, query=PageQuery)})
+    def index(*, page):
+        return page
+
+    assert [p["name"] for p in parameters_of(spec_of(app), "/")] == ["page", "size"]
