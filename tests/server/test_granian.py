@@ -123,9 +123,7 @@ def test_tasks_start_after_the_body_was_fully_sent(tmp_path, bg_log):
                 f"chunk {number}\n".encode() for number in range(4)
             ]
             paused = wait_for_events(bg_log, lambda rows: len(named(rows, "body")) >= 1)
-            assert [event for event, _, _ in named(paused, "body")] == [
-                "body paused handed_over=0"
-            ]
+            assert [event for event, _, _ in named(paused, "body")] == ["body paused handed_over=0"]
             assert not named(events(bg_log), "task")
             gate.touch()
             assert response.read() == b"last chunk\n"
@@ -169,3 +167,45 @@ def test_sigterm_with_a_short_shutdown_timeout_names_every_unfinished_task(tmp_p
     assert slept | set(unfinished) == {f"t{number}" for number in range(20)}, (slept, log)
     assert any(state == "never started" for state in unfinished.values())
     assert took < 8, took
+
+
+# -- the command line's options -------------------------------------------------------
+
+
+def test_run_server_granian_options_and_their_defaults(monkeypatch):
+    from funapi_sync.server import granian
+
+    monkeypatch.delenv("PORT", raising=False)
+    options, targets = granian.parse_options(["m:app"], default_workers=3)
+    assert targets == ["m:app"]
+    assert options == {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "workers": 3,
+        "threads": 1,
+        "backlog": 1024,
+    }
+    monkeypatch.setenv("PORT", "5000")
+    options, _ = granian.parse_options(
+        ["-w", "2", "--threads", "4", "--backlog", "256", "--workers-kill-timeout", "40", "m:app"],
+        default_workers=3,
+    )
+    assert options == {
+        "host": "0.0.0.0",
+        "port": 5000,
+        "workers": 2,
+        "threads": 4,
+        "backlog": 256,
+        "workers_kill_timeout": 40,
+    }
+
+
+def test_run_server_granian_refuses_a_bind_without_a_port(capsys):
+    from funapi_sync.server import granian
+
+    with pytest.raises(SystemExit):
+        granian.parse_options(["--bind", "localhost", "m:app"], default_workers=1)
+    assert (
+        "--bind takes HOST:PORT, got 'localhost'; e.g. --bind 0.0.0.0:8000"
+        in capsys.readouterr().err
+    )
