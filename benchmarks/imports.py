@@ -50,7 +50,9 @@ def _one(module: str) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": path}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, timeout=60, env=env)
+    subprocess.run(
+        [sys.executable, "-c", f"import {module}"], check=True, timeout=60, env=env, cwd=ROOT
+    )
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
