@@ -8,7 +8,9 @@ hooks which record themselves too.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -17,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from _helpers import run_server
+from _helpers import ROOT, run_server
 from test_gunicorn import _UNFINISHED, LIVE_APPS, events, named, request, wait_for_events
 
 pytest.importorskip("granian", reason="granian is not installed (pip install funapi_sync[granian])")
@@ -209,3 +211,31 @@ def test_run_server_granian_refuses_a_bind_without_a_port(capsys):
         "--bind takes HOST:PORT, got 'localhost'; e.g. --bind 0.0.0.0:8000"
         in capsys.readouterr().err
     )
+
+
+def test_a_failing_startup_hook_fails_the_server(tmp_path):
+    (tmp_path / "failing_app.py").write_text(
+        textwrap.dedent(
+            """
+            from funapi_sync import App
+
+            app = App()
+
+            @app.on_startup
+            def connect():
+                raise RuntimeError("database unreachable")
+            """
+        )
+    )
+    command = [sys.executable, "-m", "funapi_sync", "run", "--server", "granian"]
+    command += ["failing_app:app", "--bind", f"127.0.0.1:{_free_port()}"]
+    done = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "RuntimeError: database unreachable" in done.stdout + done.stderr
