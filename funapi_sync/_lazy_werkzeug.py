@@ -33,9 +33,10 @@ def install() -> None:
 
     def deferred_init(name: str) -> Any:
         if name in submodules:
-            # NOTE: `from .. import http` (werkzeug's own modules) asks for a submodule
-            # first and imports it when missing: that must not run the __init__.
-            raise AttributeError(f"module 'werkzeug' has no attribute {name!r}")
+            # NOTE: `from .. import http` (werkzeug's own modules) and `werkzeug.serving`
+            # (which the __init__ would have imported) get the submodule, imported now,
+            # without running the __init__.
+            return importlib.import_module(f"werkzeug.{name}")
         with lock:
             # NOTE: while the __init__ runs, a name it has not bound yet is missing, as
             # it would be under a plain import; the same thread must not run it twice.
@@ -60,6 +61,7 @@ def _submodules(locations: list[str]) -> frozenset[str]:
         with os.scandir(location) as entries:
             for entry in entries:
                 stem, dot, suffix = entry.name.partition(".")
-                if (dot and suffix == "py") or (not dot and entry.is_dir()):
+                is_module = (dot and suffix == "py") or (not dot and entry.is_dir())
+                if is_module and stem.isidentifier() and not stem.startswith("__"):
                     names.add(stem)
     return frozenset(names)

@@ -104,6 +104,20 @@ def test_each_deferred_name_works_on_first_use():
     ]
 
 
+def test_a_submodule_the_package_init_imported_is_still_an_attribute():
+    out = _run(
+        """
+        import sys
+        import funapi_sync
+        import werkzeug
+        print("werkzeug.serving" in sys.modules, werkzeug.serving.run_simple.__name__)
+        print("werkzeug.test" in sys.modules, "__getattr__" in vars(werkzeug))
+        """
+    )
+    # serving imported on demand, without the rest of the __init__ (werkzeug.test).
+    assert out.splitlines() == ["False run_simple", "False True"]
+
+
 def test_werkzeug_imported_first_is_left_as_it_is():
     out = _run(
         """
