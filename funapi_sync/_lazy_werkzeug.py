@@ -18,11 +18,11 @@ import threading
 from typing import Any
 
 
-def install() -> None:
-    """Register werkzeug's package, its ``__init__`` deferred (no-op once it is imported)."""
-    if "werkzeug" in sys.modules:
+def install(name: str = "werkzeug") -> None:
+    """Register the package ``name``, its ``__init__`` deferred (no-op once it is imported)."""
+    if name in sys.modules:
         return
-    spec = importlib.util.find_spec("werkzeug")
+    spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None or spec.submodule_search_locations is None:
         return  # pragma: no cover - werkzeug is a dependency, found like any package
     package = importlib.util.module_from_spec(spec)
@@ -31,12 +31,12 @@ def install() -> None:
     lock = threading.RLock()
     running: list[bool] = []
 
-    def deferred_init(name: str) -> Any:
-        if name in submodules:
+    def deferred_init(attribute: str) -> Any:
+        if attribute in submodules:
             # NOTE: `from .. import http` (werkzeug's own modules) and `werkzeug.serving`
             # (which the __init__ would have imported) get the submodule, imported now,
             # without running the __init__.
-            return importlib.import_module(f"werkzeug.{name}")
+            return importlib.import_module(f"{name}.{attribute}")
         with lock:
             # NOTE: while the __init__ runs, a name it has not bound yet is missing, as
             # it would be under a plain import; the same thread must not run it twice.
@@ -47,12 +47,12 @@ def install() -> None:
                 finally:
                     vars(package).pop("__getattr__", None)
         try:
-            return vars(package)[name]
+            return vars(package)[attribute]
         except KeyError:
-            raise AttributeError(f"module 'werkzeug' has no attribute {name!r}") from None
+            raise AttributeError(f"module {name!r} has no attribute {attribute!r}") from None
 
     package.__getattr__ = deferred_init  # type: ignore[method-assign]
-    sys.modules["werkzeug"] = package
+    sys.modules[name] = package
 
 
 def _submodules(locations: list[str]) -> frozenset[str]:
