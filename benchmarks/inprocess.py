@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .scenarios import TIMED, base_environ, call, fresh_environ
+from .scenarios import TIMED, base_environ, call, drain_of, fresh_environ
 
 #: Time limit for one app's batch, so a pathological slowdown cannot hang the run.
 BATCH_SECONDS = 10.0
@@ -24,7 +24,8 @@ def time_batch(
     """Mean µs per request over one batch of ``calls`` requests, ``finish()`` included.
 
     The environs are built before the clock starts; ``finish`` (draining funapi_sync's pool)
-    is timed, so work moved to another thread is not hidden from the figure.
+    is timed, so work moved to another thread is not hidden from the figure (the ``_pool``
+    peers' executors are drained alike).
     """
     environs = [fresh_environ(base, body) for _ in range(calls)]
     deadline = time.perf_counter() + BATCH_SECONDS
@@ -43,7 +44,7 @@ def run(
     apps: dict[str, Callable[..., Any]], rounds: int, calls: int, seed: int = 7
 ) -> dict[str, dict[str, float]]:
     """Return ``{scenario: {app: median µs/request}}``; each round visits apps in a new order."""
-    finishers = {name: _finisher(app) for name, app in apps.items()}
+    finishers = {name: drain_of(name, app) for name, app in apps.items()}
     shuffle = random.Random(seed).shuffle
     results: dict[str, dict[str, float]] = {}
     for scenario in TIMED:
@@ -60,11 +61,3 @@ def run(
                 )
         results[scenario.name] = {name: statistics.median(s) for name, s in samples.items()}
     return results
-
-
-def _finisher(app: Any) -> Callable[[], Any]:
-    background = getattr(app, "background", None)
-    drain = getattr(background, "drain", None)
-    if drain is None:
-        return lambda: None
-    return lambda: drain(timeout=30)

@@ -1,4 +1,7 @@
-"""Over HTTP: each app under gunicorn on 127.0.0.1, driven by wrk, the two pinned apart."""
+"""Over HTTP: each app under gunicorn or granian (FastAPI: uvicorn) on 127.0.0.1, driven by wrk.
+
+The server and wrk are pinned apart (CPU 0 and CPU 1) when the machine has two CPUs.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +25,28 @@ from typing import Any
 
 import gunicorn
 
-from .scenarios import APPS, SIGNUP, TIMED, USER_404, Scenario, module_path
+from .scenarios import (
+    APPS,
+    ASGI_APPS,
+    HELLO,
+    SIGNUP,
+    TIMED,
+    USER_404,
+    Scenario,
+    installed,
+    module_path,
+    wsgi_apps,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = Path(__file__).with_name("wrk.lua")
 WORKER_CLASSES = ("sync", "gthread")
 GTHREAD_THREADS = 4
+#: The server groups of the http part: gunicorn's two worker classes, then granian (Rust,
+#: WSGI interface, 1 worker) with the ASGI peers under uvicorn (1 worker) beside it.
+SERVER_GROUPS = (*WORKER_CLASSES, "granian")
+#: granian's Python threads per worker (``--blocking-threads``), funapi-sync run's default.
+GRANIAN_THREADS = 1
 CONNECTIONS = 8
 #: With two or more CPUs the server runs on CPU 0 and wrk on CPU 1.
 SERVER_CPU, CLIENT_CPU = "0", "1"
@@ -77,13 +96,7 @@ def gunicorn_server(
         port = _wait_until_booted(process, log_path)
         yield Server(name, port, process)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        _stop(process)
 
 
 def _wait_until_booted(process: subprocess.Popen[bytes], log_path: Path) -> int:
@@ -97,6 +110,100 @@ def _wait_until_booted(process: subprocess.Popen[bytes], log_path: Path) -> int:
             break
         time.sleep(0.05)
     raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text(errors='replace')}")
+
+
+def free_port() -> int:
+    # NOTE: granian and uvicorn report the port they were given, so port 0 would hide it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def granian_command(app_spec: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", "1", "--blocking-threads", str(GRANIAN_THREADS),
+        "--no-ws", "--log-level", "warning", app_spec,
+    ]  # fmt: skip
+
+
+def uvicorn_command(app_spec: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--no-access-log", "--log-level", "warning", app_spec,
+    ]  # fmt: skip
+
+
+@contextmanager
+def command_server(
+    command: list[str], port: int, log_dir: Path, name: str, kind: str
+) -> Iterator[Server]:
+    """Run ``command`` (listening on ``port``); yield once it answers; always stop it."""
+    log_path = log_dir / f"{name}-{kind}-{time.monotonic_ns()}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            _pinned(SERVER_CPU, command), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+        )
+    try:
+        _wait_until_answering(process, port, log_path)
+        yield Server(name, port, process)
+    finally:
+        _stop(process)
+
+
+def _wait_until_answering(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if request(port, HELLO, timeout=2)[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"the server did not start:\n{log_path.read_text(errors='replace')}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def app_server(app: str, group: str, log_dir: Path, spec: str = "app") -> Any:
+    """The server ``app`` runs under in ``group``: gunicorn, granian, or uvicorn (ASGI)."""
+    app_spec = f"{module_path(app)}:{spec}"
+    if group in WORKER_CLASSES:
+        return gunicorn_server(app_spec, group, log_dir, app)
+    port = free_port()
+    if app in ASGI_APPS:
+        return command_server(uvicorn_command(app_spec, port), port, log_dir, app, "uvicorn")
+    return command_server(granian_command(app_spec, port), port, log_dir, app, group)
+
+
+def groups_available(apps: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """``{group: its apps}`` for the groups that can run, and why the others cannot.
+
+    gunicorn runs the WSGI apps; the granian group runs them under granian and the ASGI
+    apps under uvicorn, so the granian-to-FastAPI ratios compare figures of one round.
+    """
+    skipped: dict[str, str] = {}
+    groups = {group: wsgi_apps(apps) for group in WORKER_CLASSES}
+    asgi = [app for app in apps if app in ASGI_APPS]
+    if asgi and not installed("uvicorn"):
+        skipped["uvicorn"] = "uvicorn is not installed: no FastAPI figures (requirements.txt)"
+        asgi = []
+    if installed("granian"):
+        groups["granian"] = wsgi_apps(apps) + asgi
+    else:
+        skipped["granian"] = "granian is not installed (pip install 'funapi_sync[granian]')"
+    return groups, skipped
 
 
 def request(port: int, scenario: Scenario, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -144,23 +251,18 @@ def run_wrk(port: int, scenario: Scenario, seconds: int) -> dict[str, Any]:
 
 
 def run_throughput(
-    rounds: int, seconds: int, log_dir: Path, apps: Sequence[str] = tuple(APPS)
+    rounds: int, seconds: int, log_dir: Path, groups: dict[str, list[str]]
 ) -> dict[str, Any]:
-    """``{worker_class: {scenario: {app: {rps, p50_us, p99_us, ...}}}}``, medians of rounds
-    (and each round's ``rps`` and ``p99_us``).
+    """``{group: {scenario: {app: {rps, p50_us, p99_us, ...}}}}``, medians of rounds (and
+    each round's ``rps`` and ``p99_us``), for each group of :func:`groups_available`.
 
-    All apps of one worker class are up at once (idle ones cost nothing) so the rounds can
+    All apps of one group are up at once (idle ones cost nothing) so the rounds can
     interleave them: every round runs each scenario against each app in a rotated order.
     """
     results: dict[str, Any] = {}
-    for worker_class in WORKER_CLASSES:
+    for group, apps in groups.items():
         with ExitStack() as stack:
-            servers = [
-                stack.enter_context(
-                    gunicorn_server(f"{module_path(app)}:app", worker_class, log_dir, app)
-                )
-                for app in apps
-            ]
+            servers = [stack.enter_context(app_server(app, group, log_dir)) for app in apps]
             problems = check_conformance(servers)
             if problems:
                 raise AssertionError("over HTTP the apps disagree:\n" + "\n".join(problems))
@@ -176,7 +278,7 @@ def run_throughput(
                     for server in servers[shift:] + servers[:shift]:
                         stats = run_wrk(server.port, scenario, seconds)
                         samples[scenario.name][server.name].append(stats)
-            results[worker_class] = {
+            results[group] = {
                 scenario: {app: _summarise(runs) for app, runs in per_app.items()}
                 for scenario, per_app in samples.items()
             }
@@ -243,7 +345,8 @@ def timed_exchange(
 
 
 #: The isolation part runs the lean funapi_sync app only: both shapes hand tasks over alike.
-ISOLATION_APPS = tuple(app for app in APPS if app != "funapi_sync_seed")
+#: It runs the WSGI apps on gunicorn's sync worker.
+ISOLATION_APPS = tuple(app for app in wsgi_apps(APPS) if app != "funapi_sync_seed")
 
 
 def run_isolation(
@@ -255,8 +358,6 @@ def run_isolation(
     server closed the connection, and how long a ``GET /hello`` sent right after the slow
     signup's response took (a sync worker that runs the task in close() makes it wait).
     """
-    from .scenarios import HELLO
-
     results: dict[str, Any] = {}
     for app in apps:
         spec = module_path(app)

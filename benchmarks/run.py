@@ -1,8 +1,10 @@
-"""Run the benchmarks of issue #7: ``python benchmarks/run.py [--quick] [--write-results]``.
+"""Run the benchmarks of issues #7, #16 and #25: ``python benchmarks/run.py [--quick]``.
 
-Parts, in order: ``conformance`` (every app answers alike), ``inprocess`` (direct WSGI
-calls), ``tasks`` (close()+enqueue cost, pool drain rate), ``http`` (gunicorn + wrk) and
-``isolation`` (a 1 s task vs the response and the next request). See benchmarks/README.md.
+Parts, in order: ``conformance`` (every app answers alike), ``import`` (import time),
+``inprocess`` (direct WSGI calls), ``tasks`` (close()+enqueue cost, pool drain rate),
+``rq``, ``http`` (gunicorn, granian and uvicorn + wrk) and ``isolation`` (a 1 s task vs
+the response and the next request). A peer whose package is not installed is skipped,
+with the reason printed. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -22,9 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make funapi_sync and benchmarks importable
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import inprocess, overhttp, report, rq_handoff, scenarios, tasks  # noqa: E402
+from benchmarks import (  # noqa: E402
+    imports,
+    inprocess,
+    overhttp,
+    report,
+    rq_handoff,
+    scenarios,
+    tasks,
+)
 
-PARTS = ("conformance", "inprocess", "tasks", "http", "isolation", "rq")
+PARTS = ("conformance", "import", "inprocess", "tasks", "http", "isolation", "rq")
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 
 
@@ -42,6 +52,7 @@ def settings(quick: bool) -> dict[str, Any]:
             "seconds": 1,
             "tries": 1,
             "task_seconds": 0.3,
+            "import_runs": 3,
         }
     return {
         "rounds": 9,
@@ -54,6 +65,7 @@ def settings(quick: bool) -> dict[str, Any]:
         "seconds": 2,
         "tries": 5,
         "task_seconds": 1.0,
+        "import_runs": 7,
     }
 
 
@@ -68,7 +80,8 @@ def machine() -> dict[str, Any]:
         pass
     versions = {"python": platform.python_version()}
     for package in (
-        "funapi_sync", "werkzeug", "marshmallow", "gunicorn", "flask", "falcon", "rq", "redis"
+        "funapi_sync", "werkzeug", "marshmallow", "gunicorn", "granian", "flask", "falcon",
+        "fastapi", "uvicorn", "rq", "redis",
     ):  # fmt: skip
         try:
             versions[package] = metadata.version(package)
@@ -91,12 +104,19 @@ def machine() -> dict[str, Any]:
 def run(parts: list[str], quick: bool) -> dict[str, Any]:
     cfg = settings(quick)
     results: dict[str, Any] = {"machine": machine(), "settings": cfg, "quick": quick}
-    apps = scenarios.load_apps()
+    names, skipped = scenarios.available()
+    for name, reason in skipped.items():
+        _say(f"skipped: {name}: {reason}")
+    results["skipped"] = dict(skipped)
+    apps = scenarios.load_apps(scenarios.wsgi_apps(names))
     problems = scenarios.check_conformance(apps)
     results["conformance"] = problems
     if problems:
         raise SystemExit("conformance check failed:\n" + "\n".join(problems))
-    _say("conformance: every app answers every scenario alike")
+    _say("conformance: every WSGI app answers every scenario alike (FastAPI: over HTTP)")
+    if "import" in parts:
+        results["import"] = imports.run(cfg["import_runs"])
+        _say(report.import_table(results["import"]))
     if "inprocess" in parts:
         results["inprocess"] = inprocess.run(apps, cfg["rounds"], cfg["calls"])
         _say(report.inprocess_table(results["inprocess"]))
@@ -121,13 +141,18 @@ def run(parts: list[str], quick: bool) -> dict[str, Any]:
         raise SystemExit("the http part needs wrk: apt-get install -y wrk (or --parts without it)")
     with overhttp.temporary_log_dir() as log_dir:
         if "http" in parts:
+            groups, skipped_groups = overhttp.groups_available(names)
+            for name, reason in skipped_groups.items():
+                _say(f"skipped: {name}: {reason}")
+            results["skipped"].update(skipped_groups)
             results["http"] = overhttp.run_throughput(
-                cfg["http_rounds"], cfg["seconds"], Path(log_dir)
+                cfg["http_rounds"], cfg["seconds"], Path(log_dir), groups
             )
             _say(report.http_tables(results["http"]))
         if "isolation" in parts:
+            isolated = [app for app in overhttp.ISOLATION_APPS if app in names]
             results["isolation"] = overhttp.run_isolation(
-                cfg["task_seconds"], cfg["tries"], Path(log_dir)
+                cfg["task_seconds"], cfg["tries"], Path(log_dir), isolated
             )
             _say(report.isolation_table(results["isolation"], cfg["task_seconds"]))
     results["targets"] = report.targets(results)

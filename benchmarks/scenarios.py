@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -14,13 +15,32 @@ from werkzeug.test import EnvironBuilder
 
 from .apps.common import SIGNUP_TASKS
 
-#: App name -> module under ``benchmarks.apps``; raw first, it is the floor.
+#: App name -> module under ``benchmarks.apps``; raw first, it is the floor. Each inline
+#: peer (its task runs in close(), holding the worker) has a ``_pool`` twin that hands the
+#: task to a thread pool in close(), funapi_sync's guarantee; FastAPI is the peer users
+#: would pick instead (ASGI, served by uvicorn, with ``async def`` and ``def`` endpoints).
 APPS = {
     "raw": "raw_app",
+    "raw_pool": "raw_pool_app",
     "falcon": "falcon_app",
+    "falcon_pool": "falcon_pool_app",
     "flask": "flask_app",
+    "flask_pool": "flask_pool_app",
     "funapi_sync": "funapi_app",
     "funapi_sync_seed": "funapi_seed_app",
+    "fastapi": "fastapi_app",
+    "fastapi_def": "fastapi_def_app",
+}
+#: The ASGI apps: served by uvicorn over HTTP, never called in process as WSGI.
+ASGI_APPS = frozenset({"fastapi", "fastapi_def"})
+#: The distribution each peer needs (funapi_sync's own apps need nothing more).
+REQUIRES = {
+    "falcon": ("falcon",),
+    "falcon_pool": ("falcon",),
+    "flask": ("flask",),
+    "flask_pool": ("flask",),
+    "fastapi": ("fastapi",),
+    "fastapi_def": ("fastapi",),
 }
 #: funapi_sync's two handler shapes: the lean one, and the seed's (input, req, task, ...).
 FUNAPI_SHAPES = {
@@ -73,8 +93,40 @@ def module_path(app_name: str) -> str:
     return f"benchmarks.apps.{APPS[app_name]}"
 
 
+def installed(distribution: str) -> bool:
+    return importlib.util.find_spec(distribution) is not None
+
+
+def available(names: Iterable[str] = APPS) -> tuple[list[str], dict[str, str]]:
+    """The apps whose framework is installed, and the reason each other one is skipped."""
+    found, skipped = [], {}
+    for name in names:
+        missing = [d for d in REQUIRES.get(name, ()) if not installed(d)]
+        if missing:
+            skipped[name] = f"{', '.join(missing)} is not installed (benchmarks/requirements.txt)"
+        else:
+            found.append(name)
+    return found, skipped
+
+
+def wsgi_apps(names: Iterable[str]) -> list[str]:
+    return [name for name in names if name not in ASGI_APPS]
+
+
 def load_apps(names: Iterable[str] = APPS) -> dict[str, Callable[..., Any]]:
     return {name: importlib.import_module(module_path(name)).app for name in names}
+
+
+def drain_of(name: str, app: Any) -> Callable[[], Any]:
+    """What waits for the tasks ``app`` handed to another thread: its pool's drain, or nothing."""
+    background = getattr(app, "background", None)
+    drain = getattr(background, "drain", None)
+    if drain is None:
+        pool = getattr(importlib.import_module(module_path(name)), "POOL", None)
+        drain = getattr(pool, "drain", None)
+    if drain is None:
+        return lambda: None
+    return lambda: drain(timeout=30)
 
 
 def base_environ(scenario: Scenario) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from .errors import ErrorResponder
 from .exceptions import HTTPException, ValidationError
 from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
-from .openapi import OpenAPI, schemes_of
+from .openapi import OpenAPI
 from .pool import check_settings
 from .responses import send
 from .route import route_label
@@ -205,7 +205,7 @@ class App(RouteDecorators):
     def _mount(self, endpoints: list[Endpoint]) -> None:
         names = dict(self._scheme_names)
         for endpoint in endpoints:
-            security.check_names(schemes_of(endpoint), names, endpoint.label)
+            security.check_names(security.schemes_of(endpoint), names, endpoint.label)
         _log_replaced(self.routes.add_all(endpoints))
         self._scheme_names = names
 

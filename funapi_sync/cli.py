@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         add_help=False,
-        help="serve with gunicorn (any gunicorn option; run -h lists them)",
+        help="serve with gunicorn (any gunicorn option; run -h lists them), or with"
+        " --server granian",
     )
     run.set_defaults(handler=_run)
 
@@ -159,6 +160,15 @@ def _url_host(host: str) -> str:
 
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    server, rest = _server_choice(rest)
+    if server == "granian":
+        from .server import granian
+
+        granian_options, targets = granian.parse_options(rest, _cpu_count())
+        if len(targets) != 1:
+            _fail(f"run --server granian takes one APP, got {len(targets)}: {targets}")
+        granian.start(_load(targets[0]), **granian_options)
+        return 0
     from .server import gunicorn
 
     options, targets = gunicorn_options(rest)
@@ -180,6 +190,14 @@ def _check_binds(binds: Any) -> None:
         _host, colon, port = bind.rpartition(":")
         if colon and port.isdigit() and not 0 <= int(port) <= 65535:
             _fail(f"argument -b/--bind: invalid port {int(port)}: a port is from 0 to 65535")
+
+
+def _server_choice(argv: list[str]) -> tuple[str, list[str]]:
+    """``--server gunicorn|granian`` (gunicorn by default) and the other arguments."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
+    known, rest = parser.parse_known_args(argv)
+    return known.server, rest
 
 
 def gunicorn_options(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:

@@ -15,11 +15,14 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from werkzeug.wrappers import Request
 
 from .exceptions import HTTPException
+
+if TYPE_CHECKING:
+    from .route import Route
 
 __all__ = [
     "APIKeyCookie",
@@ -291,3 +294,16 @@ class APIKeyCookie(_APIKey):
 
     def _read(self, req: Request) -> str | None:
         return req.cookies.get(self.name)
+
+
+def schemes_of(endpoint: Route) -> list[SecurityScheme]:
+    """The security schemes an endpoint's dependency plan reaches, each once."""
+    providers = endpoint.registry.providers
+    schemes: list[SecurityScheme] = []
+    for step in endpoint.current_plan().steps:
+        target = step.key
+        if isinstance(target, str) and target in providers:
+            target = providers[target].factory
+        if isinstance(target, SecurityScheme) and target not in schemes:
+            schemes.append(target)
+    return schemes

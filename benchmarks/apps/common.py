@@ -1,10 +1,11 @@
-"""What the apps share: the signup schema, the background task, and a closing body."""
+"""What the apps share: the signup schema, the background task, a closing body, a task pool."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
@@ -74,3 +75,29 @@ class ClosingBody:
         callback, self._callback = self._callback, None
         if callback is not None:
             callback()
+
+
+class TaskPool:
+    """A stock ``ThreadPoolExecutor`` behind ``submit``: the ``*_pool`` peers' hand-off.
+
+    What a Falcon, Flask or raw WSGI user writes for funapi_sync's guarantee (the client
+    never waits for the task, and the worker is not held by it either): the body's
+    ``close()`` submits the task to a thread pool instead of running it. :meth:`drain`
+    (the in-process benchmark's, like ``app.background.drain()``) waits for every task
+    submitted so far; the next ``submit`` starts a new executor.
+    """
+
+    def __init__(self, workers: int = 4) -> None:
+        self.workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        executor = self._executor
+        if executor is None:
+            executor = self._executor = ThreadPoolExecutor(self.workers, "bench-task")
+        executor.submit(fn, *args)
+
+    def drain(self, timeout: float | None = None) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)

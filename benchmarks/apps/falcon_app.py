@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
+from typing import Any
 
 import falcon
 from marshmallow import ValidationError
@@ -36,9 +38,10 @@ class User:
 
 
 class Signup:
-    def __init__(self, task_seconds: float) -> None:
+    def __init__(self, task_seconds: float, handoff: Callable[..., Any] | None) -> None:
         self.schema = SignupSchema()
         self.task_seconds = task_seconds
+        self.handoff = handoff
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
@@ -49,15 +52,19 @@ class Signup:
         resp.status = falcon.HTTP_201
         resp.content_type = falcon.MEDIA_JSON
         resp.content_length = len(body)
-        task = functools.partial(record_signup, data["email"], self.task_seconds)
+        if self.handoff is None:
+            task = functools.partial(record_signup, data["email"], self.task_seconds)
+        else:
+            task = functools.partial(self.handoff, record_signup, data["email"], self.task_seconds)
         resp.stream = ClosingBody(body, task)
 
 
-def create_app(task_seconds: float = 0.0) -> falcon.App:
+def create_app(task_seconds: float = 0.0, handoff: Callable[..., Any] | None = None) -> falcon.App:
+    """The app; ``handoff(fn, *args)`` (``falcon_pool``) is called in close() instead of ``fn``."""
     app = falcon.App()
     app.add_route("/hello", Hello())
     app.add_route("/users/{user_id:int}", User())
-    app.add_route("/signup", Signup(task_seconds))
+    app.add_route("/signup", Signup(task_seconds, handoff))
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, make_response, request
@@ -11,7 +12,8 @@ from marshmallow import ValidationError
 from .common import HELLO, MAX_USER_ID, SignupSchema, record_signup, signup_payload, user_payload
 
 
-def create_app(task_seconds: float = 0.0) -> Flask:
+def create_app(task_seconds: float = 0.0, handoff: Callable[..., Any] | None = None) -> Flask:
+    """The app; ``handoff(fn, *args)`` (``flask_pool``) is called in close() instead of ``fn``."""
     app = Flask(__name__)
     schema = SignupSchema()
 
@@ -32,7 +34,11 @@ def create_app(task_seconds: float = 0.0) -> Flask:
         except ValidationError as exc:
             return {"detail": exc.messages}, 422
         response = make_response(signup_payload(data), 201)
-        response.call_on_close(functools.partial(record_signup, data["email"], task_seconds))
+        if handoff is None:
+            task = functools.partial(record_signup, data["email"], task_seconds)
+        else:
+            task = functools.partial(handoff, record_signup, data["email"], task_seconds)
+        response.call_on_close(task)
         return response
 
     return app

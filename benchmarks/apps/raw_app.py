@@ -33,7 +33,10 @@ def _json(start_response: Callable[..., Any], status: int, payload: Any) -> tupl
     return status, body
 
 
-def create_app(task_seconds: float = 0.0) -> Callable[..., Iterable[bytes]]:
+def create_app(
+    task_seconds: float = 0.0, handoff: Callable[..., Any] | None = None
+) -> Callable[..., Iterable[bytes]]:
+    """The app; ``handoff(fn, *args)`` (``raw_pool``) is called in close() instead of ``fn``."""
     schema = SignupSchema()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -59,7 +62,11 @@ def create_app(task_seconds: float = 0.0) -> Callable[..., Iterable[bytes]]:
             except ValueError:
                 return [_json(start_response, 422, {"detail": "invalid JSON"})[1]]
             _, body = _json(start_response, 201, signup_payload(data))
-            return ClosingBody(body, functools.partial(record_signup, data["email"], task_seconds))
+            if handoff is None:
+                task = functools.partial(record_signup, data["email"], task_seconds)
+            else:
+                task = functools.partial(handoff, record_signup, data["email"], task_seconds)
+            return ClosingBody(body, task)
         return [_json(start_response, 404, _NOT_FOUND)[1]]
 
     return app

@@ -7,6 +7,7 @@ Deselect with ``-m "not server"`` (the parts start real gunicorn servers) or
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -20,10 +21,29 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.server
 
 
-def run_part(part: str, tmp_path: Path, *extra: str) -> dict:
+#: The WSGI apps (each inline peer and its thread-pool twin, funapi_sync's two shapes).
+WSGI_APPS = {
+    "raw",
+    "raw_pool",
+    "falcon",
+    "falcon_pool",
+    "flask",
+    "flask_pool",
+    "funapi_sync",
+    "funapi_sync_seed",
+}
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def run_part(part: str, tmp_path: Path, *extra: str, timeout: float = 110) -> dict:
     out = tmp_path / "results.json"
     command = [sys.executable, "benchmarks/run.py", "--quick", "--parts", part, "--json", str(out)]
-    done = subprocess.run([*command, *extra], cwd=ROOT, capture_output=True, text=True, timeout=110)
+    done = subprocess.run(
+        [*command, *extra], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(out.read_text())
 
@@ -42,12 +62,13 @@ def test_inprocess_times_every_scenario_for_every_app(tmp_path: Path) -> None:
     figures = results["inprocess"]
     assert set(figures) == {"hello", "users", "signup"}
     for per_app in figures.values():
-        assert set(per_app) == {"raw", "falcon", "flask", "funapi_sync", "funapi_sync_seed"}
+        assert set(per_app) == WSGI_APPS
         assert all(positive(us) for us in per_app.values())
     # Both handler shapes get their in-process targets, with a figure each.
     targets = {t["target"]: t for t in results["targets"]}
-    for scenario in ("hello", "users", "signup"):
-        assert f"in process {scenario}, seed: µs ≤ 1.0 x Falcon's" in targets
+    for scenario, limit in (("hello", "0.5"), ("users", "0.75"), ("signup", "1")):
+        assert f"in process {scenario}, seed: µs ≤ {limit} x Falcon's" in targets
+    assert "in process signup, seed: µs ≤ 0.70 x falcon_pool's" in targets
     assert "in process users, lean: µs ≤ 0.8 x Falcon's" in targets
     assert all(positive(t["value"]) for t in targets.values())
 
@@ -61,16 +82,38 @@ def test_tasks_part_measures_close_cost_and_drain_rate(tmp_path: Path) -> None:
     assert figures["idle"]["cpu_ms_per_s"] >= 0
 
 
+def test_import_part_times_funapi_sync_and_its_peers(tmp_path: Path) -> None:
+    results = run_part("import", tmp_path)
+    figures = results["import"]
+    assert positive(figures["funapi_sync"]["elapsed_ms"])
+    assert positive(figures["flask"]["cpu_ms"])
+    targets = {t["target"] for t in results["targets"]}
+    assert "import funapi_sync ≤ import flask (elapsed, median)" in targets
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="the wrk binary is not installed")
-def test_http_part_runs_wrk_against_each_app_and_worker_class(tmp_path: Path) -> None:
-    figures = run_part("http", tmp_path)["http"]
-    assert set(figures) == {"sync", "gthread"}
-    for per_scenario in figures.values():
+@pytest.mark.timeout(330)
+def test_http_part_runs_wrk_against_each_app_and_server(tmp_path: Path) -> None:
+    results = run_part("http", tmp_path, timeout=300)
+    figures = results["http"]
+    granian = installed("granian")
+    fastapi = installed("fastapi") and installed("uvicorn")
+    assert set(figures) == {"sync", "gthread", *(["granian"] if granian else [])}
+    if not granian:
+        assert "granian" in results["skipped"]
+    for group, per_scenario in figures.items():
+        expected = WSGI_APPS | (
+            {"fastapi", "fastapi_def"} if group == "granian" and fastapi else set()
+        )
         for per_app in per_scenario.values():
-            assert set(per_app) == {"raw", "falcon", "flask", "funapi_sync", "funapi_sync_seed"}
+            assert set(per_app) == expected
             for app in per_app.values():
                 assert positive(app["rps"])
                 assert app["status_errors"] == 0
+    targets = {t["target"] for t in results["targets"]}
+    if granian and fastapi:
+        assert "granian signup, seed: req/s ≥ 2 x FastAPI+uvicorn's" in targets
+        assert "granian signup, seed: p99 ≤ FastAPI+uvicorn's" in targets
 
 
 def test_isolation_part_times_slow_and_fast_tasks(tmp_path: Path) -> None:
