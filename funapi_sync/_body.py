@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import marshmallow
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 from werkzeug.utils import cached_property
 from werkzeug.wrappers import Request
 
@@ -26,6 +27,7 @@ from .schema import to_detail
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
+    from werkzeug.formparser import t_parse_result
 
 #: The media types werkzeug's form parser reads (through a ``Request``).
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
@@ -124,12 +126,59 @@ def read_exactly(stream: IO[bytes], length: int) -> bytes:
     return data
 
 
+class FormParser(FormDataParser):
+    """werkzeug's form parser, with an error that says what is wrong instead of silence.
+
+    NOTE: werkzeug's parser is silent: an urlencoded body that is not UTF-8 became an
+    empty form, and more than ``max_form_parts`` parts a 413 that read as "too large".
+    The errors raised here are not ``ValueError``, so they pass its silence.
+    """
+
+    def _parse_urlencoded(
+        self,
+        stream: IO[bytes],
+        mimetype: str,
+        content_length: int | None,
+        options: dict[str, str],
+    ) -> t_parse_result:
+        data = stream.read()
+        try:
+            data.decode()
+        except UnicodeDecodeError as exc:
+            raise BodyError(
+                f"Form body is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset"
+                f" {exc.start}); percent-encode non-ASCII text"
+            ) from None
+        return super()._parse_urlencoded(BytesIO(data), mimetype, content_length, options)
+
+    def _parse_multipart(
+        self,
+        stream: IO[bytes],
+        mimetype: str,
+        content_length: int | None,
+        options: dict[str, str],
+    ) -> t_parse_result:
+        try:
+            return super()._parse_multipart(stream, mimetype, content_length, options)
+        except RequestEntityTooLarge:
+            # NOTE: parse() refused an oversized Content-Length before this, and the app
+            # sets max_form_memory_size to the body limit, so no one field can pass it:
+            # what is left is the parts count.
+            raise HTTPException(
+                413,
+                f"Request body has more than {self.max_form_parts} form parts (fields and"
+                " files); send fewer",
+            ) from None
+
+
 class BodyRequest(Request):
     """A werkzeug ``Request`` whose :attr:`stream` reads through :class:`BodyInput`.
 
     Every read of the body (forms, ``get_data()``, a dependency's ``req.form``) then
     gets the same 400 for a cut-short or badly framed body.
     """
+
+    form_data_parser_class = FormParser
 
     @cached_property
     def stream(self) -> IO[bytes]:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._logtext import log_method, log_path
 from .backends import RecordBackend
 from .batch import Batch, report_never_closed
 from .dependencies import AFTER_RESPONSE, AFTER_TASKS, CLEANUP_PHASES
@@ -85,6 +86,7 @@ class AfterClose(Batch):
         self.after: Callable[[], Any] | None = None
         self.slow_warning = slow_warning
         self.current = -1
+        self.since = 0.0
         self.done = self.failed = 0
         self.cancelled = self.reported = self.taken = self.finished = False
 
@@ -316,8 +318,8 @@ def close_now(
         logger.error(
             "not running the background tasks %s of %s %s: the response could not be sent (%r)",
             [task.name for task in background.to_run(False)],
-            environ.get("REQUEST_METHOD"),
-            environ.get("PATH_INFO", "/"),
+            log_method(environ),
+            log_path(environ),
             failure,
         )
     try:
@@ -331,7 +333,7 @@ def close_now(
 
 def request_label(environ: WSGIEnvironment) -> str:
     """``POST /signup request_id=…``: how task log lines name their request."""
-    label = f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '/')}"
+    label = f"{log_method(environ)} {log_path(environ)}"
     if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
         label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
     return label

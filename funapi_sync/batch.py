@@ -44,6 +44,7 @@ class Batch:
         "finished",
         "label",
         "reported",
+        "since",
         "slow_warning",
         "taken",
         "tasks",
@@ -63,6 +64,9 @@ class Batch:
         self.slow_warning = slow_warning
         #: Index of the task running now, or -1 between tasks.
         self.current = -1
+        #: When the running task started (``time.monotonic()``): how the pool tells a
+        #: thread stuck in one task from one working through many.
+        self.since = 0.0
         #: How many tasks have finished (returned or raised).
         self.done = 0
         self.failed = 0
@@ -94,6 +98,7 @@ class Batch:
         for index, task in enumerate(self.tasks):
             if self.cancelled:
                 break
+            self.since = started
             self.current = index
             try:
                 # PERF: BackgroundTask.run written out (one Python call fewer per task).

@@ -187,7 +187,5 @@ def _refuse_unsafe(
     # request, so only its add_task_always tasks run (SPEC §5).
     checked = refuse_split_headers(result, environ)
     if checked is not result and failure is None:
-        failure = UnsafeHeaderError(
-            "the response was refused: a header has a CR, LF or NUL character"
-        )
+        failure = UnsafeHeaderError("the response was refused: a header could not be sent safely")
     return failure, checked

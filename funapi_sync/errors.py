@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from ._callables import callable_name
+from ._logtext import log_method, log_path
 from .exceptions import HTTPException, ValidationError
 from .responses import Parts, error_parts, header_list, phrase, render
 
@@ -66,8 +67,8 @@ class ErrorResponder:
             logger.error(
                 "Request finalizing failed with an error while handling an error (%s on %s %s)",
                 type(exc).__name__,
-                request.method,
-                request.path,
+                log_method(request.environ),
+                log_path(request.environ),
                 exc_info=failed,
             )
             return SERVER_ERROR
@@ -81,8 +82,8 @@ class ErrorResponder:
                 logger.error(
                     "exception handler %s failed on %s %s",
                     callable_name(handler),
-                    request.method,
-                    request.path,
+                    log_method(request.environ),
+                    log_path(request.environ),
                     exc_info=handler_exc,
                 )
                 return self.server_error(handler_exc)
@@ -92,7 +93,12 @@ class ErrorResponder:
             return error_parts(422, exc.errors)
         if isinstance(exc, WerkzeugHTTPException) and exc.code is not None:
             return error_parts(exc.code, phrase(exc.code))
-        logger.error("Exception on %s %s", request.method, request.path, exc_info=exc)
+        logger.error(
+            "Exception on %s %s",
+            log_method(request.environ),
+            log_path(request.environ),
+            exc_info=exc,
+        )
         return self.server_error(exc)
 
     def server_error(self, exc: BaseException) -> Parts:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from . import _process
 from ._scheduling import yield_on_wakeup
+from ._stuck import StuckThreads
 from .batch import Batch as Batch
 from .batch import report
 from .batch import report_never_closed as report_never_closed
@@ -46,6 +47,8 @@ POOL_WIDE = {
 
 #: What _wait_for_room returns when the heartbeat is due (sent without the lock).
 _BEAT = "heartbeat due"
+#: How often a close() waiting for room checks whether every pool thread is stuck.
+_RECHECK = 0.5
 
 
 class Heartbeat(NamedTuple):
@@ -64,8 +67,11 @@ class TaskPool:
     consumer takes the lock once more when the batch has finished: no ``Future``, no work
     item, no semaphore, no thread start per request, and an idle consumer wakes at once.
 
-    NOTE: the bound is on the batches queued or running, ``queue_size + workers``: with
-    every thread busy, at most ``queue_size`` batches wait. A full pool blocks the
+    NOTE: the bound is on the *tasks* queued or running, ``queue_size + workers``,
+    counted per batch when it is queued (one request with 100 000 tasks is 100 000, not
+    one): with every thread busy, at most ``queue_size`` tasks wait. A batch larger than
+    the whole bound is accepted alone, once the pool holds nothing, so it is neither
+    refused nor left to wait forever. A full pool blocks the
     submitting ``close()`` (back-pressure on that server thread; the client already has its
     response), heart-beating to the server while it waits, and gives up after the app's
     ``submit_timeout`` with the batch's tasks named at ERROR. Nothing accepted is dropped
@@ -82,15 +88,17 @@ class TaskPool:
         # it takes no lock; everything else does.
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        # Insertion-ordered set of the batches accepted and not finished (a batch a thread
-        # has taken is ``taken``); ``_held`` of them are on the queue or running.
-        self._unfinished: dict[Batch, None] = {}
+        # The batches accepted and not finished, in order (a batch a thread has taken is
+        # ``taken``), each with its task count when accepted; ``_held`` counts the tasks
+        # of those on the queue or running.
+        self._unfinished: dict[Batch, int] = {}
         self._held = 0
         self._waiters = 0
         # NOTE: what was accepted is ``_finished + len(_unfinished)``: no second count.
         self._finished = self._completed = self._failed = 0
         self._closed = False
         self._aborted = False
+        self._stuck = StuckThreads()
         self._executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="funapi_sync-background"
         )
@@ -118,23 +126,46 @@ class TaskPool:
             # its sentinels, so no batch can land behind them.
             if self._closed:
                 waits = False
-            elif self._held < self._capacity:
-                self._accept(batch)
-                self._held += 1
+            elif self._fits(weight := self._accept(batch)):
+                self._held += weight
                 self._queue.put(batch)
                 return
             else:
-                # Noted first: drain() waits for it, and abort() names it while it waits.
-                self._accept(batch)
+                # Noted first (by _accept above): drain() waits for it, and abort() names
+                # it while it waits.
                 waits = True
         if not waits:
             self._run_unqueued(batch)
             return
+        if self._all_stuck(batch):
+            return
         self._submit_when_free(batch, self.settings.submit_timeout if timeout is None else timeout)
 
-    def _accept(self, batch: Batch) -> None:
-        # Called with the lock held.
-        self._unfinished[batch] = None
+    def _all_stuck(self, batch: Batch) -> bool:
+        """Name ``batch``'s tasks and finish it if every pool thread is stuck in a task.
+
+        NOTE: no thread will free up then: waiting ``submit_timeout`` would only hold this
+        server thread (a sync worker's every request) for nothing.
+        """
+        if self._stuck.count() < self.settings.workers:
+            return False
+        report(
+            batch,
+            "was not queued: the queue is full and every pool thread is stuck in a task"
+            " (running longer than its background_slow_warning; named above)",
+        )
+        self._finish_unqueued(batch)
+        return True
+
+    def _accept(self, batch: Batch) -> int:
+        # Called with the lock held. Returns the batch's weight against the bound.
+        weight = self._unfinished[batch] = len(batch.tasks) or 1
+        return weight
+
+    def _fits(self, weight: int) -> bool:
+        # Called with the lock held. NOTE: an empty pool takes any batch, so one larger
+        # than the bound waits only for the pool to empty, never for ever.
+        return self._held == 0 or self._held + weight <= self._capacity
 
     def _submit_when_free(self, batch: Batch, timeout: float) -> None:
         heartbeat = _heartbeat
@@ -143,9 +174,9 @@ class TaskPool:
         try:
             while True:
                 with self._changed:
-                    what = self._wait_for_room(deadline, timeout, heartbeat)
+                    what = self._wait_for_room(batch, deadline, timeout, heartbeat)
                     if what is None:
-                        self._held += 1
+                        self._held += self._unfinished[batch]
                         queued = True
                         # NOTE: Python runs a signal handler (gunicorn's SystemExit) only
                         # after a call returns: never between the flag and the put.
@@ -155,8 +186,10 @@ class TaskPool:
                     break
                 # NOTE: the server's callback runs without the pool's lock, so the
                 # consumers go on finishing batches (and a heartbeat may read stats()).
-                assert heartbeat is not None
-                heartbeat.notify()
+                if heartbeat is not None:
+                    heartbeat.notify()
+                if self._all_stuck(batch):
+                    return
         except BaseException as exc:
             if not queued:
                 report(batch, f"was not queued: close() was interrupted by {type(exc).__name__}")
@@ -166,7 +199,7 @@ class TaskPool:
         self._finish_unqueued(batch)
 
     def _wait_for_room(
-        self, deadline: float, timeout: float, heartbeat: Heartbeat | None
+        self, batch: Batch, deadline: float, timeout: float, heartbeat: Heartbeat | None
     ) -> str | None:
         """With the lock held, wait for room until the deadline or the next heartbeat.
 
@@ -174,10 +207,12 @@ class TaskPool:
         the batch cannot be queued.
         """
         now = time.monotonic()
-        beat = now + heartbeat.interval if heartbeat is not None else deadline
+        # NOTE: woken at least every _RECHECK s, to see whether every thread got stuck.
+        beat = now + min(heartbeat.interval if heartbeat is not None else _RECHECK, _RECHECK)
+        weight = self._unfinished[batch]
         self._waiters += 1
         try:
-            while not self._closed and self._held >= self._capacity:
+            while not self._closed and not self._fits(weight):
                 if now >= deadline:
                     return (
                         f"was not queued: the queue stayed full for {timeout:g} s"
@@ -218,17 +253,20 @@ class TaskPool:
     def _consume(self) -> None:
         yield_on_wakeup()
         get = self._queue.get
+        on_thread = self._stuck.on_thread
+        ident = threading.get_ident()
         while True:
             batch = get()
             if batch is None:
                 return
             batch.taken = True
+            on_thread[ident] = batch
             try:
                 batch.run()
             finally:
+                del on_thread[ident]
                 with self._lock:
-                    self._unfinished.pop(batch, None)
-                    self._held -= 1
+                    self._held -= self._unfinished.pop(batch, 1)
                     self._completed += batch.done - batch.failed
                     self._failed += batch.failed
                     self._end(batch)

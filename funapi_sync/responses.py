@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response
 
 from ._json import encode_json
+from ._logtext import log_method, log_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -160,41 +162,75 @@ def _unsafe(text: str) -> bool:
     return "\r" in text or "\n" in text or "\x00" in text
 
 
+# NOTE: RFC 9110 §5.1: a field name is a token. A name built from input (`evil=1; x`,
+# `a b`, or an empty one) is refused by gunicorn and written as given by the dev server.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+#: Names already found to be tokens. PERF: most responses repeat a handful of literal
+#: names, so the regex runs once per name; the set is bounded against names from input.
+_TOKEN_NAMES: set[str] = set()
+_TOKEN_NAMES_MAX = 1024
+
+
 class UnsafeHeaderError(ValueError):
     """The failure a request is marked with when its response was refused for a header."""
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why the header ``name: value`` cannot be sent, or None when it can."""
+    if name not in _TOKEN_NAMES:
+        if _unsafe(name):
+            return "has a CR, LF or NUL character in its name (response splitting)"
+        if _TOKEN.fullmatch(name) is None:
+            return "has a name that is not an RFC 9110 token (a space, ';', ':' or empty)"
+        if len(_TOKEN_NAMES) < _TOKEN_NAMES_MAX:
+            _TOKEN_NAMES.add(name)
+    if _unsafe(value):
+        return "has a CR, LF or NUL character in its value (response splitting)"
+    if not value.isascii():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            return (
+                "has a value that is not latin-1 (PEP 3333), which no server can send;"
+                " percent-encode it"
+            )
+    return None
 
 
 def refuse_split_headers(
     result: tuple[int, list[tuple[str, str]], bytes] | Response, environ: WSGIEnvironment
 ) -> tuple[int, list[tuple[str, str]], bytes] | Response:
-    """Return ``result``, or a 500 if one of its headers holds CR, LF or NUL.
+    """Return ``result``, or a 500 if one of its headers cannot be sent safely.
 
-    The check runs here, just before ``start_response``, so it holds on every server
-    and for every source of headers: a returned headers tuple, ``HTTPException(headers=)``,
-    an exception handler's answer, a werkzeug ``Response`` (a redirect's ``Location``).
+    Refused: CR, LF or NUL in a name or a value, a name that is not an RFC 9110 token,
+    a value that is not latin-1. The check runs here, just before ``start_response``, so
+    it holds on every server and for every source of headers: a returned headers tuple,
+    ``HTTPException(headers=)``, an exception handler's answer, a werkzeug ``Response``
+    (a redirect's ``Location``).
     """
     headers: Iterable[tuple[str, str]] = (
         result.headers.items() if isinstance(result, Response) else result[1]
     )
     for name, value in headers:
-        # PERF: plain substring tests, inlined: this runs for every response.
-        if not (
-            "\r" in name
-            or "\n" in name
-            or "\x00" in name
-            or "\r" in value
-            or "\n" in value
-            or "\x00" in value
+        # PERF: the common header (a known name, an ASCII value) costs a set lookup and
+        # three substring tests.
+        if (
+            name in _TOKEN_NAMES
+            and value.isascii()
+            and not ("\r" in value or "\n" in value or "\x00" in value)
         ):
             continue
+        problem = header_problem(name, value)
+        if problem is None:
+            continue
         logger.error(
-            "refused to send the response to %s %s: header %r has a CR, LF or NUL"
-            " character in its %s (response splitting); strip or percent-encode request"
-            " data before putting it in a header",
-            environ.get("REQUEST_METHOD"),
-            environ.get("PATH_INFO", "/"),
+            "refused to send the response to %s %s: header %r %s; strip or percent-encode"
+            " request data before putting it in a header",
+            log_method(environ),
+            log_path(environ),
             name,
-            "name" if _unsafe(name) else "value",
+            problem,
         )
         if isinstance(result, Response):
             # NOTE: closing runs the response's own close callbacks, as sending it would.

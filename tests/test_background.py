@@ -458,7 +458,7 @@ def test_drain_with_nothing_submitted_returns_true(app):
 def test_a_full_queue_blocks_the_submitting_close_and_loses_nothing():
     app = App(
         background_workers=1,
-        background_queue_size=1,
+        background_queue_size=3,  # tasks: /hold holds 3 of the 4, /second the last
         background_backend=ThreadBackend(own_pool=True),
     )
     release = threading.Event()

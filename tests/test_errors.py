@@ -489,6 +489,103 @@ def test_the_dev_server_never_writes_a_split_response(caplog_funapi):
     assert body == b'{"detail":"Internal Server Error"}'
 
 
+def raw_header_app() -> tuple[App, list[str]]:
+    app = App(background_backend="record")
+    ran: list[str] = []
+
+    @app.get("/name")
+    def from_name(input, *, background):
+        background.add_task(ran.append, "dropped")
+        return {}, 200, [(input.query["v"], "1")]
+
+    @app.get("/value")
+    def from_value(input, *, background):
+        background.add_task(ran.append, "dropped")
+        return {}, 200, {"X-Value": input.query["v"]}
+
+    return app, ran
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/name", "Set-Cookie: evil=1; x"),
+        ("/name", "X A"),
+        ("/name", ""),
+        ("/name", "X-Caf\u00e9"),
+    ],
+    ids=["set-cookie-smuggled", "space", "empty", "non-ascii"],
+)
+def test_a_header_name_that_is_not_a_token_is_a_logged_500(caplog_funapi, path, sent):
+    from urllib.parse import quote
+
+    app, _ = raw_header_app()
+    response = app.test_client().get(f"{path}?v={quote(sent)}")
+
+    assert response.status_code == 500
+    assert response.json == {"detail": "Internal Server Error"}
+    assert "Set-Cookie" not in response.headers
+    assert app.background.recorded == []  # a refused response is a failed request
+    (error,) = [r.getMessage() for r in caplog_funapi.records if r.levelname == "ERROR"]
+    assert f"header {sent!r} has a name that is not an RFC 9110 token" in error
+
+
+def test_a_header_value_that_is_not_latin1_is_a_logged_500_whose_tasks_are_dropped(
+    caplog_funapi,
+):
+    app, _ = raw_header_app()
+    response = app.test_client().get("/value?v=%E2%9C%93")
+
+    assert response.status_code == 500
+    assert app.background.recorded == []
+    (error,) = [r.getMessage() for r in caplog_funapi.records if r.levelname == "ERROR"]
+    assert "header 'X-Value' has a value that is not latin-1 (PEP 3333)" in error
+
+
+def test_a_latin1_value_and_a_token_name_are_sent():
+    app, _ = raw_header_app()
+    response = app.test_client().get("/value?v=caf%C3%A9")
+    assert response.status_code == 200
+    assert response.headers["X-Value"].encode("latin-1") == "café".encode("latin-1")
+    response = app.test_client().get("/name?v=X-Odd!%23$%25%26'*%2B.^_`|~9")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query", ["/name?v=Set-Cookie:%20evil=1;%20x", "/name?v=X%20A", "/value?v=%E2%9C%93"]
+)
+def test_the_dev_server_sends_a_500_for_a_bad_header_name_or_value(caplog_funapi, query):
+    # werkzeug's server wrote such names as given, and sent nothing for a non-latin-1
+    # value while the request's tasks ran.
+    import socket
+    import threading
+
+    from werkzeug.serving import make_server
+
+    app, _ = raw_header_app()
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(
+                f"GET {query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+            )
+            received = b""
+            while chunk := client.recv(65536):
+                received += chunk
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ")
+    assert b"evil" not in head
+    assert body == b'{"detail":"Internal Server Error"}'
+    assert app.background.recorded == []
+
+
 def test_a_refused_response_still_runs_its_close_callbacks(caplog_funapi):
     app = App()
     closed = []

@@ -149,6 +149,64 @@ def test_urlencoded_form_without_schema_is_a_dict_of_first_values(app, client):
     assert response.json == {"body": {"a": "1", "b": "two"}}
 
 
+@pytest.mark.parametrize("with_schema", [False, True])
+def test_an_urlencoded_body_that_is_not_utf8_is_a_400_never_an_empty_form(with_schema):
+    # werkzeug's silent parser read it as an empty form, so a schema said "missing".
+    app = App()
+    body = Schema.define(name=fields.String(required=True)) if with_schema else None
+
+    @app.post("/", body=body)
+    def handler(input):
+        return {"body": input.body}
+
+    response = app.test_client().post(
+        "/", data=b"name=caf\xe9", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 400
+    assert response.json == {
+        "detail": "Form body is not valid UTF-8 (byte 0xe9 at offset 8);"
+        " percent-encode non-ASCII text"
+    }
+
+
+def test_a_dependency_reading_req_form_gets_the_same_400():
+    app = App()
+
+    def name(req):
+        return req.form.get("name")
+
+    @app.post("/", depends={"name": Depends(name)})
+    def handler(*, name):
+        return {"name": name}
+
+    response = app.test_client().post(
+        "/", data=b"name=\xff", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 400
+    assert "not valid UTF-8" in response.json["detail"]
+
+
+def test_more_multipart_parts_than_werkzeugs_limit_is_a_413_that_says_so():
+    app = App()
+
+    @app.post("/")
+    def handler(input):
+        return {"fields": len(input.body)}
+
+    def form(count: int) -> bytes:
+        part = b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n'
+        return b"".join(part % n for n in range(count)) + b"--B--\r\n"
+
+    kind = "multipart/form-data; boundary=B"
+    response = app.test_client().post("/", data=form(1001), content_type=kind)
+    assert response.status_code == 413
+    assert response.json == {
+        "detail": "Request body has more than 1000 form parts (fields and files); send fewer"
+    }
+    few = app.test_client().post("/", data=form(500), content_type=kind)
+    assert few.json == {"fields": 500}
+
+
 def test_multipart_form_without_schema_includes_files(app, client):
     @app.post("/upload")
     def upload(input):

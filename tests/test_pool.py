@@ -65,12 +65,16 @@ def in_thread(app: App, path: str) -> threading.Event:
 
 
 class HeldApp:
-    """An app on a pool of its own with one thread and room for one batch, both taken."""
+    """An app on a pool of its own with one thread and room for one batch, both taken.
+
+    The bound counts tasks: each batch here has two, so one thread plus three queued
+    tasks hold the running batch and one queued batch.
+    """
 
     def __init__(self, **settings: float) -> None:
         self.app = app = App(
             background_workers=1,
-            background_queue_size=1,
+            background_queue_size=3,
             background_backend=ThreadBackend(own_pool=True),
             **settings,
         )
@@ -126,7 +130,7 @@ def test_a_close_blocked_on_a_full_queue_gives_up_after_the_bound_naming_its_tas
     assert held.app.background.drain(10)
     assert sorted(held.ran) == ["after hold", "queued", "queued 2"]
     reason = (
-        "was not queued: the queue stayed full for 0.3 s (background_queue_size=1,"
+        "was not queued: the queue stayed full for 0.3 s (background_queue_size=3,"
         " background_submit_timeout=0.3) (never started)"
     )
     assert pool_errors(caplog) == [f"background task list.append of GET /late {reason}"] * 2
@@ -332,6 +336,87 @@ def test_private_pool_stats_count_a_blocked_batch_as_queued_and_the_bound_gives_
         "workers": 0,
         "queue_size": 0,
     }
+
+
+def test_the_queue_bound_counts_tasks_not_requests(private_pool, caplog):
+    # 10 requests x 100 000 tasks took +315 MiB when the bound counted requests.
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    pool, gate = private_pool(queue_size=4, submit_timeout=0.05)
+    hold_the_thread(pool, gate)  # 1 task of the 5 the pool may hold
+    ran: list[int] = []
+    pool.submit(batch_of("GET /four", *[functools.partial(ran.append, n) for n in range(4)]))
+    assert pool.stats()["queued"] == 4
+    late = batch_of("GET /one-more", functools.partial(ran.append, 99))
+    pool.submit(late)  # one task over the bound: it waits, then is named
+    assert late.reported
+    assert len(pool_errors(caplog)) == 1
+    gate.set()
+    assert pool.drain(5)
+    assert ran == [0, 1, 2, 3]
+
+
+def test_a_batch_larger_than_the_bound_is_accepted_alone_once_the_pool_is_empty(private_pool):
+    pool, gate = private_pool(queue_size=2, submit_timeout=5)
+    ran: list[int] = []
+    hold_the_thread(pool, gate)
+    big = batch_of("GET /big", *[functools.partial(ran.append, n) for n in range(10)])
+    submitted = threading.Event()
+
+    def submit() -> None:
+        pool.submit(big)
+        submitted.set()
+
+    threading.Thread(target=submit, daemon=True).start()
+    assert not submitted.wait(0.2), "a batch over the bound went in beside a running one"
+    gate.set()
+    assert submitted.wait(5), "a batch over the bound never went in on an empty pool"
+    assert pool.drain(5)
+    assert ran == list(range(10))
+    # and on an idle pool at once, without waiting
+    started = time.monotonic()
+    pool.submit(batch_of("GET /big2", *[noop] * 10))
+    assert time.monotonic() - started < 1
+    assert pool.drain(5)
+
+
+def test_when_every_thread_is_stuck_a_full_pool_names_new_tasks_at_once(private_pool, caplog):
+    # A hung task used to hold every later close() for background_submit_timeout.
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    pool, gate = private_pool(submit_timeout=30)
+    holding = threading.Event()
+
+    def stuck_in_a_read() -> None:
+        holding.set()
+        assert gate.wait(30)
+
+    tasks = BackgroundTasks()
+    tasks.add_task(stuck_in_a_read)
+    # slow_warning=0: the running task counts as stuck at once, without a sleep here.
+    pool.submit(Batch(tasks.to_run(False), "GET /hang", None, slow_warning=0.0))
+    assert holding.wait(5)
+    ran: list[str] = []
+    pool.submit(batch_of("GET /queued", functools.partial(ran.append, "queued")))  # fits
+    started = time.monotonic()
+    late = [batch_of(f"GET /late{n}", noop) for n in range(3)]
+    for batch in late:
+        pool.submit(batch)
+    assert time.monotonic() - started < 5  # not 3 x 30 s
+    assert all(batch.finished and batch.reported for batch in late)
+    assert pool_errors(caplog) == [
+        f"background task test_pool.noop of GET /late{n} was not queued: the queue is full and"
+        " every pool thread is stuck in a task (running longer than its"
+        " background_slow_warning; named above) (never started)"
+        for n in range(3)
+    ]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(
+        "background task test_pool.test_when_every_thread_is_stuck_a_full_pool_names_new_tasks"
+        "_at_once.<locals>.stuck_in_a_read of GET /hang has held its pool thread for "
+    )
+    assert "in stuck_in_a_read\n    assert gate.wait(30)" in warning  # its stack, once
+    gate.set()
+    assert pool.drain(5)
+    assert ran == ["queued"]
 
 
 def test_private_pool_heartbeat_that_raises_interrupts_the_wait_and_names_the_batch(

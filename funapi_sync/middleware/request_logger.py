@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._logtext import log_method, log_text
 from ..after_close import REQUEST_ID_KEY
 from . import closing
 
@@ -67,8 +68,8 @@ class RequestLoggerMiddleware:
         incoming = environ.get(self.environ_header, "")
         rid = incoming if _SAFE_ID.fullmatch(incoming) else uuid.uuid4().hex
         environ[ENVIRON_KEY] = rid
-        method = environ.get("REQUEST_METHOD", "-")
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        method = log_method(environ)
+        path = log_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         status = ["-"]
         lowered = self.header.lower()
 

@@ -364,6 +364,21 @@ def _build(app: Documented) -> dict[str, Any]:
     return spec.to_dict()
 
 
+_URL_IGNORED = {ord("\t"): None, ord("\n"): None, ord("\r"): None}
+
+
+def _local_root(script_root: str) -> str:
+    """``script_root`` as a path on this host: never ``//host`` or ``/\\host``.
+
+    NOTE: gunicorn trusts ``SCRIPT_NAME`` from 127.0.0.1 by default; ``//evil.test`` would
+    make ``//evil.test/docs/swagger-ui-bundle.js`` a protocol-relative URL, loading the
+    page's script from another host. Browsers drop tabs and newlines from a URL, so
+    ``/\t/evil.test`` is the same; they go first.
+    """
+    stripped = script_root.translate(_URL_IGNORED).lstrip("/\\")
+    return "/" + stripped if stripped else ""
+
+
 class OpenAPI:
     """An app's ``/openapi.json`` and ``/docs`` handlers; the document is built once.
 
@@ -396,7 +411,7 @@ class OpenAPI:
         return Response(self.document(), mimetype="application/json")
 
     def docs_page(self, input: Any, req: Request) -> Response:
-        root = req.script_root
+        root = _local_root(req.script_root)
         # NOTE: json.dumps plus escaping "<" keeps a URL from closing the <script> element.
         spec_url = json.dumps(root + self.openapi_url).replace("<", "\\u003c")
         assets = html.escape(f"{root}{self.docs_url}", quote=True)

@@ -347,6 +347,25 @@ def test_docs_page_follows_the_mount_point_and_escapes_the_title():
     assert 'href="/v1/api/docs/swagger-ui.css"' in html
 
 
+@pytest.mark.parametrize(
+    ("script_name", "root"),
+    [
+        ("//evil.test", "/evil.test"),
+        ("/\\evil.test", "/evil.test"),
+        ("/\t/evil.test", "/evil.test"),
+        ("///", ""),
+    ],
+    ids=["double-slash", "backslash", "tab", "only-slashes"],
+)
+def test_docs_page_never_loads_from_another_host_whatever_the_script_name(script_name, root):
+    # gunicorn trusts SCRIPT_NAME from 127.0.0.1: //evil.test made a protocol-relative URL.
+    app = App()
+    page = app.test_client().get("/docs", environ_overrides={"SCRIPT_NAME": script_name}).text
+    assert f'src="{root}/docs/swagger-ui-bundle.js"' in page
+    assert f'url: "{root}/openapi.json"' in page
+    assert "//evil" not in page
+
+
 def test_openapi_url_none_turns_off_the_document_and_the_docs():
     app = App(openapi_url=None)
     app.get("/x")(lambda: "x")
