@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 logger = logging.getLogger("funapi_sync")
@@ -24,6 +26,14 @@ ExitStep = tuple[Callable[[float | None], int], Callable[[], None]]
 _resets: list[Callable[[], None]] = []
 _exit_steps: list[ExitStep] = []
 _shutdown_done = False
+_sigterm_checked = False
+#: Servers that run Python inside their own C or Rust loop: they handle SIGTERM themselves,
+#: and a Python-level handler would only run once the main thread runs Python again (never).
+_EMBEDDING = ("uwsgi", "mod_wsgi")
+#: The server kills this process this many seconds after its stop signal (gunicorn's
+#: --graceful-timeout less a margin), and when that signal came; None when unbounded.
+_drain_limit: float | None = None
+_stopping_since: float | None = None
 
 
 def at_fork_in_child(reset: Callable[[], None]) -> None:
@@ -75,9 +85,58 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into the same clean exit as Ctrl-C where nothing else handles it.
+
+    Only from the main thread, only while SIGTERM still has Python's default action (which
+    ends the process at once, skipping the drain), and never under a server that handles
+    signals outside Python. The handler raises ``SystemExit(0)`` in the main thread, so the
+    server's loop unwinds and the interpreter-exit hook drains the pool. A server that sets
+    its own handler later replaces this one, which is right: it has its own graceful stop.
+    """
+    global _sigterm_checked
+    if _sigterm_checked or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_checked = True
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    if any(name in sys.modules for name in _EMBEDDING):
+        return
+    signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum: int, frame: object) -> None:
+    # NOTE: SystemExit, not KeyboardInterrupt: waitress, cheroot and werkzeug stop cleanly
+    # on both, but a plain serve_forever() script would print a KeyboardInterrupt traceback,
+    # and exit status 0 is a clean stop to systemd and to gunicorn-style supervisors.
+    raise SystemExit(0)
+
+
+def limit_drain(seconds: float) -> None:
+    """Bound the exit's drain: the server kills the process ``seconds`` after its stop signal."""
+    global _drain_limit
+    _drain_limit = seconds
+
+
+def note_stop_signal() -> None:
+    """Note that the server's stop signal arrived now (the drain's limit counts from it)."""
+    global _stopping_since
+    if _stopping_since is None:
+        _stopping_since = time.monotonic()
+
+
+def drain_budget() -> float | None:
+    """Seconds the exit's drain may still take before the server kills us; None if unbounded."""
+    if _drain_limit is None:
+        return None
+    since = time.monotonic() if _stopping_since is None else _stopping_since
+    return max(0.0, _drain_limit - (time.monotonic() - since))
+
+
 def _reset_in_child() -> None:
-    global _shutdown_done
+    global _shutdown_done, _drain_limit, _stopping_since
     _shutdown_done = False
+    _drain_limit = _stopping_since = None
     for reset in _resets:
         try:
             reset()

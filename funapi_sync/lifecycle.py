@@ -35,8 +35,9 @@ class Lifecycle:
         self._next_hook = 0
         self._lock = threading.Lock()
         _lifecycles.add(self)
-        # NOTE: an app imported by a gunicorn worker is made on its main thread, the one
-        # place a signal handler can be set (the gthread worker's requests run elsewhere).
+        # NOTE: an app is usually made at import, on the main thread: the one place a
+        # signal handler can be set (the gthread worker's requests run elsewhere).
+        _process.exit_on_sigterm()
         _attach_server()
 
     def add_startup(self, hook: Hook) -> None:
@@ -81,6 +82,7 @@ class Lifecycle:
                     raise
                 self._next_hook += 1
             self.started = True
+        _process.exit_on_sigterm()
         _attach_server()
 
     def shutdown(self) -> None:
@@ -122,6 +124,11 @@ def _drain_pool(timeout: float | None) -> int:
     pool = pool_module.current_pool()
     if pool is None:
         return 0
+    budget = _process.drain_budget()
+    if timeout is None and budget is not None:
+        # NOTE: the server kills the process at its own graceful timeout: drain within it,
+        # so what cannot finish is named at ERROR before the SIGKILL, not lost silently.
+        timeout = min(budget, pool.shutdown_timeout())
     pool.shutdown(timeout)
     return pool.still_running()
 
@@ -140,9 +147,10 @@ def _attach_server() -> None:
     if _server_attached:
         return
     _server_attached = True
-    from .server import worker
+    from .server import uwsgi, worker
 
     worker.attach_running_worker()
+    uwsgi.warn_if_sigterm_kills()
 
 
 _server_attached = False

@@ -483,12 +483,16 @@ class ProcessPools:
         """
         pools = self.pools()
         if timeout is None:
-            timeout = max((pool.settings.shutdown_timeout for pool in pools), default=0.0)
+            timeout = self.shutdown_timeout()
         deadline = time.monotonic() + timeout
         drained = True
         for pool in pools:
             drained = pool.shutdown(max(0.0, deadline - time.monotonic())) and drained
         return drained
+
+    def shutdown_timeout(self) -> float:
+        """The longest ``shutdown_timeout`` of the pools: what a drain at exit would take."""
+        return max((pool.settings.shutdown_timeout for pool in self.pools()), default=0.0)
 
     def still_running(self) -> int:
         """How many tasks are running now, in every pool."""
@@ -538,6 +542,15 @@ def _forget_in_child() -> None:
 _process.at_fork_in_child(_forget_in_child)
 
 
+#: The longest ``background_shutdown_timeout`` an app of this process asked for.
+_longest_shutdown = 0.0
+
+
+def longest_shutdown_timeout() -> float:
+    """The longest drain at exit that an app of this process asked for (0 if none)."""
+    return _longest_shutdown
+
+
 class PoolView:
     """``app.background``: the pool as seen by one app (stats and drain).
 
@@ -550,8 +563,10 @@ class PoolView:
     __slots__ = ("own_pool", "settings")
 
     def __init__(self, settings: PoolSettings, *, own_pool: bool = False) -> None:
+        global _longest_shutdown
         self.settings = settings
         self.own_pool = own_pool
+        _longest_shutdown = max(_longest_shutdown, settings.shutdown_timeout)
 
     def pool(self) -> TaskPool:
         """The pool this view's batches go to, made now if this process has none yet."""
