@@ -278,6 +278,8 @@ class RQBackend:
         try:
             with self.connection.pipeline(transaction=False) as pipe:
                 pipe.llen(queue.key)
+                # NOTE: a dequeued job sits in this list until it is in the started registry.
+                pipe.llen(queue.intermediate_queue_key)
                 for key in keys:
                     pipe.zcard(key)
                 return any(pipe.execute())
