@@ -6,9 +6,13 @@ rq worker runs them, in order, retrying a failed one up to three times.
 
 Run it (from the project root, with a Redis on $REDIS_URL, default redis://localhost:6379/0):
 
+    pip install -e '.[rq]'                          # rq and redis-py, from the clone
     gunicorn examples.signup_rq:app                 # the web tier
     funapi-sync worker examples.signup_rq:app       # a worker (startup hooks, then rq)
-    # or: rq worker --url "$REDIS_URL" default      (same cwd/PYTHONPATH as gunicorn)
+    # or: rq worker --with-scheduler --url "$REDIS_URL" signup   (same cwd/PYTHONPATH)
+
+The queue is ``signup``; ``--with-scheduler`` (built into ``funapi-sync worker``) is what
+runs the retries below when they fall due.
 
 Both read $SIGNUP_DB (default ./signup.sqlite3): users, outbox and signup_log tables.
 """

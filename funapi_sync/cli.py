@@ -356,5 +356,8 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
             " create the app with App(background_backend=RQBackend(...)) (see"
             " docs/job-queues.md)"
         )
-    status = run_worker(app, burst=args.burst, queues=args.queues)
+    try:
+        status = run_worker(app, burst=args.burst, queues=args.queues)
+    except ConnectionError as exc:  # the backend's store is unreachable: its message names it
+        _fail(str(exc))
     return int(status or 0)

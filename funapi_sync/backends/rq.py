@@ -1,7 +1,8 @@
 """RQBackend: hand a request's background tasks to RQ on Redis, one job per request.
 
-Install with ``pip install 'funapi_sync[rq]'``. See docs/job-queues.md for when to use it,
-how to run the workers, and what changes compared with the in-process pool.
+Install with ``pip install -e '.[rq]'`` from a clone of the project. See
+docs/job-queues.md for when to use it, how to run the workers, and what changes compared
+with the in-process pool.
 """
 
 from __future__ import annotations
@@ -9,22 +10,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 try:
     from redis import Redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry as RedisRetry
-    from rq import Queue, Retry, Worker, get_current_job
+    from rq import Queue, Retry, get_current_job
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "funapi_sync.backends.rq needs rq and redis: pip install 'funapi_sync[rq]'"
+        "funapi_sync.backends.rq needs rq and redis: pip install 'rq>=2.12,<3' 'redis>=5,<8.2'"
+        " (from a clone of funapi_sync: pip install -e '.[rq]')"
     ) from exc
 
 from ..background import task_name
 from ..pool import Batch, PoolSettings, get_pool
 from ..status import TaskStatus, check_query
 from . import finish
+from ._rq_enqueue import Outcome, enqueue_once
+from ._rq_redis import UNREACHABLE, RedisUnreachable, redis_url, unreachable
+from ._rq_worker import LeaseWorker, work_burst
 from .portable import CarriedTask, carry, check_portable, restore
 
 if TYPE_CHECKING:
@@ -45,12 +51,18 @@ class RQBackend:
     :param queue: the RQ queue's name.
     :param retry: an ``rq.Retry``; a retried job resumes at the task that failed.
     :param job_timeout: seconds for the whole request's job (RQ's default: 180).
-    :param fallback: when Redis cannot be reached in ``close()``: ``"thread"`` runs the
-        tasks in this process's pool, ``"error"`` drops them; both log each at ERROR.
+    :param fallback: when the job was certainly not enqueued in ``close()`` (Redis
+        unreachable): ``"thread"`` runs the tasks in this process's pool, ``"error"`` drops
+        them; both log each at ERROR. When Redis took the job but never answered, the
+        enqueue is settled first (see :func:`~funapi_sync.backends._rq_enqueue.enqueue_once`):
+        a request is never two jobs, and a task logged as not enqueued never runs.
     :param timeout: socket and connect timeout (seconds) of a connection made from a URL;
-        it bounds ``close()`` (about twice this at worst, with the one reconnect) so a
-        slow Redis cannot hold a gunicorn worker past its heartbeat. A ``redis.Redis``
-        passed in keeps its own timeouts.
+        it bounds ``close()`` (about three times this at worst: the attempt, the reconnect
+        and the settling call) so a slow Redis cannot hold a gunicorn worker past its
+        heartbeat. A ``redis.Redis`` passed in keeps its own timeouts.
+    :param lease: seconds after which ``funapi-sync worker`` puts back on the queue the job
+        of a worker that died mid-run (no heartbeat: SIGKILL, lost machine); measured
+        recovery is within ``lease * 5/3`` (50 s for the default 30).
 
     NOTE: one job per request, not one per task: one round trip in ``close()`` whatever
     the number of tasks, the request's order kept on any number of workers, and one
@@ -66,6 +78,7 @@ class RQBackend:
         fallback: Literal["thread", "error"] = "thread",
         *,
         timeout: float = 2.0,
+        lease: float = 30.0,
     ) -> None:
         if fallback not in ("thread", "error"):
             raise ValueError(f"RQBackend(fallback={fallback!r}): use 'thread' or 'error'")
@@ -95,10 +108,11 @@ class RQBackend:
         self.retry = retry
         self.job_timeout = job_timeout
         self.fallback = fallback
+        self.lease = lease
         self.queue = Queue(queue, connection=self.connection, default_timeout=job_timeout)
         self.settings = PoolSettings()
         self._lock = threading.Lock()
-        self._counts = {"enqueued": 0, "fallback": 0, "not_enqueued": 0}
+        self._counts = {"enqueued": 0, "fallback": 0, "not_enqueued": 0, "unknown": 0}
 
     def __repr__(self) -> str:
         return f"RQBackend(queue={self.queue_name!r}, fallback={self.fallback!r})"
@@ -124,25 +138,44 @@ class RQBackend:
         batch.refuse_new()
         try:
             tasks = [carry(task) for task in batch.tasks]
-            self.queue.enqueue_many(
-                [
-                    Queue.prepare_data(
-                        run_request,
-                        args=(batch.label, tasks),
-                        timeout=self.job_timeout,
-                        retry=self.retry,
-                        description=f"{batch.label}: {', '.join(t.name for t in batch.tasks)}",
-                    )
-                ]
+            data = Queue.prepare_data(
+                run_request,
+                args=(batch.label, tasks),
+                timeout=self.job_timeout,
+                retry=self.retry,
+                description=f"{batch.label}: {', '.join(t.name for t in batch.tasks)}",
+                job_id=uuid.uuid4().hex,  # fixed before the first attempt: see enqueue_once
             )
-        except Exception as exc:
-            self._fall_back(batch, exc)
+            outcome, error = enqueue_once(self.queue, data, self.connection)
+        except Exception as exc:  # nothing was sent: recording RQ's commands failed
+            outcome, error = Outcome.NOT_ENQUEUED, exc
+        if outcome is Outcome.NOT_ENQUEUED:
+            self._fall_back(batch, error or RuntimeError("not enqueued"))
             return
-        with self._lock:
-            self._counts["enqueued"] += len(batch.tasks)
+        if outcome is Outcome.UNKNOWN:
+            self._unknown(batch, error)
+        else:
+            with self._lock:
+                self._counts["enqueued"] += len(batch.tasks)
         finish(batch)
 
-    def _fall_back(self, batch: Batch, exc: Exception) -> None:
+    def _unknown(self, batch: Batch, exc: BaseException | None) -> None:
+        # NOTE: neither fallback applies: running the tasks here could run them twice, and
+        # "not enqueued" could be false. Say what is known, once, at ERROR.
+        logger.error(
+            "could not tell whether the tasks of %s were enqueued on RQ queue %r (%s: %s);"
+            " Redis took the job but did not answer: a worker runs them if it landed, and"
+            " they are not run here, so as never to run them twice: %s",
+            batch.label,
+            self.queue_name,
+            type(exc).__name__,
+            exc,
+            ", ".join(task.name for task in batch.tasks),
+        )
+        with self._lock:
+            self._counts["unknown"] += len(batch.tasks)
+
+    def _fall_back(self, batch: Batch, exc: BaseException) -> None:
         names = ", ".join(task.name for task in batch.tasks)
         if self.fallback == "thread":
             logger.error(
@@ -176,7 +209,8 @@ class RQBackend:
 
     @property
     def counts(self) -> dict[str, int]:
-        """This process's tasks ``enqueued``, run in-process (``fallback``), ``not_enqueued``.
+        """This process's tasks ``enqueued``, run in-process (``fallback``), ``not_enqueued``,
+        and ``unknown`` (Redis took the job but never answered; see :meth:`submit`).
 
         Unlike :meth:`stats`, this asks Redis nothing, so it works while Redis is down.
         """
@@ -188,18 +222,25 @@ class RQBackend:
 
         ``queued``, ``running``, ``scheduled`` (retries waiting for their interval) and
         ``failed`` count *jobs* (one per request) in Redis; ``completed`` counts jobs
-        that finished; ``enqueued``, ``fallback`` and ``not_enqueued`` count tasks this
-        process handed over, ran in-process, or dropped. Raises redis errors when Redis
-        cannot be reached.
+        that finished; ``enqueued``, ``fallback``, ``not_enqueued`` and ``unknown`` count
+        tasks this process handed over, ran in-process, dropped, or could not tell about.
+
+        :raises ConnectionError: Redis cannot be reached; the message names its URL
+            (``cannot reach Redis at redis://host:6379/0: Connection refused``). It is a
+            :class:`~funapi_sync.backends.rq.RedisUnreachable`, also a redis-py
+            ``ConnectionError``.
         """
         queue = self.queue
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.llen(queue.key)
-            pipe.zcard(queue.started_job_registry.key)
-            pipe.zcard(queue.scheduled_job_registry.key)
-            pipe.zcard(queue.failed_job_registry.key)
-            pipe.zcard(queue.finished_job_registry.key)
-            queued, running, scheduled, failed, finished = pipe.execute()
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.llen(queue.key)
+                pipe.zcard(queue.started_job_registry.key)
+                pipe.zcard(queue.scheduled_job_registry.key)
+                pipe.zcard(queue.failed_job_registry.key)
+                pipe.zcard(queue.finished_job_registry.key)
+                queued, running, scheduled, failed, finished = pipe.execute()
+        except UNREACHABLE as exc:
+            raise unreachable(self.connection, exc) from exc
         return {
             "queued": int(queued),
             "running": int(running),
@@ -226,23 +267,15 @@ class RQBackend:
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until the queue has no queued, running, scheduled or deferred job.
 
-        Workers do the running: this only watches Redis (every 50 ms), plus the
-        in-process pool that ``fallback="thread"`` uses. False on timeout.
+        Workers do the running: this asks Redis every 50 ms, runs nothing, and so returns
+        True only once a worker (``funapi-sync worker APP``) has run every job, scheduled
+        retries included, plus the in-process pool that ``fallback="thread"`` uses.
+
+        :returns: True once idle, False when ``timeout`` seconds passed first.
+        :raises ConnectionError: Redis cannot be reached (as :meth:`stats`).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        queue = self.queue
-        keys = (
-            queue.started_job_registry.key,
-            queue.scheduled_job_registry.key,
-            queue.deferred_job_registry.key,
-        )
-        while True:
-            with self.connection.pipeline(transaction=False) as pipe:
-                pipe.llen(queue.key)
-                for key in keys:
-                    pipe.zcard(key)
-                if not any(pipe.execute()):
-                    break
+        while self._busy():
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
@@ -253,24 +286,59 @@ class RQBackend:
             return True
         return current.drain(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
+    def _busy(self) -> bool:
+        queue = self.queue
+        keys = (
+            queue.started_job_registry.key,
+            queue.scheduled_job_registry.key,
+            queue.deferred_job_registry.key,
+        )
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.llen(queue.key)
+                # NOTE: a dequeued job sits in this list until it is in the started registry.
+                pipe.llen(queue.intermediate_queue_key)
+                for key in keys:
+                    pipe.zcard(key)
+                return any(pipe.execute())
+        except UNREACHABLE as exc:
+            raise unreachable(self.connection, exc) from exc
+
     # -- the worker side --------------------------------------------------------------
 
     def run_worker(self, app: App, *, burst: bool = False, queues: list[str] | None = None) -> int:
-        """Run the app's startup hooks, an rq ``Worker`` on this backend's queues, then shutdown.
+        """Run the app's startup hooks, an rq worker on this backend's queues, then shutdown.
 
         This is ``funapi-sync worker APP``. The worker forks a work-horse per job (RQ's
-        default), which inherits what the startup hooks set up.
+        default), which inherits what the startup hooks set up; it runs RQ's scheduler,
+        so a retry with an interval runs when due, and it holds a ``lease`` on each job,
+        so the job of a worker that died mid-run is run again by another within about
+        ``lease * 5/3`` seconds (see :class:`~funapi_sync.backends._rq_worker.LeaseWorker`).
 
-        :param burst: stop once the queues are empty (``rq worker --burst``).
+        :param burst: stop once the queues are empty and no retry is scheduled within the
+            next 300 s (it waits for those; a later one is left, with a WARNING).
         :param queues: queue names (default: this backend's queue).
         :returns: the exit status, 0.
+        :raises ConnectionError: Redis cannot be reached when the worker starts; the
+            message names its URL (``funapi-sync worker`` prints it as one line).
         """
         from .._process import shutdown_process
 
+        try:
+            self.connection.ping()
+        except UNREACHABLE as exc:
+            raise unreachable(self.connection, exc) from exc
+        names = queues or [self.queue_name]
+
+        def make_worker() -> LeaseWorker:
+            return LeaseWorker(names, connection=self.connection, lease=self.lease)
+
         app.lifecycle.ensure_started()
         try:
-            worker = Worker(queues or [self.queue_name], connection=self.connection)
-            worker.work(burst=burst)
+            if burst:
+                work_burst(make_worker)
+            else:
+                make_worker().work(with_scheduler=True)
         finally:
             shutdown_process()
         return 0
@@ -347,4 +415,4 @@ def run_request(label: str, tasks: list[CarriedTask]) -> int:
     return ran
 
 
-__all__ = ["RQBackend", "check_portable", "run_request"]
+__all__ = ["RQBackend", "RedisUnreachable", "check_portable", "redis_url", "run_request"]

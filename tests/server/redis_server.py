@@ -54,7 +54,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         port = free_port()
         process = subprocess.Popen(
             [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", str(tmp_path), "--daemonize", "no"],
+             "--appendonly", "no", "--dir", str(tmp_path), "--daemonize", "no",
+             "--enable-debug-command", "local"],  # DEBUG SLEEP: a slow Redis, for real
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

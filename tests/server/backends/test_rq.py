@@ -33,6 +33,7 @@ from redis_server import RedisServer, free_port, redis_server, rq_worker
 from rq import Queue, Retry
 
 from funapi_sync import App, BackgroundTasks
+from funapi_sync import pool as pool_module
 from funapi_sync.backends.rq import RQBackend
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -58,7 +59,8 @@ def rq_app(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> M
     monkeypatch.syspath_prepend(str(LIVE_APPS))
     monkeypatch.setenv("RQ_APP_DB", str(tmp_path / "runs.sqlite3"))
     monkeypatch.setenv("RQ_APP_REDIS", redis_url)
-    monkeypatch.delenv("RQ_APP_RETRY", raising=False)
+    for name in ("RQ_APP_RETRY", "RQ_APP_INTERVAL", "RQ_APP_LEASE"):
+        monkeypatch.delenv(name, raising=False)
     import rq_app
 
     return importlib.reload(rq_app)
@@ -236,7 +238,7 @@ def test_redis_down_with_fallback_thread_runs_the_task_in_process_with_an_error_
     message = record.getMessage()
     assert "could not enqueue the tasks of GET /" in message
     assert "in this process instead (fallback='thread'): test_rq.remember" in message
-    assert app.background.counts == {"enqueued": 0, "fallback": 1, "not_enqueued": 0}
+    assert app.background.counts == {"enqueued": 0, "fallback": 1, "not_enqueued": 0, "unknown": 0}
 
 
 def test_redis_down_with_fallback_error_logs_each_task_as_not_enqueued(
@@ -601,7 +603,7 @@ def test_testing_mode_runs_the_tasks_inline_and_still_refuses_what_a_worker_cann
 
     assert Client(app).get("/").json == {}  # the body read to its end: the tasks ran
     assert _ran == ["inline"]  # run here: Redis was never asked (it is not even there)
-    assert app.background.counts == {"enqueued": 0, "fallback": 0, "not_enqueued": 0}
+    assert app.background.counts == {"enqueued": 0, "fallback": 0, "not_enqueued": 0, "unknown": 0}
     assert caplog.records == []
     response = Client(app).get("/lambda")
     assert response.status_code == 500
@@ -631,3 +633,195 @@ def test_a_context_variable_is_found_once_its_module_is_imported(
     module.tenant = var  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "late_tenant_module", module)
     assert portable._var_ref(var) == "late_tenant_module:tenant"
+
+
+# -- issue #22: retries under funapi-sync worker, a slow Redis, a killed worker -----------
+
+
+def funapi_worker(
+    module: ModuleType, *args: str, extra_env: dict[str, str] | None = None, **popen: object
+) -> subprocess.Popen[str]:
+    """Start ``funapi-sync worker rq_app:app ARGS`` (the documented command) in LIVE_APPS."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(LIVE_APPS)]),
+        "RQ_APP_DB": module.DB,
+        **(extra_env or {}),
+    }
+    command = [sys.executable, "-m", "funapi_sync", "worker", "rq_app:app", *args]
+    return subprocess.Popen(command, cwd=LIVE_APPS, env=env, text=True, **popen)  # type: ignore[call-overload]
+
+
+def test_a_retry_with_an_interval_runs_under_funapi_sync_worker_burst(
+    rq_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RQ_APP_RETRY", "3")
+    monkeypatch.setenv("RQ_APP_INTERVAL", "1")
+    module = importlib.reload(rq_app)
+    assert module.app.test_client().get("/flaky/1").status_code == 200
+    worker = funapi_worker(
+        module, "--burst", extra_env=dict(os.environ), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, output
+    # Before: the first retry sat in RQ's scheduled registry and --burst exited 0.
+    assert [(request, task) for request, task, _ in rows(module)] == [
+        (1, 0), (1, 1), (1, 1), (1, 1), (1, 2)
+    ]  # fmt: skip
+    backend = module.app.background
+    assert backend.drain(timeout=1) is True
+    assert backend.stats()["scheduled"] == 0
+    assert backend.stats()["completed"] == 1
+
+
+def test_drain_waits_for_a_scheduled_retry_that_a_running_worker_runs_when_due(
+    rq_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RQ_APP_RETRY", "2")
+    monkeypatch.setenv("RQ_APP_INTERVAL", "1")
+    module = importlib.reload(rq_app)
+    worker = funapi_worker(module, extra_env=dict(os.environ), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert module.app.test_client().get("/flaky/2").status_code == 200
+        assert module.app.background.drain(timeout=60) is True
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert [(request, task) for request, task, _ in rows(module)] == [
+        (2, 0), (2, 1), (2, 1), (2, 1), (2, 2)
+    ]  # fmt: skip
+
+
+def _runs(module: ModuleType, request: int) -> list[tuple[int, int]]:
+    return [(r, task) for r, task, _ in rows(module) if r == request]
+
+
+@pytest.mark.parametrize("sleep", [1.5, 2.5])
+def test_a_redis_slower_than_the_socket_timeout_makes_one_job_and_runs_each_task_once(
+    rq_app: ModuleType, redis_url: str, sleep: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="funapi_sync.background")
+    app = App(background_backend=RQBackend(redis_url, timeout=1.0))
+
+    @app.get("/<int:number>")
+    def handler(input, *, background):
+        for task in range(3):
+            background.add_task(rq_app.record, input.path["number"], task)
+        return {}
+
+    client = app.test_client()
+    assert client.get("/1").status_code == 200  # connected, rq's server-version read done
+    slow = redis.Redis.from_url(redis_url)
+    sleeper = threading.Thread(target=slow.execute_command, args=("DEBUG", "SLEEP", sleep))
+    sleeper.start()
+    time.sleep(0.1)  # NOTE: no event exists for "Redis is asleep"; DEBUG SLEEP blocks it all
+    assert client.get("/2").status_code == 200
+    sleeper.join(10)
+    fallback_pool = pool_module.current_pool()  # the in-process fallback, if it was used
+    assert fallback_pool is None or fallback_pool.drain(10)
+    work(rq_app)
+    # Before: redis-py resent the timed-out MULTI/EXEC: two jobs, each task run twice.
+    assert _runs(rq_app, 2) == [(2, 0), (2, 1), (2, 2)]
+    counts = app.background.counts
+    assert counts["enqueued"] + counts["fallback"] == 6
+    assert counts["unknown"] == counts["not_enqueued"] == 0
+    assert Queue("default", connection=slow).count == 0
+
+
+def test_with_fallback_error_a_task_logged_as_not_enqueued_never_runs_on_a_late_redis(
+    rq_app: ModuleType, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="funapi_sync.background")
+    app = App(background_backend=RQBackend(redis_url, timeout=1.0, fallback="error"))
+
+    @app.get("/<int:number>")
+    def handler(input, *, background):
+        background.add_task(rq_app.record, input.path["number"], 0)
+        return {}
+
+    client = app.test_client()
+    assert client.get("/1").status_code == 200
+    slow = redis.Redis.from_url(redis_url)
+    # Longer than the attempt and its reconnect (2 x 1.0 s): before, both timed out, the
+    # task was logged "will not run", and the first attempt then landed and ran.
+    sleeper = threading.Thread(target=slow.execute_command, args=("DEBUG", "SLEEP", 2.5))
+    sleeper.start()
+    time.sleep(0.1)
+    assert client.get("/2").status_code == 200
+    sleeper.join(10)
+    work(rq_app)
+    dropped = [r.getMessage() for r in caplog.records if "was not enqueued" in r.getMessage()]
+    ran = _runs(rq_app, 2)
+    # Before: logged "will not run", then run by the worker all the same.
+    assert ran == ([] if dropped else [(2, 0)]), (dropped, ran)
+    counts = app.background.counts
+    assert counts["enqueued"] == 1 + len(ran)
+    assert counts["not_enqueued"] == len(dropped)
+
+
+def test_a_sigkilled_worker_s_job_is_run_by_the_next_worker_within_the_lease_bound(
+    rq_app: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lease = 3.0
+    monkeypatch.setenv("RQ_APP_LEASE", str(lease))
+    module = importlib.reload(rq_app)
+    assert module.app.test_client().get("/stall/4").status_code == 200
+    logs = [open(tmp_path / f"worker{i}.log", "w") for i in (1, 2)]  # noqa: SIM115
+    first = funapi_worker(module, extra_env=dict(os.environ), stdout=logs[0], stderr=logs[0])
+    second = None
+    try:
+        deadline = time.monotonic() + 30
+        while len(_runs(module, 4)) < 2:  # task 0 done, task 1's first attempt hanging
+            assert time.monotonic() < deadline, (tmp_path / "worker1.log").read_text()
+            time.sleep(0.05)
+        horse = rows(module)[-1][2]
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        killed = time.monotonic()
+        deadline = time.monotonic() + 10
+        while not _gone(horse):  # the work-horse dies with its worker: no orphan run
+            assert time.monotonic() < deadline, "the work-horse outlived its worker"
+            time.sleep(0.05)
+        second = funapi_worker(module, extra_env=dict(os.environ), stdout=logs[1], stderr=logs[1])
+        deadline = killed + 30
+        while len(_runs(module, 4)) < 4:
+            assert time.monotonic() < deadline, (tmp_path / "worker2.log").read_text()
+            time.sleep(0.05)
+        recovered = time.monotonic() - killed
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(30)
+        for log in logs:
+            log.close()
+    # The bound documented for RQBackend(lease=...): lease * 5/3, plus the worker's start.
+    print(f"lease {lease:.0f} s: job recovered {recovered:.1f} s after SIGKILL")
+    assert recovered < lease * 5 / 3 + 5
+    assert _runs(module, 4) == [(4, 0), (4, 1), (4, 1), (4, 2)]  # resumes at the task cut off
+    assert "lost its worker mid-run" in (tmp_path / "worker2.log").read_text()
+
+
+def test_funapi_sync_worker_with_redis_down_prints_one_line_and_exits_2(
+    rq_app: ModuleType,
+) -> None:
+    url = unreachable_url()
+    worker = funapi_worker(
+        rq_app, extra_env={"RQ_APP_REDIS": url}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 2
+    assert err == f"funapi-sync: error: cannot reach Redis at {url}: Connection refused\n", err
+    assert out == ""
+
+
+def test_drain_and_stats_with_redis_down_raise_a_connection_error_naming_the_url() -> None:
+    url = unreachable_url()
+    backend = RQBackend(url.replace("redis://", "redis://user:secret@"))
+    for call in (backend.stats, lambda: backend.drain(timeout=1)):
+        with pytest.raises(ConnectionError) as info:
+            call()
+        assert str(info.value) == f"cannot reach Redis at {url}: Connection refused"
+        assert isinstance(info.value, redis.exceptions.ConnectionError)

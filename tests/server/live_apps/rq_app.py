@@ -20,7 +20,13 @@ from funapi_sync import App
 from funapi_sync.backends.rq import RQBackend
 
 DB = os.environ["RQ_APP_DB"]
-retry = Retry(max=int(os.environ["RQ_APP_RETRY"])) if os.environ.get("RQ_APP_RETRY") else None
+retry = (
+    Retry(max=int(os.environ["RQ_APP_RETRY"]), interval=int(os.environ.get("RQ_APP_INTERVAL", 0)))
+    if os.environ.get("RQ_APP_RETRY")
+    else None
+)
+#: The backend's lease (seconds): short in the tests that kill a worker.
+LEASE = float(os.environ.get("RQ_APP_LEASE", "30"))
 
 logging.basicConfig(
     level=logging.WARNING, format="%(levelname)s %(name)s pid=%(process)d %(message)s"
@@ -48,7 +54,10 @@ def create_tables() -> None:
 
 create_tables()
 
-app = App(title="rq tasks", background_backend=RQBackend(os.environ["RQ_APP_REDIS"], retry=retry))
+app = App(
+    title="rq tasks",
+    background_backend=RQBackend(os.environ["RQ_APP_REDIS"], retry=retry, lease=LEASE),
+)
 
 
 @app.on_startup
@@ -77,6 +86,27 @@ def flaky(request: int, task: int, failures: int) -> None:
         ).fetchone()
     if attempts <= failures:
         raise RuntimeError(f"attempt {attempts} of task {task} fails on purpose")
+
+
+def stalls_once(request: int, task: int) -> None:
+    """Record the attempt; the first one then hangs (until its worker is killed)."""
+    record(request, task)
+    with closing(sqlite3.connect(DB, timeout=30)) as conn:
+        (attempts,) = conn.execute(
+            "SELECT count(*) FROM runs WHERE request = ? AND task = ?", (request, task)
+        ).fetchone()
+    if attempts == 1:
+        threading.Event().wait(600)
+
+
+@app.get("/stall/<int:request>")
+def stall_work(input, *, background):
+    """A task before, one whose first attempt hangs, and one after."""
+    number = input.path["request"]
+    background.add_task(record, number, 0)
+    background.add_task(stalls_once, number, 1)
+    background.add_task(record, number, 2)
+    return {"request": number}
 
 
 @app.get("/work/<int:request>")
