@@ -124,6 +124,7 @@ def run(parts: list[str], quick: bool) -> dict[str, Any]:
         app = tasks.build_app()
         results["tasks"] = {
             "close_cost": tasks.close_cost(app, cfg["rounds"], cfg["task_calls"]),
+            "add_task": tasks.add_task_cost(cfg["rounds"], cfg["task_calls"]),
             "drain": tasks.drain_rate(app, cfg["drain_tasks"]),
             "start_latency": tasks.start_latency(app, cfg["latency_samples"]),
             "idle": tasks.idle_cost(app, cfg["idle_seconds"]),

@@ -47,6 +47,35 @@ def build_app(**settings: Any) -> App:
     return app
 
 
+def add_task_cost(rounds: int, calls: int) -> dict[str, float]:
+    """ns per ``add_task`` on the thread backend, with and without reading ``handle.id``.
+
+    Issue #23's budget: a handle nobody reads costs at most 1 µs per ``add_task``.
+    """
+    from funapi_sync import BackgroundTasks
+
+    def unread() -> int:
+        background = BackgroundTasks()
+        add = background.add_task
+        started = time.perf_counter_ns()
+        for _ in range(calls):
+            add(noop)
+        return time.perf_counter_ns() - started
+
+    def read() -> int:
+        background = BackgroundTasks()
+        add = background.add_task
+        started = time.perf_counter_ns()
+        for _ in range(calls):
+            add(noop).id  # noqa: B018 - reading the id is what is timed
+        return time.perf_counter_ns() - started
+
+    # NOTE: best of interleaved rounds: the floor is the code's cost, the rest is noise.
+    unread_ns = min(unread() for _ in range(rounds)) / calls
+    read_ns = min(read() for _ in range(rounds)) / calls
+    return {"unread_ns": unread_ns, "read_ns": read_ns}
+
+
 def close_cost(app: App, rounds: int, calls: int) -> dict[int, dict[str, float]]:
     """Per request with n tasks: µs for the whole request and for ``close()`` alone.
 
