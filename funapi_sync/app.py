@@ -105,6 +105,11 @@ class App(RouteDecorators):
         # NOTE: the first startup hook, so every way of starting (gunicorn's worker init,
         # run(), the first request) freezes setup before any other hook or request runs.
         self.lifecycle.add_startup(self._freeze)
+        # NOTE: a durable backend starts taking stored tasks where the app starts serving
+        # (each gunicorn worker, a worker process), never in a --preload master.
+        start_backend = getattr(self.background, "start", None)
+        if callable(start_backend):
+            self.lifecycle.add_startup(start_backend)
         #: ``/openapi.json`` and ``/docs``, or None when ``openapi_url=None`` turns them off.
         self.openapi: OpenAPI | None = None
         if self.settings.openapi_url is not None:

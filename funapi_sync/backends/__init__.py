@@ -2,7 +2,8 @@
 
 ``App(background_backend=...)`` takes ``"thread"`` (the default: the process's pool;
 ``ThreadBackend(own_pool=True)`` for a pool of the app's own),
-``"inline"`` (run in the closing thread, for tests), ``"record"`` (kept, not run) or a
+``"inline"`` (run in the closing thread, for tests), ``"record"`` (kept, not run),
+``"sqlite"`` (:class:`funapi_sync.backends.sqlite.SQLiteBackend` with its defaults) or a
 backend object such as :class:`funapi_sync.backends.rq.RQBackend`. The app hands each
 request's :class:`~funapi_sync.pool.Batch` to ``backend.submit(batch)`` from the response
 iterable's ``close()``; ``app.background`` is the backend (``stats()``, ``drain()``).
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from ..pool import Batch, PoolSettings, PoolView
+from .retry import Retry as Retry
 
 logger = logging.getLogger("funapi_sync.background")
 
@@ -139,8 +141,8 @@ def resolve(backend: Any, settings: PoolSettings) -> Backend:
         if factory is None:
             raise ValueError(
                 f"background_backend={backend!r} is not a backend; use 'thread' (the default),"
-                " 'inline', 'record' or a backend object such as"
-                " funapi_sync.backends.rq.RQBackend('redis://localhost:6379/0')"
+                " 'inline', 'record', 'sqlite' or a backend object such as"
+                " funapi_sync.backends.sqlite.SQLiteBackend('tasks.sqlite3')"
             )
         resolved: Backend = factory(settings)
     elif isinstance(backend, type):
@@ -154,7 +156,7 @@ def resolve(backend: Any, settings: PoolSettings) -> Backend:
         raise TypeError(
             f"background_backend={backend!r} is neither a backend name nor a backend object"
             " (with check, bind(), submit(), stats() and drain()); use 'thread', 'inline',"
-            " 'record' or funapi_sync.backends.rq.RQBackend(...)"
+            " 'record', 'sqlite' or funapi_sync.backends.sqlite.SQLiteBackend(...)"
         )
     resolved.bind(settings)
     return resolved
@@ -164,7 +166,15 @@ _NAMED: dict[str, Callable[[PoolSettings], Backend]] = {
     "thread": ThreadBackend,
     "inline": lambda settings: InlineBackend(),
     "record": lambda settings: RecordBackend(),
+    "sqlite": lambda settings: _sqlite_backend(),
 }
+
+
+def _sqlite_backend() -> Backend:
+    # NOTE: imported on use: the SQLite backend's modules import this package.
+    from .sqlite import SQLiteBackend
+
+    return SQLiteBackend()
 
 
 def finish(batch: Batch) -> None:
