@@ -7,6 +7,7 @@ from .exceptions import HTTPException as HTTPException
 from .exceptions import ValidationError as ValidationError
 from .routing.router import Router as Router
 from .schema import Schema as Schema
+from .task_context import current_task as current_task
 from .templating import Templates as Templates
 from .uploads import File as File
 
@@ -23,4 +24,5 @@ __all__ = [
     "Templates",
     "ValidationError",
     "__version__",
+    "current_task",
 ]
