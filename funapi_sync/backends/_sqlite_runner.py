@@ -99,22 +99,27 @@ class Runner:
             delay = POLL_MIN if woke else min(delay * 2, POLL_MAX)
 
     def _claim_free(self) -> int:
-        free = self.settings.workers - self._in_flight
-        if free <= 0:
-            return 0
+        # NOTE: the free slots are counted in flight before the claim, so no one sees this
+        # process idle while rows it just claimed are on their way to the pool.
+        with self._lock:
+            free = self.settings.workers - self._in_flight
+            if free <= 0:
+                return 0
+            self._in_flight += free
+        rows: list[Row] = []
         try:
             rows = self.store.claim(self.owner, self.lease, free)
         except sqlite3.Error as exc:
             logger.warning("claiming background tasks from %s failed: %s", self.store.path, exc)
-            return 0
+        with self._lock:
+            self._in_flight -= free - len(rows)
+            for row in rows:
+                self._running[row.id] = row
         for row in rows:
             self._hand_to_pool(row)
         return len(rows)
 
     def _hand_to_pool(self, row: Row) -> None:
-        with self._lock:
-            self._in_flight += 1
-            self._running[row.id] = row
         task = BackgroundTask(self.run_chain, (row,), {}, contextvars.Context(), False)
         batch = Batch([task], row.label, None, slow_warning=self.settings.slow_warning)
         get_pool(self.settings).submit(batch, self.settings.submit_timeout)
@@ -122,6 +127,9 @@ class Runner:
             # NOTE: the pool refused it (full, or shutting down): the row stays RUNNING
             # without a heartbeat, so its lease expires and any process takes it.
             self._release(row)
+            with self._lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def _beat(self) -> None:
         with self._lock:
