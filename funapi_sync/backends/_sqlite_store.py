@@ -73,18 +73,27 @@ _COLUMNS = (
 )
 
 # The head of each request: the first row not finished. Claimable when it is due, or
-# when the process running it stopped renewing its lease.
-_CLAIMABLE = """
-SELECT {columns} FROM funapi_tasks AS t
-WHERE ((t.status = 'READY' AND t.due <= :now)
-       OR (t.status = 'RUNNING' AND t.lease_until < :now))
+# when the process running it stopped renewing its lease. PERF: one query per case, each
+# an equality on status, so the (status, due) index gives the order with no sort.
+_HEAD = """
   AND NOT EXISTS (
     SELECT 1 FROM funapi_tasks AS p
     WHERE p.batch = t.batch AND p.position < t.position AND p.status IN ('READY', 'RUNNING'))
-{more}
-ORDER BY t.due, t.enqueued_at, t.position
-LIMIT :limit
 """
+_CLAIM_READY = (
+    "SELECT {columns} FROM funapi_tasks AS t WHERE t.status = 'READY' AND t.due <= :now"
+    + _HEAD
+    + "ORDER BY t.due LIMIT :limit"
+)
+_CLAIM_EXPIRED = (
+    "SELECT {columns} FROM funapi_tasks AS t WHERE t.status = 'RUNNING'"
+    " AND t.lease_until < :now" + _HEAD + "LIMIT :limit"
+)
+# The next task of a request this process just ran a task of.
+_CLAIM_NEXT = (
+    "SELECT {columns} FROM funapi_tasks AS t WHERE t.batch = :batch"
+    " AND t.status IN ('READY', 'RUNNING') ORDER BY t.position LIMIT 1"
+)
 
 
 def new_task_id() -> str:
@@ -190,25 +199,31 @@ class Store:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection in this process, opened on first use."""
+    def connection(self, synchronous: str = "NORMAL") -> sqlite3.Connection:
+        """This thread's connection in this process, opened on first use.
+
+        :param synchronous: ``"FULL"`` makes the next commits survive a power loss (the
+            insert of accepted tasks); ``"NORMAL"`` survives a crash of the process only,
+            enough for a claim or an end, whose loss at worst runs a task again.
+        """
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
-            return conn
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True
-        )
-        conn.execute("PRAGMA synchronous=FULL")
-        local.conn, local.pid = conn, os.getpid()
-        with self._lock:
-            self._connections.append((os.getpid(), conn))
+        if conn is None or local.pid != os.getpid():
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True
+            )
+            local.conn, local.pid, local.synchronous = conn, os.getpid(), ""
+            with self._lock:
+                self._connections.append((os.getpid(), conn))
+        if local.synchronous != synchronous:
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            local.synchronous = synchronous
         return conn
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, synchronous: str = "NORMAL") -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction, committed on success, rolled back on error."""
-        conn = self.connection()
+        conn = self.connection(synchronous)
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -249,7 +264,7 @@ class Store:
         ]
         for attempt in range(3):
             try:
-                with self.write() as conn:
+                with self.write("FULL") as conn:
                     conn.executemany(
                         "INSERT OR IGNORE INTO funapi_tasks (id, batch, position, label, name,"
                         " call, status, due, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, 'READY', ?, ?)",
@@ -265,13 +280,23 @@ class Store:
     # -- the runner side --------------------------------------------------------------
 
     def claim(self, owner: str, lease: float, limit: int, batch: str | None = None) -> list[Row]:
-        """Take up to ``limit`` claimable heads (of ``batch`` only, if given) for ``owner``."""
+        """Take up to ``limit`` claimable heads (or ``batch``'s next task) for ``owner``."""
         now = time.time()
-        more = "AND t.batch = :batch" if batch is not None else ""
-        query = _CLAIMABLE.format(columns=_prefixed("t"), more=more)
         params = {"now": now, "limit": limit, "batch": batch}
+        columns = _prefixed("t")
         with self.write() as conn:
-            rows = [Row(*found) for found in conn.execute(query, params)]
+            if batch is not None:
+                found = conn.execute(_CLAIM_NEXT.format(columns=columns), params).fetchone()
+                rows = [] if found is None else [Row(*found)]
+                rows = [row for row in rows if _claimable(row, now)]
+            else:
+                rows = [
+                    Row(*f) for f in conn.execute(_CLAIM_EXPIRED.format(columns=columns), params)
+                ]
+                if len(rows) < limit:
+                    params["limit"] = limit - len(rows)
+                    query = _CLAIM_READY.format(columns=columns)
+                    rows += [Row(*found) for found in conn.execute(query, params)]
             for row in rows:
                 conn.execute(
                     "UPDATE funapi_tasks SET status = 'RUNNING', owner = ?, lease_until = ?,"
@@ -370,6 +395,12 @@ class Store:
             .execute("SELECT count(*) FROM funapi_tasks WHERE status IN ('READY', 'RUNNING')")
             .fetchone()[0]
         )
+
+
+def _claimable(row: Row, now: float) -> bool:
+    if row.status == "READY":
+        return row.due <= now
+    return row.lease_until is not None and row.lease_until < now
 
 
 def _prefixed(alias: str) -> str:

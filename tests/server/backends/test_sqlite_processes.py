@@ -132,6 +132,9 @@ def test_a_sigkilled_workers_accepted_tasks_run_within_its_lease(tmp_path: Path)
         APP, *CONF, tmp_path=tmp_path, env=app_env(tmp_path, lease), workers=2, cwd=LIVE_APPS
     ) as server:
         post_requests(server.url, requests, tasks, sleep=0.4)
+        # NOTE: persist="after_response": a task is accepted once its close() stored it,
+        # which may be just after the client read its 202.
+        wait_until(lambda: sum(statuses(tmp_path).values()) == requests * tasks, 10, "stored")
         running: list[str] = []
 
         def someone_runs() -> bool:
