@@ -52,8 +52,9 @@ class App(RouteDecorators):
         ``max_body_size`` (bytes, default 1 MiB), ``background_workers`` (4),
         ``background_queue_size`` (1024), ``background_slow_warning`` (30.0 s),
         ``background_shutdown_timeout`` (25.0 s), ``background_submit_timeout`` (10.0 s),
-        ``background_backend`` (``"thread"``, ``"inline"``, ``"record"`` or a backend
-        object such as ``funapi_sync.backends.rq.RQBackend(...)``; see docs/job-queues.md),
+        ``background_backend`` (``"thread"``, ``"inline"``, ``"record"``, ``"sqlite"`` or
+        a backend object such as ``funapi_sync.backends.rq.RQBackend(...)``; see
+        docs/durable-tasks.md),
         ``openapi_url`` and ``docs_url``.
     """
 

@@ -1,6 +1,6 @@
 """RQBackend: hand a request's background tasks to RQ on Redis, one job per request.
 
-Install with ``pip install 'funapi_sync[rq]'``. See docs/job-queues.md for when to use it,
+Install with ``pip install 'funapi_sync[rq]'``. See docs/durable-tasks.md for when to use it,
 how to run the workers, and what changes compared with the in-process pool.
 """
 
