@@ -121,7 +121,9 @@ class Runner:
 
     def _hand_to_pool(self, row: Row) -> None:
         task = BackgroundTask(self.run_chain, (row,), {}, contextvars.Context(), False)
-        batch = Batch([task], row.label, None, slow_warning=self.settings.slow_warning)
+        # NOTE: no slow warning for the chain as a whole (it may run a request's every
+        # task): each row is timed on its own, by its name, in _run_row.
+        batch = Batch([task], row.label, None, slow_warning=float("inf"))
         get_pool(self.settings).submit(batch, self.settings.submit_timeout)
         if batch.reported and not batch.taken:
             # NOTE: the pool refused it (full, or shutting down): the row stays RUNNING
@@ -187,9 +189,10 @@ class Runner:
         """Run one claimed row and record its end; whether its request's next task may run."""
         if row.lost > MAX_LOST:
             error = f"LostRunner: the process running it died {row.lost} times"
-            logger.error("background task %s of %s failed: %s", row.name, row.label, error)
+            logger.error("background task %s of %s failed: %s", row.dotted, row.label, error)
             self._record(row, "FAILED", error, None)
             return True
+        started = time.monotonic()
         try:
             call = json.loads(row.call)
             fn = import_dotted(row.name)
@@ -203,6 +206,15 @@ class Runner:
         except BaseException as exc:  # a task's failure is contained: recorded and logged
             return self._failed(row, exc)
         self._record(row, "SUCCESSFUL", None, _json_or_none(result))
+        took = time.monotonic() - started
+        if took > self.settings.slow_warning:
+            logger.warning(
+                "background task %s of %s was slow: %.1f s (background_slow_warning=%s)",
+                row.dotted,
+                row.label,
+                took,
+                self.settings.slow_warning,
+            )
         return True
 
     def _failed(self, row: Row, exc: BaseException) -> bool:
@@ -213,7 +225,7 @@ class Runner:
             delay = retry.delay(retries_done + 1)
             logger.warning(
                 "background task %s of %s failed (attempt %d); retry %d of %d in %g s",
-                row.name,
+                row.dotted,
                 row.label,
                 row.attempts,
                 retries_done + 1,
@@ -226,7 +238,7 @@ class Runner:
             except sqlite3.Error as db_exc:
                 logger.warning("recording the retry of %s failed: %s", row.id, db_exc)
             return delay == 0
-        logger.warning("background task %s of %s failed", row.name, row.label, exc_info=exc)
+        logger.warning("background task %s of %s failed", row.dotted, row.label, exc_info=exc)
         self._record(row, "FAILED", error, None)
         return True
 
@@ -237,7 +249,7 @@ class Runner:
             # NOTE: the row stays RUNNING and its lease expires: it runs again elsewhere.
             logger.error(
                 "recording the end of background task %s (%s) failed (%s); it may run again",
-                row.name,
+                row.dotted,
                 row.id,
                 exc,
             )

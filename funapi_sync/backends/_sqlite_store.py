@@ -122,6 +122,11 @@ class Row(NamedTuple):
     error: str | None
     result: str | None
 
+    @property
+    def dotted(self) -> str:
+        """The task's name as logs and ``status()`` give it: ``module.qualname``."""
+        return self.name.replace(":", ".", 1)
+
 
 class NewRow(NamedTuple):
     """A task to insert: its id, its dotted name and its JSON call."""

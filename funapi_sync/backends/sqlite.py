@@ -269,7 +269,7 @@ def _record(row: Row) -> TaskRecord:
     result = None if row.result is None else json.loads(row.result)
     return TaskRecord(
         row.id,
-        row.name.replace(":", "."),
+        row.dotted,
         row.status,
         row.attempts,
         _time(row.enqueued_at),
