@@ -206,6 +206,23 @@ def test_sigkill_of_every_server_process_then_a_restart_runs_every_accepted_task
     assert integrity(tmp_path) == "ok"
 
 
+def test_a_sigterm_whose_drain_is_too_short_loses_nothing(tmp_path: Path) -> None:
+    lease, requests, tasks = 2.0, 4, 2
+    env = {**app_env(tmp_path, lease), "TASKS_SHUTDOWN_TIMEOUT": "0.3"}
+    with run_gunicorn(APP, *CONF, tmp_path=tmp_path, env=env, workers=1, cwd=LIVE_APPS) as server:
+        post_requests(server.url, requests, tasks, sleep=1.0)
+        wait_until(lambda: sum(statuses(tmp_path).values()) == requests * tasks, 10, "stored")
+        wait_until(lambda: statuses(tmp_path)["RUNNING"] > 0, 10, "a task RUNNING")
+        server.stop(signal.SIGTERM)
+        log = server.log()
+    assert "did not finish within the 0.3 s shutdown timeout" in log
+    left = statuses(tmp_path)
+    assert left["READY"] + left["RUNNING"] > 0, left
+    with run_gunicorn(APP, *CONF, tmp_path=tmp_path, env=env, workers=1, cwd=LIVE_APPS):
+        wait_until(all_successful(tmp_path, requests * tasks), lease + 5 + 15, "all SUCCESSFUL")
+    assert_each_ran_in_order(ran(tmp_path), requests, tasks)
+
+
 def test_a_worker_alone_drains_the_file_and_exits_in_burst_mode(tmp_path: Path) -> None:
     env = app_env(tmp_path)
     store = Store(env["TASKS_DB"])

@@ -18,7 +18,10 @@ backend = SQLiteBackend(
     lease=float(os.environ.get("TASKS_LEASE", "30")),
     persist=os.environ.get("TASKS_PERSIST", "after_response"),  # type: ignore[arg-type]
 )
-app = App(background_backend=backend)
+app = App(
+    background_backend=backend,
+    background_shutdown_timeout=float(os.environ.get("TASKS_SHUTDOWN_TIMEOUT", "25")),
+)
 
 
 def record(req: str, index: int, sleep: float) -> None:
