@@ -187,6 +187,11 @@ class Store:
         """Create the file and schema and switch it to WAL, once, under a file lock."""
         directory = os.path.dirname(self.path)
         os.makedirs(directory, exist_ok=True)
+        # NOTE: whoever can write the file can make the app call any importable function
+        # with JSON arguments: a new file is readable and writable by its owner only
+        # (SQLite gives its -wal and -shm files the same mode).
+        for made in (self.path, self.path + ".lock"):
+            os.close(os.open(made, os.O_CREAT | os.O_RDWR, 0o600))
         with open(self.path + ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:

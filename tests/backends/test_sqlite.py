@@ -32,6 +32,13 @@ def test_the_file_is_in_wal_mode_with_its_lock_beside_it(store: Store) -> None:
     assert os.path.exists(store.path + ".lock")
 
 
+def test_a_new_file_is_its_owners_alone(store: Store) -> None:
+    # Whoever can write it can make the app call any importable function.
+    for path in (store.path, store.path + ".lock", store.path + "-wal"):
+        store.connection().execute("SELECT 1")
+        assert os.stat(path).st_mode & 0o077 == 0, path
+
+
 def test_each_thread_has_its_own_connection(store: Store) -> None:
     theirs: list[sqlite3.Connection] = []
     thread = threading.Thread(target=lambda: theirs.append(store.connection()))
