@@ -176,8 +176,9 @@ class Store:
         refuse_network_path(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
-        # (pid, connection) of every connection opened, so a forked child can abandon them.
-        self._connections: list[tuple[int, sqlite3.Connection]] = []
+        # Every connection open, so a forked child can abandon them; weak, so that a
+        # thread's connection closes with the thread (a dev server's thread per request).
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._setup()
         _stores.add(self)
 
@@ -220,11 +221,15 @@ class Store:
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
             conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True
+                self.path,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=True,
+                factory=_Connection,
             )
             local.conn, local.pid, local.synchronous = conn, os.getpid(), ""
             with self._lock:
-                self._connections.append((os.getpid(), conn))
+                self._connections.add(conn)
         if local.synchronous != synchronous:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             local.synchronous = synchronous
@@ -247,17 +252,16 @@ class Store:
         # NOTE: never close a connection inherited from the parent: closing it can
         # checkpoint or delete the parent's WAL. Keep it referenced, unused, for ever.
         with contextlib.suppress(Exception):
-            _abandoned.extend(conn for _pid, conn in self._connections)
-        self._connections = []
+            _abandoned.extend(self._connections)
+        self._connections = weakref.WeakSet()
         self._lock = threading.Lock()
         self._local = threading.local()
 
     def close(self) -> None:
         """Close this process's connections (tests; a process's exit needs nothing)."""
-        pid = os.getpid()
         with self._lock:
-            mine = [conn for owner, conn in self._connections if owner == pid]
-            self._connections = [(o, c) for o, c in self._connections if o != pid]
+            mine = list(self._connections)
+            self._connections = weakref.WeakSet()
         for conn in mine:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
@@ -405,6 +409,10 @@ class Store:
             .execute("SELECT count(*) FROM funapi_tasks WHERE status IN ('READY', 'RUNNING')")
             .fetchone()[0]
         )
+
+
+class _Connection(sqlite3.Connection):
+    """A connection a weak set can hold (sqlite3.Connection itself takes no weak reference)."""
 
 
 def _claimable(row: Row, now: float) -> bool:

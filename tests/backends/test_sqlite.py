@@ -49,6 +49,18 @@ def test_each_thread_has_its_own_connection(store: Store) -> None:
     assert store.connection() is store.connection()
 
 
+def test_a_threads_connection_goes_with_the_thread(store: Store) -> None:
+    # A dev server runs each request on a new thread: its connection must not pile up.
+    import gc
+
+    for _ in range(5):
+        thread = threading.Thread(target=store.connection)
+        thread.start()
+        thread.join(10)
+    gc.collect()
+    assert len(store._connections) <= 1
+
+
 def test_a_forked_child_never_uses_nor_closes_the_parents_connection(store: Store) -> None:
     parents = store.connection()
     store.forget_in_child()  # what the at-fork hook runs in the child
