@@ -179,7 +179,9 @@ class Store:
         # Every connection open, so a forked child can abandon them; weak, so that a
         # thread's connection closes with the thread (a dev server's thread per request).
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        self._setup()
+        # NOTE: the file is made on first use, not here: importing an app (its docs
+        # build, a --preload master) creates nothing in the working directory.
+        self._ready = False
         _stores.add(self)
 
     # -- connections ------------------------------------------------------------------
@@ -220,6 +222,11 @@ class Store:
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
+            if not self._ready:
+                with self._lock:
+                    if not self._ready:
+                        self._setup()
+                        self._ready = True
             conn = sqlite3.connect(
                 self.path,
                 timeout=BUSY_TIMEOUT,

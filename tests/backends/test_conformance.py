@@ -405,6 +405,7 @@ def test_the_route_option_overrides_the_backends_persist(tmp_path: Path) -> None
             background.add_task(record, 2)
             return {}
 
+        backend.store.connection()  # the file exists before the first request here
         assert rows_at_status_line(app, "/late", backend.store.path) == 0
         assert rows_at_status_line(app, "/early", backend.store.path) == 2
         assert backend.drain(timeout=20) is True

@@ -26,7 +26,14 @@ def store(tmp_path: Path) -> Store:
     made.close()
 
 
+def test_nothing_is_created_until_first_use(tmp_path: Path) -> None:
+    # Importing an app (a docs build, a --preload master) must not make its files.
+    Store(str(tmp_path / "later.sqlite3"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_file_is_in_wal_mode_with_its_lock_beside_it(store: Store) -> None:
+    store.connection()
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert os.path.exists(store.path + ".lock")
