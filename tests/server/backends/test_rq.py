@@ -256,8 +256,12 @@ def test_redis_down_with_fallback_error_logs_each_task_as_not_enqueued(
     assert _ran == []
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(messages) == 2
-    assert messages[0].startswith("background task test_rq.module_level of GET / was not enqueued")
-    assert messages[1].startswith("background task test_rq.remember of GET / was not enqueued")
+    assert messages[0].startswith(
+        "background task test_rq.module_level of GET / was not enqueued"
+    )
+    assert messages[1].startswith(
+        "background task test_rq.remember of GET / was not enqueued"
+    )
     assert all("and will not run (fallback='error')" in message for message in messages)
 
 
