@@ -16,6 +16,7 @@ from .exceptions import ValidationError as ValidationError  # noqa: E402
 from .inputs import Input as Input  # noqa: E402
 from .routing.router import Router as Router  # noqa: E402
 from .schema import Schema as Schema  # noqa: E402
+from .task_context import current_task as current_task  # noqa: E402
 from .uploads import File as File  # noqa: E402
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "Templates",
     "ValidationError",
     "__version__",
+    "current_task",
 ]
 
 

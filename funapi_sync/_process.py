@@ -41,12 +41,19 @@ def at_fork_in_child(reset: Callable[[], None]) -> None:
     _resets.append(reset)
 
 
-def at_exit(drain: Callable[[float | None], int], shutdown: Callable[[], None]) -> None:
+def at_exit(
+    drain: Callable[[float | None], int], shutdown: Callable[[], None], *, first: bool = False
+) -> None:
     """At process exit, call every ``drain(timeout)`` first, then every ``shutdown()``.
 
-    A drain returns how many tasks are still running once its timeout passed.
+    A drain returns how many tasks are still running once its timeout passed. With
+    ``first``, this step goes before those registered so far (a durable backend stops
+    taking new work before the pool drains what it has).
     """
-    _exit_steps.append((drain, shutdown))
+    if first:
+        _exit_steps.insert(0, (drain, shutdown))
+    else:
+        _exit_steps.append((drain, shutdown))
 
 
 def shutdown_process(timeout: float | None = None) -> None:

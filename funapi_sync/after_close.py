@@ -21,6 +21,7 @@ from ._logtext import log_method, log_path
 from .backends import RecordBackend
 from .batch import Batch, close_request, report_never_closed
 from .dependencies import AFTER_RESPONSE, AFTER_TASKS, CLEANUP_PHASES
+from .exceptions import HTTPException
 from .status import record_dropped, store_of
 
 if TYPE_CHECKING:
@@ -339,6 +340,68 @@ def after_close(
     testing = runtime.mode.testing or RAISE_TASK_ERRORS_KEY in environ
     twin = TestingAfterClose if testing else AfterClose
     return twin(environ, runtime.backend, runtime.slow_warning, background, scope, failure, request)
+
+
+#: Seconds a client is told to wait when its request's tasks could not be stored.
+RETRY_AFTER = "5"
+
+
+def persist_early(backend: Any, persist: str | None, where: str) -> bool:
+    """Whether a route stores its tasks before its response (decided at registration).
+
+    ``persist`` is the route option; None takes the backend's own ``persist``. Raises
+    ValueError, with the fix, for a value that is not one, or for ``"before_response"``
+    on a backend that stores nothing (the in-process ones).
+    """
+    if persist not in (None, "after_response", "before_response"):
+        raise ValueError(f"{where}: persist={persist!r}; use 'after_response' or 'before_response'")
+    storing = callable(getattr(backend, "persist_tasks", None))
+    if persist == "before_response" and not storing:
+        raise ValueError(
+            f"{where}: persist='before_response' needs a durable background backend, which"
+            f" stores tasks before the response; this app's is {backend!r}. Create the app"
+            " with App(background_backend='sqlite') (or SQLiteBackend(...)), or drop persist="
+        )
+    chosen = persist if persist is not None else getattr(backend, "persist", None)
+    return storing and chosen == "before_response"
+
+
+def persist_now(
+    environ: WSGIEnvironment,
+    backend: Any,
+    background: BackgroundTasks,
+    failure: BaseException | None,
+) -> Exception | None:
+    """Store the request's tasks before its response; the 503 to send when they cannot be.
+
+    Either way the tasks leave ``background``: stored, they are the backend's; not stored,
+    each is named at ERROR and none runs. Under ``app.testing`` nothing is stored, and the
+    tasks run in the calling thread as with every backend.
+    """
+    tasks = background.to_run(failure is not None)
+    if not tasks or RAISE_TASK_ERRORS_KEY in environ:
+        return None
+    label = request_label(environ)
+    error: Exception | None = None
+    try:
+        backend.persist_tasks(tasks, label)
+    except Exception as exc:
+        for task in tasks:
+            background_logger.error(
+                "background task %s of %s was not stored (%s: %s) and will not run;"
+                " the client gets 503 (persist='before_response')",
+                task.name,
+                label,
+                type(exc).__name__,
+                exc,
+            )
+        error = HTTPException(
+            503,
+            "The request's work could not be stored; try again later.",
+            headers={"Retry-After": RETRY_AFTER},
+        )
+    del background.tasks[:]
+    return error
 
 
 def close_now(

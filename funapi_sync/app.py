@@ -14,6 +14,7 @@ from . import logconfig, security
 from ._body import BodyRequest
 from ._callables import refuse_async
 from ._json import chain_default, encode_json, make_encoder
+from .backends import Backend
 from .backends import resolve as resolve_backend
 from .dependencies import DependencyOverrides, Registry
 from .endpoint import Endpoint, Mode, Runtime
@@ -22,7 +23,7 @@ from .exceptions import HTTPException, ValidationError
 from .lazy_request import LazyRequest
 from .lifecycle import Lifecycle
 from .openapi import OpenAPI
-from .pool import check_settings
+from .pool import PoolSettings, check_settings
 from .responses import send
 from .route import route_label
 from .routing.options import RouteOptions
@@ -61,11 +62,11 @@ class App(RouteDecorators):
         ``background_queue_size`` (1024), ``background_slow_warning`` (30.0 s),
         ``background_shutdown_timeout`` (25.0 s), ``background_submit_timeout`` (10.0 s),
         ``background_status_size`` (10000 recent tasks for ``app.background.status()``),
-        ``background_backend`` (``"thread"``, ``"inline"``, ``"record"`` or a backend
-        object such as ``funapi_sync.backends.rq.RQBackend(...)``; see docs/job-queues.md),
-        ``openapi_url`` and ``docs_url``, ``json_default`` (``fn(obj)`` encoding what
-        JSON cannot, tried before the built-in encodings of datetime, UUID, Decimal...;
-        a ``TypeError`` it raises falls back to them).
+        ``background_backend`` (``"thread"``, ``"inline"``, ``"record"``, ``"sqlite"`` or
+        a backend object such as ``funapi_sync.backends.rq.RQBackend(...)``; see
+        docs/durable-tasks.md), ``openapi_url`` and ``docs_url``, ``json_default``
+        (``fn(obj)`` encoding what JSON cannot, tried before the built-in encodings of
+        datetime, UUID, Decimal...; a ``TypeError`` it raises falls back to them).
     """
 
     def __init__(
@@ -88,10 +89,7 @@ class App(RouteDecorators):
         pool_settings = self.settings.pool
         #: Where this app's background tasks go: the backend (``stats()``, ``drain()``),
         #: which ``settings["background_backend"]`` holds too (made from its name).
-        self.background = resolve_backend(self.settings.background_backend, pool_settings)
-        if not getattr(self.background, "own_pool", False):
-            # NOTE: only an app on the shared pool can ask for settings it will not get.
-            check_settings(pool_settings)
+        self.background = _backend(self.settings.background_backend, pool_settings)
         self.settings = self.settings.with_backend(self.background)
         self.registry = Registry()
         self.routes = RouteTable()
@@ -116,6 +114,11 @@ class App(RouteDecorators):
         # NOTE: the first startup hook, so every way of starting (gunicorn's worker init,
         # run(), the first request) freezes setup before any other hook or request runs.
         self.lifecycle.add_startup(self._freeze)
+        # NOTE: a durable backend starts taking stored tasks where the app starts serving
+        # (each gunicorn worker, a worker process), never in a --preload master.
+        start_backend = getattr(self.background, "start", None)
+        if callable(start_backend):
+            self.lifecycle.add_startup(start_backend)
         #: ``/openapi.json`` and ``/docs``, or None when ``openapi_url=None`` turns them off.
         self.openapi: OpenAPI | None = None
         if self.settings.openapi_url is not None:
@@ -374,6 +377,14 @@ class App(RouteDecorators):
         from .testing import TestClient
 
         return TestClient(self, raise_task_errors=raise_task_errors, **kwargs)
+
+
+def _backend(spec: Any, pool_settings: PoolSettings) -> Backend:
+    backend = resolve_backend(spec, pool_settings)
+    if not getattr(backend, "own_pool", False):
+        # NOTE: only an app on the shared pool can ask for settings it will not get.
+        check_settings(pool_settings)
+    return backend
 
 
 def _request_class(max_body: int) -> type[Request]:

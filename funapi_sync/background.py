@@ -22,8 +22,9 @@ P = ParamSpec("P")
 
 #: This process's part of every task id: 64 random bits, made again in a forked child.
 _prefix = os.urandom(8).hex()
+#: The next task number of this process (a backend that makes tasks of its own uses it).
 #: PERF: itertools.count's __next__ is one C call, atomic under the GIL.
-_next_seq = itertools.count(1).__next__
+next_seq = itertools.count(1).__next__
 
 
 def task_id(seq: int) -> str:
@@ -176,7 +177,7 @@ class BackgroundTasks:
         # PERF: the usual task, a plain sync function on the thread backend, is appended
         # here (what _add ends with) without its calls: the check that is_async_callable
         # makes first for a plain function is the flag test above.
-        seq = _next_seq()
+        seq = next_seq()
         self.tasks.append(
             _new_task(BackgroundTask, (fn, args, kwargs, contextvars.copy_context(), False, seq))
         )
@@ -209,7 +210,7 @@ class BackgroundTasks:
             )
         if self._check is not None:
             self._check(fn, args, kwargs)
-        seq = _next_seq()
+        seq = next_seq()
         # PERF: tuple.__new__ skips the NamedTuple's Python-level __new__.
         task = _new_task(
             BackgroundTask, (fn, args, kwargs, contextvars.copy_context(), always, seq)

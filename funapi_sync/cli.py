@@ -353,8 +353,8 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
         kind = backend if isinstance(backend, str) else type(backend).__name__
         _fail(
             f"worker needs a durable background backend, but {args.app} uses {kind!r};"
-            " create the app with App(background_backend=RQBackend(...)) (see"
-            " docs/job-queues.md)"
+            " create the app with App(background_backend='sqlite') or"
+            " App(background_backend=RQBackend(...)) (see docs/durable-tasks.md)"
         )
     try:
         status = run_worker(app, burst=args.burst, queues=args.queues)

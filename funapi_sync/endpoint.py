@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .after_close import after_close, close_now, request_label
+from .after_close import after_close, close_now, persist_early, persist_now, request_label
 from .background import BackgroundTasks
 from .batch import close_request
 from .concurrency import TASK
@@ -55,7 +55,7 @@ class Runtime(NamedTuple):
 class Endpoint(Route):
     """A route that answers requests: :meth:`run` is the request's whole path."""
 
-    __slots__ = ("runtime",)
+    __slots__ = ("persist_early", "runtime")
 
     def __init__(
         self,
@@ -67,6 +67,8 @@ class Endpoint(Route):
     ) -> None:
         super().__init__(handler, path, methods, options, runtime.registry)
         self.runtime = runtime
+        #: Store the tasks before the status line (a durable backend's "before_response").
+        self.persist_early = persist_early(runtime.backend, options.persist, self.label)
 
     def run(
         self, environ: WSGIEnvironment, start_response: StartResponse, path_values: dict[str, Any]
@@ -93,6 +95,10 @@ class Endpoint(Route):
             result, request, failure = self._respond(
                 environ, path_values, compiled, request, scope, background
             )
+            if background and self.persist_early and not runtime.mode.testing:
+                result, request, failure = self._persist(
+                    environ, background, result, request, failure
+                )
             body = send(environ, start_response, result, checked=True)
             work = None
             # PERF: most requests leave close() nothing (no task, scope or upload).
@@ -182,6 +188,21 @@ class Endpoint(Route):
         if not trusted:
             failure, result = _refuse_unsafe(result, environ, failure)
         return result, request, failure
+
+    def _persist(
+        self,
+        environ: WSGIEnvironment,
+        background: BackgroundTasks,
+        result: Parts | Response,
+        request: Request | None,
+        failure: Exception | None,
+    ) -> tuple[Parts | Response, Request | None, Exception | None]:
+        """Store the tasks now (after the ``before_response`` cleanups); 503 if they cannot be."""
+        error = persist_now(environ, self.runtime.backend, background, failure)
+        if error is None:
+            return result, request, failure
+        request = request or self.runtime.request_class(environ)
+        return self.runtime.errors.respond(request, error), request, error
 
 
 def _scope(

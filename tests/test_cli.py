@@ -518,7 +518,8 @@ def test_worker_without_a_durable_backend_is_one_line_and_exit_status_2(tmp_path
         "funapi-sync: error: worker needs a durable background backend, but plain uses"
     )
     assert lines[0].endswith(
-        "; create the app with App(background_backend=RQBackend(...)) (see docs/job-queues.md)"
+        "; create the app with App(background_backend='sqlite') or"
+        " App(background_backend=RQBackend(...)) (see docs/durable-tasks.md)"
     )
 
 

@@ -25,6 +25,7 @@ PUBLIC_NAMES = [
     "TaskHandle",
     "Templates",
     "ValidationError",
+    "current_task",
 ]
 
 USER_MODULE = """
@@ -59,6 +60,8 @@ def show(
     page = input.query.get("page")
     handle: TaskHandle = background.add_task(print, user.name)
     task_id: str = handle.id
+    running = current_task()
+    assert running is None or isinstance(running.id, str)
     if not input.body:
         raise ValidationError([{{"loc": ["body"], "msg": "empty", "type": "missing"}}])
     return {{"id": user_id, "me": user.name, "page": page, "body": input.body, "task": task_id}}

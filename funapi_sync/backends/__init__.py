@@ -2,7 +2,8 @@
 
 ``App(background_backend=...)`` takes ``"thread"`` (the default: the process's pool;
 ``ThreadBackend(own_pool=True)`` for a pool of the app's own),
-``"inline"`` (run in the closing thread, for tests), ``"record"`` (kept, not run) or a
+``"inline"`` (run in the closing thread, for tests), ``"record"`` (kept, not run),
+``"sqlite"`` (:class:`funapi_sync.backends.sqlite.SQLiteBackend` with its defaults) or a
 backend object such as :class:`funapi_sync.backends.rq.RQBackend`. The app hands each
 request's :class:`~funapi_sync.pool.Batch` to ``backend.submit(batch)`` from the response
 iterable's ``close()``; ``app.background`` is the backend (``stats()``, ``drain()``,
@@ -17,11 +18,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..pool import Batch, PoolSettings, PoolView
 from ..status import READY, StatusStore, TaskStatus
+from ._common import TaskCheck as TaskCheck
+from ._common import finish as finish
+from .retry import Retry as Retry
 
 logger = logging.getLogger("funapi_sync.background")
 
 #: ``check(fn, args, kwargs)``: raise TypeError for a task this backend cannot run.
-TaskCheck = Callable[[Any, tuple[Any, ...], dict[str, Any]], None]
 
 
 @runtime_checkable
@@ -179,8 +182,8 @@ def resolve(backend: Any, settings: PoolSettings) -> Backend:
         if factory is None:
             raise ValueError(
                 f"background_backend={backend!r} is not a backend; use 'thread' (the default),"
-                " 'inline', 'record' or a backend object such as"
-                " funapi_sync.backends.rq.RQBackend('redis://localhost:6379/0')"
+                " 'inline', 'record', 'sqlite' or a backend object such as"
+                " funapi_sync.backends.sqlite.SQLiteBackend('tasks.sqlite3')"
             )
         resolved: Backend = factory(settings)
     elif isinstance(backend, type):
@@ -194,7 +197,8 @@ def resolve(backend: Any, settings: PoolSettings) -> Backend:
         raise TypeError(
             f"background_backend={backend!r} is neither a backend name nor a backend object"
             " (with check, bind(), submit(), stats(), drain(), status() and tasks()); use"
-            " 'thread', 'inline', 'record' or funapi_sync.backends.rq.RQBackend(...)"
+            " 'thread', 'inline', 'record', 'sqlite' or a backend object such as"
+            " funapi_sync.backends.sqlite.SQLiteBackend(...)"
         )
     resolved.bind(settings)
     return resolved
@@ -204,14 +208,12 @@ _NAMED: dict[str, Callable[[PoolSettings], Backend]] = {
     "thread": ThreadBackend,
     "inline": lambda settings: InlineBackend(),
     "record": lambda settings: RecordBackend(),
+    "sqlite": lambda settings: _sqlite_backend(),
 }
 
 
-def finish(batch: Batch) -> None:
-    """Run the batch's cleanup here (logged, never raised) and mark it finished."""
-    if batch.after is not None:
-        try:
-            batch.after()
-        except Exception:
-            logger.exception("cleanup after the tasks of %s failed", batch.label)
-    batch.finished = True
+def _sqlite_backend() -> Backend:
+    # NOTE: imported on use: the SQLite backend's modules import this package.
+    from .sqlite import SQLiteBackend
+
+    return SQLiteBackend()

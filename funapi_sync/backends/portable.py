@@ -1,15 +1,18 @@
 """Portability: what a background task needs to run in another process, and what it takes.
 
 A durable backend's worker imports each task by module and name and unpickles its
-arguments; :func:`check_portable` refuses at ``add_task`` what it could not.
-:func:`carry` and :func:`restore` move the task's context variables across.
+arguments (RQ) or reads them as JSON (SQLite); :func:`check_portable` and
+:func:`json_call` refuse at ``add_task`` what it could not. :func:`carry` and
+:func:`restore` move the task's context variables across.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import inspect
+import json
 import logging
 import pickle
 import sys
@@ -66,6 +69,56 @@ def check_portable(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> No
         ) from exc
 
 
+def json_call(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, list[Any], dict[str, Any]]:
+    """``("module:qualname", args, kwargs)`` of a call a worker can make from JSON alone.
+
+    A ``functools.partial`` is unwrapped into its function and merged arguments. Raises
+    TypeError for what :func:`check_portable` refuses, for a method of an instance (JSON
+    holds no object), and for arguments ``json.dumps`` cannot write (the worker would see
+    other values than the handler passed: a tuple comes back a list, so it is allowed).
+    """
+    name = task_name(fn)
+    args_list, merged = list(args), dict(kwargs)
+    while isinstance(fn, functools.partial):
+        args_list = [*fn.args, *args_list]
+        merged = {**fn.keywords, **merged}
+        fn = fn.func
+    problem = _callable_problem(fn)
+    if problem is None and inspect.ismethod(fn) and not isinstance(fn.__self__, type):
+        problem = "a method of an object cannot be stored as JSON"
+    if problem is not None:
+        raise TypeError(
+            f"add_task({name}): {problem}, and the durable background backend runs"
+            " tasks in another process, which imports each task by module and name;"
+            " define it as a module-level function (or a classmethod of a module-level"
+            " class) in an importable module and pass it the values it needs (ids, not"
+            " objects)"
+        )
+    try:
+        json.dumps([args_list, merged], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"add_task({name}): its arguments cannot be stored as JSON ({exc}); the"
+            " SQLite background backend stores tasks as JSON, so pass plain values"
+            " (str, int, float, bool, None, lists and dicts of them), e.g. an id rather"
+            " than a model object"
+        ) from None
+    return f"{fn.__module__}:{fn.__qualname__}", args_list, merged
+
+
+def import_dotted(ref: str) -> Callable[..., Any]:
+    """The callable that ``"module:qualname"`` names (what :func:`json_call` wrote)."""
+    module_name, _, qualname = ref.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{ref} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
 def _callable_problem(target: Any) -> str | None:
     # pickle stores a function, a class, and a bound method's or callable object's class
     # by reference, and succeeds here for a class of __main__ or of a function's locals
@@ -104,7 +157,7 @@ def _function_problem(fn: Any, kind: str = "function") -> str | None:
         return f"its module {module!r} is not importable"
     for part in qualname.split("."):
         owner = getattr(owner, part, None)
-    if owner is not fn:
+    if owner is not fn and not (inspect.ismethod(fn) and owner == fn):
         return (
             f"{module}.{qualname} does not name this {kind} (a decorator without functools.wraps?)"
         )
@@ -170,6 +223,24 @@ def carry(task: BackgroundTask) -> CarriedTask:
             continue
         carried.append((ref, value))
     return task.fn, task.args, task.kwargs, carried
+
+
+def carry_json(context: contextvars.Context) -> list[list[Any]]:
+    """``[["module:attribute", value], ...]`` of the context's module-level variables whose
+    values JSON can hold; the others are left behind (logged at DEBUG), as :func:`carry` does.
+    """
+    carried: list[list[Any]] = []
+    for var, value in context.items():
+        ref = _var_ref(var)
+        if ref is None:
+            continue
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            logger.debug("ContextVar %s holds a value JSON cannot hold; not carried", ref)
+            continue
+        carried.append([ref, value])
+    return carried
 
 
 def restore(carried: list[CarriedVar]) -> contextvars.Context:

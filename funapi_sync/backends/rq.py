@@ -1,7 +1,7 @@
 """RQBackend: hand a request's background tasks to RQ on Redis, one job per request.
 
 Install with ``pip install -e '.[rq]'`` from a clone of the project. See
-docs/job-queues.md for when to use it, how to run the workers, and what changes compared
+docs/durable-tasks.md for when to use it, how to run the workers, and what changes compared
 with the in-process pool.
 """
 
@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from ..background import task_name
 from ..pool import Batch, PoolSettings, get_pool
 from ..status import TaskStatus, check_query
-from . import finish
+from ._common import finish
 from ._rq_enqueue import Outcome, enqueue_once
 from ._rq_redis import UNREACHABLE, RedisUnreachable, redis_url, unreachable
 from ._rq_worker import LeaseWorker, work_burst

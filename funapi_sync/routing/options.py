@@ -35,6 +35,9 @@ class RouteOptions:
     :param body_media_type: how the body is documented: ``"application/json"`` (default),
         ``"application/x-www-form-urlencoded"`` or ``"multipart/form-data"`` (always, for
         a body with a ``File`` field).
+    :param persist: when a durable backend stores this route's tasks, overriding the
+        backend's ``persist=``: ``"after_response"`` (in ``close()``) or
+        ``"before_response"`` (before the status line is sent; 503 when they cannot be).
     """
 
     body: Any = None
@@ -49,6 +52,7 @@ class RouteOptions:
     include_in_schema: bool = True
     media_type: str | None = None
     body_media_type: str | None = None
+    persist: str | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], where: str) -> RouteOptions:
