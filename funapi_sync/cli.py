@@ -404,8 +404,7 @@ def _tasks(args: argparse.Namespace, rest: list[str]) -> int:
     if store_of(backend) is not None:
         # NOTE: this process served no request: an in-process store here is always empty,
         # and an empty table would read as "no task ever failed".
-        kind = app.settings.get("background_backend", "thread")
-        name = kind if isinstance(kind, str) else type(kind).__name__
+        name = type(backend).__name__.removesuffix("Backend").lower()  # ThreadBackend: thread
         _fail(
             f"the {name} backend keeps status per process, so this command cannot see the"
             " tasks of the processes that serve the app; use a durable backend"
