@@ -39,6 +39,11 @@ def log_text(raw: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def one_line(text: str) -> str:
+    """``text`` (already decoded) with its control characters escaped: one printable line."""
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
 def log_path(environ: WSGIEnvironment) -> str:
     """The request's ``PATH_INFO`` for a log line (see :func:`log_text`)."""
     return log_text(environ.get("PATH_INFO", "/"))

@@ -195,6 +195,9 @@ class App(RouteDecorators):
             router's and the route's own entries win).
         :raises ValueError: a route cannot be added (an unknown dependency name, a
             duplicate path): then none of the router's routes is.
+
+        Each router's ``on_include`` hooks are called with this app before its routes are
+        added (a hook that raises adds none of them).
         """
         if not isinstance(router, Router):
             raise TypeError(f"include_router() takes a Router, got {router!r}")
@@ -203,7 +206,11 @@ class App(RouteDecorators):
         mount = Mount.of(prefix, tags, depends, responses, where).inside(self._top)
         # NOTE: every route is compiled and checked before any is added, so a router with
         # one bad route mounts nothing rather than half of itself.
-        self._mount([self._compile(*route) for route in router.mounted(mount)])
+        endpoints = [self._compile(*route) for route in router.mounted(mount)]
+        for each in (router, *router.nested()):
+            for hook in each.on_include:
+                hook(self)
+        self._mount(endpoints)
 
     def _mount(self, endpoints: list[Endpoint]) -> None:
         names = dict(self._scheme_names)

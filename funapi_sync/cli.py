@@ -1,4 +1,4 @@
-"""The ``funapi-sync`` command line (also ``python -m funapi_sync``): dev, run, routes, worker.
+"""The ``funapi-sync`` command line (``python -m funapi_sync``): dev, run, routes, worker, tasks.
 
 NOTE: argparse, not click. It is in the standard library, so the command line adds no
 dependency; and ``run`` hands every option it does not know to gunicorn's own parser,
@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__, logconfig
 from ._callables import callable_name
+from ._logtext import one_line
 from .discovery import AppImportError, NoAppError, load_app
+from .status import STATUSES, store_of
 
 if TYPE_CHECKING:
     from .app import App
@@ -100,6 +102,24 @@ def _parser() -> argparse.ArgumentParser:
         help="a queue to work on (repeat for several; default: the backend's queue)",
     )
     worker.set_defaults(handler=_worker)
+
+    tasks = commands.add_parser(
+        "tasks",
+        help="list the background tasks of a durable backend",
+        description="List the background tasks APP's durable backend knows, newest first:"
+        " id, status, name, attempts, finished, error (as the tasks page does).",
+    )
+    tasks.add_argument("app", metavar="APP", help=_APP_HELP)
+    tasks.add_argument(
+        "--status",
+        type=str.upper,
+        choices=STATUSES,
+        help="only the tasks in this status",
+    )
+    tasks.add_argument(
+        "--limit", type=_positive, default=100, help="at most this many tasks (default 100)"
+    )
+    tasks.set_defaults(handler=_tasks)
     return parser
 
 
@@ -113,6 +133,16 @@ def port_number(text: str) -> int:
         # NOTE: werkzeug would announce :70000 and serve on 70000 % 65536.
         raise argparse.ArgumentTypeError(f"invalid port {port}: a port is from 0 to 65535")
     return port
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"invalid number {number}: must be at least 1")
+    return number
 
 
 def _fail(message: str, details: str | None = None) -> NoReturn:
@@ -361,3 +391,39 @@ def _worker(args: argparse.Namespace, rest: list[str]) -> int:
     except ConnectionError as exc:  # the backend's store is unreachable: its message names it
         _fail(str(exc))
     return int(status or 0)
+
+
+# -- tasks ----------------------------------------------------------------------------
+
+_TASK_COLUMNS = ("ID", "STATUS", "NAME", "ATTEMPTS", "FINISHED", "ERROR")
+
+
+def _tasks(args: argparse.Namespace, rest: list[str]) -> int:
+    app = _load(args.app)
+    backend = app.background
+    if store_of(backend) is not None:
+        # NOTE: this process served no request: an in-process store here is always empty,
+        # and an empty table would read as "no task ever failed".
+        name = type(backend).__name__.removesuffix("Backend").lower()  # ThreadBackend: thread
+        _fail(
+            f"the {name} backend keeps status per process, so this command cannot see the"
+            " tasks of the processes that serve the app; use a durable backend"
+            " (App(background_backend='sqlite')) or the tasks page (docs/task-status.md)"
+        )
+    found = backend.tasks(args.status, args.limit)
+    if not found:
+        print(f"no {args.status} tasks" if args.status else "no tasks")
+        return 0
+    rows = [
+        (
+            one_line(task.id),
+            task.status,
+            one_line(task.name),
+            str(task.attempts),
+            task.finished_at.strftime("%Y-%m-%d %H:%M:%S") if task.finished_at else "-",
+            one_line(task.error) if task.error else "-",
+        )
+        for task in found
+    ]
+    print(format_table(_TASK_COLUMNS, rows))
+    return 0

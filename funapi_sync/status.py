@@ -37,6 +37,8 @@ FAILED = "FAILED"
 DROPPED = "DROPPED"
 #: Every status, in the order a task goes through them.
 STATUSES = (READY, RUNNING, SUCCESSFUL, FAILED, DROPPED)
+#: The statuses a task never leaves (on a backend without ``retry``): it may be forgotten.
+FINISHED = frozenset({SUCCESSFUL, FAILED, DROPPED})
 
 #: How much of an exception's message a status keeps (a message can hold a whole payload).
 ERROR_LIMIT = 1000
@@ -195,6 +197,19 @@ class StatusStore:
                 if status is None or record.status == status:
                     found.append(record)
         return [record.snapshot() for record in found]
+
+    def forget(self, task_id: str) -> bool:
+        """Forget the finished task ``task_id``; False if no finished task has that id.
+
+        A task still ``READY`` or ``RUNNING`` is kept: its thread updates its record.
+        """
+        seq = task_seq(task_id)
+        with self._lock:
+            record = None if seq is None else self._records.get(seq)
+            if record is None or record.status not in FINISHED:
+                return False
+            del self._records[record.seq]
+        return True
 
     def clear(self) -> None:
         """Forget every task (a forked child starts with none of its parent's)."""

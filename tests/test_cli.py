@@ -573,3 +573,104 @@ def test_a_port_out_of_range_is_a_usage_error(targets, run_main, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+# -- tasks ----------------------------------------------------------------------------
+
+DURABLE_APP = """
+    from datetime import UTC, datetime
+
+    from funapi_sync import App
+    from funapi_sync.status import TaskStatus
+
+    WHEN = datetime(2026, 12, 7, 10, 30, tzinfo=UTC)
+    TASKS = [
+        TaskStatus("t-3", "shop.charge", "FAILED", 3, WHEN, WHEN, WHEN, "ValueError: bad\\ncard"),
+        TaskStatus("t-2", "shop.ship", "RUNNING", 1, WHEN, WHEN, None),
+        TaskStatus("t-1", "shop.ship", "SUCCESSFUL", 1, WHEN, WHEN, WHEN),
+    ]
+
+
+    class Durable:
+        check = None
+
+        def bind(self, settings):
+            pass
+
+        def submit(self, batch):
+            pass
+
+        def stats(self):
+            return {"queued": 0, "running": 0, "completed": 0, "failed": 0}
+
+        def drain(self, timeout=None):
+            return True
+
+        def status(self, task_id):
+            return next((task for task in TASKS if task.id == task_id), None)
+
+        def tasks(self, status=None, limit=100):
+            return [task for task in TASKS if status in (None, task.status)][:limit]
+
+
+    app = App(background_backend=Durable())
+"""
+
+
+def test_tasks_prints_the_durable_backends_tasks_as_a_table(tmp_path, run_main):
+    write(tmp_path, "durable_app.py", DURABLE_APP)
+
+    result = run_main("tasks", "durable_app", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "ID   STATUS      NAME         ATTEMPTS  FINISHED             ERROR",
+        "---  ----------  -----------  --------  -------------------  ---------------------",
+        "t-3  FAILED      shop.charge  3         2026-12-07 10:30:00  ValueError: bad\\ncard",
+        "t-2  RUNNING     shop.ship    1         -                    -",
+        "t-1  SUCCESSFUL  shop.ship    1         2026-12-07 10:30:00  -",
+    ]
+
+
+def test_tasks_filters_by_status_in_any_case_and_limits(tmp_path, run_main):
+    write(tmp_path, "durable_app.py", DURABLE_APP)
+
+    failed = run_main("tasks", "durable_app", "--status", "failed", cwd=tmp_path)
+    limited = run_main("tasks", "durable_app", "--limit", "1", cwd=tmp_path)
+    none = run_main("tasks", "durable_app", "--status", "DROPPED", cwd=tmp_path)
+
+    assert [line.split()[0] for line in failed.stdout.splitlines()[2:]] == ["t-3"]
+    assert [line.split()[0] for line in limited.stdout.splitlines()[2:]] == ["t-3"]
+    assert (none.returncode, none.stdout) == (0, "no DROPPED tasks\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--status", "DONE"], "argument --status: invalid choice: 'DONE'"),
+        (["--limit", "0"], "argument --limit: invalid number 0: must be at least 1"),
+    ],
+)
+def test_tasks_refuses_an_unknown_status_or_a_bad_limit_as_a_usage_error(
+    tmp_path, run_main, args, message
+):
+    write(tmp_path, "durable_app.py", DURABLE_APP)
+
+    result = run_main("tasks", "durable_app", *args, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_tasks_on_the_thread_backend_says_in_one_line_that_it_cannot_see_them(tmp_path, run_main):
+    write(tmp_path, "bare.py", "from funapi_sync import App\napp = App()\n")
+
+    result = run_main("tasks", "bare", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "funapi-sync: error: the thread backend keeps status per process, so this command"
+        " cannot see the tasks of the processes that serve the app; use a durable backend"
+        " (App(background_backend='sqlite')) or the tasks page (docs/task-status.md)"
+    ]

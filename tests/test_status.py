@@ -199,3 +199,43 @@ def test_a_zero_size_store_remembers_nothing():
 @pytest.mark.parametrize("task_id", ["", "x", "-", "zz-1", "0000000000000000-zz", "a" * 400])
 def test_an_id_of_another_process_or_no_id_at_all_is_unknown(task_id):
     assert App(background_backend="inline").background.status(task_id) is None
+
+
+def test_forget_drops_a_finished_task_and_keeps_one_that_has_not_finished():
+    app = App(background_backend="record")
+
+    @app.post("/")
+    def create(*, background):
+        return {"task": background.add_task(send_email, "x").id}
+
+    ready = app.test_client().post("/").json["task"]
+    assert app.background.forget(ready) is False  # READY: a thread may still update it
+    assert app.background.status(ready) is not None
+
+    inline = App(background_backend="inline")
+
+    @inline.post("/")
+    def run(*, background):
+        return {"ok": background.add_task(send_email, "x").id}
+
+    done = inline.test_client().post("/").json["ok"]
+    assert inline.background.forget(done) is True
+    assert inline.background.status(done) is None
+    assert inline.background.tasks() == []
+    assert inline.background.forget(done) is False
+    assert inline.background.forget("not-an-id") is False
+
+
+def test_forget_leaves_the_other_tasks_in_their_order():
+    store = StatusStore(10)
+    tasks = BackgroundTasks()
+    for _ in range(3):
+        tasks.add_task(send_email, "x")
+    records = store.add(tasks.tasks)
+    for record in records:
+        record.start()
+        record.end(None)
+
+    assert store.forget(tasks.tasks[1].id) is True
+
+    assert [status.id for status in store.tasks()] == [tasks.tasks[2].id, tasks.tasks[0].id]

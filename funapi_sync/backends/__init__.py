@@ -8,6 +8,12 @@ backend object such as :class:`funapi_sync.backends.rq.RQBackend`. The app hands
 request's :class:`~funapi_sync.pool.Batch` to ``backend.submit(batch)`` from the response
 iterable's ``close()``; ``app.background`` is the backend (``stats()``, ``drain()``,
 ``status(task_id)``, ``tasks(status, limit)``: see docs/task-status.md).
+
+Two methods are optional, and the tasks page (``funapi_sync.tasks_page``) offers them
+only on a backend that has them: ``retry(task_id) -> bool`` runs a ``FAILED`` task again
+(False when no ``FAILED`` task has that id), ``forget(task_id) -> bool`` drops a finished
+task's status (False when no finished task has that id). The in-process backends forget;
+none of them retries (a task's arguments are not kept once it ran).
 """
 
 from __future__ import annotations
@@ -65,6 +71,10 @@ class _Statuses:
     def tasks(self, status: str | None = None, limit: int = 100) -> list[TaskStatus]:
         """Up to ``limit`` of this process's recent tasks, newest first (``status`` ones only)."""
         return self.store.tasks(status, limit)
+
+    def forget(self, task_id: str) -> bool:
+        """Forget this process's finished task ``task_id``; False if there is none such."""
+        return self.store.forget(task_id)
 
 
 class ThreadBackend(_Statuses, PoolView):

@@ -38,7 +38,7 @@ def build_document(app: Documented) -> dict[str, Any]:
 _URL_IGNORED = {ord("\t"): None, ord("\n"): None, ord("\r"): None}
 
 
-def _local_root(script_root: str) -> str:
+def local_root(script_root: str) -> str:
     """``script_root`` as a path on this host: never ``//host`` or ``/\\host``.
 
     NOTE: gunicorn trusts ``SCRIPT_NAME`` from 127.0.0.1 by default; ``//evil.test`` would
@@ -82,7 +82,7 @@ class OpenAPI:
         return Response(self.document(), mimetype="application/json")
 
     def docs_page(self, input: Any, req: Request) -> Response:
-        root = _local_root(req.script_root)
+        root = local_root(req.script_root)
         # NOTE: json.dumps plus escaping "<" keeps a URL from closing the <script> element.
         spec_url = json.dumps(root + self.openapi_url).replace("<", "\\u003c")
         assets = html.escape(f"{root}{self.docs_url}", quote=True)

@@ -144,6 +144,10 @@ class Router(RouteDecorators):
         self._own = own
         #: The routes and included routers, in the order they were added.
         self.entries: list[Declared | Included] = []
+        #: ``hook(app)`` for each, called when an app includes this router (directly or
+        #: nested), before its routes are added: what a router needs of the app that
+        #: serves it, such as ``app.background`` (Flask's ``Blueprint.record``).
+        self.on_include: list[Callable[[Any], None]] = []
 
     @property
     def routes(self) -> list[Declared]:

@@ -465,3 +465,39 @@ def test_a_router_guard_reads_a_query_parameter_the_route_schema_does_not_declar
     assert client.get("/items?page=2&token=secret").json == {"page": 2}
     assert client.get("/items?page=2").status_code == 401
     assert client.get("/items?page=2&token=wrong").status_code == 401
+
+
+def test_on_include_hooks_get_the_app_before_the_routes_are_added_nested_too():
+    seen = []
+    outer, inner = Router(), Router()
+
+    @inner.get("/ping")
+    def ping():
+        return {}
+
+    outer.include_router(inner, prefix="/inner")
+    inner.on_include.append(lambda app: seen.append((app, len(app.routes.endpoints))))
+    app = App(openapi_url=None)
+
+    app.include_router(outer)
+
+    assert seen == [(app, 0)]
+    assert app.test_client().get("/inner/ping").status_code == 200
+
+
+def test_an_on_include_hook_that_raises_adds_no_route():
+    router = Router()
+
+    @router.get("/ping")
+    def ping():
+        return {}
+
+    def refuse(app):
+        raise ValueError("not this app")
+
+    router.on_include.append(refuse)
+    app = App(openapi_url=None)
+
+    with pytest.raises(ValueError, match="not this app"):
+        app.include_router(router)
+    assert app.test_client().get("/ping").status_code == 404

@@ -77,6 +77,28 @@ def test_an_app_with_routes_served_as_wsgi_still_imports_none_of_them():
     assert out.splitlines() == ['{"name":"a"}', "task"]
 
 
+def test_an_app_with_the_tasks_page_imports_jinja2_when_the_page_is_first_rendered():
+    out = _run(
+        """
+        import sys
+        from funapi_sync import App
+        from funapi_sync.tasks_page import tasks_router
+
+        app = App(openapi_url=None)
+        app.include_router(tasks_router(), prefix="/_tasks")
+        print("jinja2" in sys.modules)
+        environ = {
+            "REQUEST_METHOD": "GET", "PATH_INFO": "/_tasks", "SERVER_NAME": "x",
+            "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+            "wsgi.input": __import__("io").BytesIO(b""),
+        }
+        body = app(environ, lambda status, headers, exc_info=None: None)
+        print(b"Background tasks" in b"".join(body), "jinja2" in sys.modules)
+        """
+    )
+    assert out.splitlines() == ["False", "True True"]
+
+
 def test_each_deferred_name_works_on_first_use():
     out = _run(
         """
