@@ -308,3 +308,16 @@ def test_task_tracing_defaults_to_child_and_refuses_an_unknown_mode_naming_the_c
         " default), 'link' (a new trace per task, linked to the request's span) or 'off'"
         " (no span), got 'children'"
     )
+
+
+def test_the_inline_backend_and_the_testing_twin_trace_their_tasks_too(exporter):
+    testing = _traced_app()
+    testing.testing = True
+    for app in (_traced_app(background_backend="inline"), testing):
+        exporter.clear()
+
+        task_id = _post(app, "/signup")
+
+        request, task = _spans(exporter)
+        assert task.attributes["funapi.task.id"] == task_id
+        assert task.parent == request.context
