@@ -321,3 +321,26 @@ def test_the_inline_backend_and_the_testing_twin_trace_their_tasks_too(exporter)
         request, task = _spans(exporter)
         assert task.attributes["funapi.task.id"] == task_id
         assert task.parent == request.context
+
+
+def test_a_tracer_provider_set_after_the_first_task_gets_the_later_spans():
+    captured = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    _set_global_provider(None)
+    with tracing.task_span("early", "abc-4", 1, captured, "child"):
+        pass  # no provider yet: the API's no-op span
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _set_global_provider(provider)
+    try:
+        with tracing.task_span("late", "abc-5", 1, captured, "child"):
+            pass
+    finally:
+        provider.shutdown()
+        _set_global_provider(None)
+
+    assert [span.name for span in exporter.get_finished_spans()] == ["background late"]
+    (span,) = exporter.get_finished_spans()
+    assert span.parent.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert span.parent.is_remote
