@@ -23,6 +23,7 @@ from .batch import Batch, close_request, report_never_closed
 from .dependencies import AFTER_RESPONSE, AFTER_TASKS, CLEANUP_PHASES
 from .exceptions import HTTPException
 from .status import record_dropped, store_of
+from .tracing import CHILD
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -73,6 +74,7 @@ class AfterClose(Batch):
         scope: RequestScope | None,
         failure: BaseException | None,
         request: Request | None,
+        task_tracing: str = CHILD,
     ) -> None:
         self.environ: WSGIEnvironment | None = environ
         self.backend = backend
@@ -87,6 +89,7 @@ class AfterClose(Batch):
         self.label = ""
         self.after: Callable[[], Any] | None = None
         self.slow_warning = slow_warning
+        self.task_tracing = task_tracing
         self.current = -1
         self.since = 0.0
         self.done = self.failed = 0
@@ -309,6 +312,8 @@ class CloseRuntime(Protocol):
     @property
     def slow_warning(self) -> float: ...
     @property
+    def task_tracing(self) -> str: ...
+    @property
     def mode(self) -> _Testing: ...
 
 
@@ -339,7 +344,16 @@ def after_close(
         return None
     testing = runtime.mode.testing or RAISE_TASK_ERRORS_KEY in environ
     twin = TestingAfterClose if testing else AfterClose
-    return twin(environ, runtime.backend, runtime.slow_warning, background, scope, failure, request)
+    return twin(
+        environ,
+        runtime.backend,
+        runtime.slow_warning,
+        background,
+        scope,
+        failure,
+        request,
+        runtime.task_tracing,
+    )
 
 
 #: Seconds a client is told to wait when its request's tasks could not be stored.

@@ -64,9 +64,11 @@ class App(RouteDecorators):
         ``background_status_size`` (10000 recent tasks for ``app.background.status()``),
         ``background_backend`` (``"thread"``, ``"inline"``, ``"record"``, ``"sqlite"`` or
         a backend object such as ``funapi_sync.backends.rq.RQBackend(...)``; see
-        docs/durable-tasks.md), ``openapi_url`` and ``docs_url``, ``json_default``
-        (``fn(obj)`` encoding what JSON cannot, tried before the built-in encodings of
-        datetime, UUID, Decimal...; a ``TypeError`` it raises falls back to them).
+        docs/durable-tasks.md), ``task_tracing`` (``"child"``, ``"link"`` or ``"off"``:
+        each task's OpenTelemetry span, see docs/task-status.md), ``openapi_url`` and
+        ``docs_url``, ``json_default`` (``fn(obj)`` encoding what JSON cannot, tried before
+        the built-in encodings of datetime, UUID, Decimal...; a ``TypeError`` it raises
+        falls back to them).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class App(RouteDecorators):
             self._mode,
             self.background,
             self.errors.encode,
+            self.settings.task_tracing,
         )
         self._frozen = False
         self._scheme_names: dict[str, SecurityScheme] = {}  # by name in /openapi.json

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
-from . import _process
+from . import _process, tracing
 from .background import Finished, too_late
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Batch:
 
     :param slow_warning: seconds after which a task of this batch is logged as slow
         (its app's ``background_slow_warning``).
+    :param task_tracing: its app's ``task_tracing``: each task's span (funapi_sync.tracing).
     """
 
     #: Raise the first failure once the batch ran, instead of logging it (the testing
@@ -68,6 +69,7 @@ class Batch:
         "slow_warning",
         "store",
         "taken",
+        "task_tracing",
         "tasks",
     )
 
@@ -78,11 +80,13 @@ class Batch:
         after: Callable[[], Any] | None,
         *,
         slow_warning: float = 30.0,
+        task_tracing: str = tracing.CHILD,
     ) -> None:
         self.tasks = tasks
         self.label = label
         self.after = after
         self.slow_warning = slow_warning
+        self.task_tracing = task_tracing
         #: Index of the task running now, or -1 between tasks.
         self.current = -1
         #: When the running task started (``time.monotonic()``): how the pool tells a
@@ -182,6 +186,9 @@ class Batch:
     def _run_tasks(self, first: BaseException | None) -> BaseException | None:
         slow = self.slow_warning
         tasks, records = self.tasks, self.records
+        mode = self.task_tracing
+        # PERF: decided once per batch: without OpenTelemetry in use, a task runs as before.
+        traced = tracing.active(mode)
         # PERF: one clock read per task: a task's end is the next one's start.
         started = _monotonic()
         index = self.done
@@ -195,8 +202,11 @@ class Batch:
                 record.start()
             error: BaseException | None = None
             try:
-                # PERF: BackgroundTask.run written out (one Python call fewer per task).
-                task.context.run(task.fn, *task.args, **task.kwargs)
+                if traced:
+                    tracing.run(task, 1 if record is None else record.attempts, mode)
+                else:
+                    # PERF: BackgroundTask.run written out (one Python call fewer per task).
+                    task.context.run(task.fn, *task.args, **task.kwargs)
             except (KeyboardInterrupt, SystemExit) as exc:
                 if record is not None:
                     record.end(exc)

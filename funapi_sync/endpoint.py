@@ -50,6 +50,8 @@ class Runtime(NamedTuple):
     backend: Backend
     #: The app's JSON encoder (``App(json_default=...)``).
     encode: Callable[[Any], bytes]
+    #: Each background task's OpenTelemetry span (``App(task_tracing=...)``).
+    task_tracing: str
 
 
 class Endpoint(Route):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .pool import PoolSettings
+from .tracing import check_mode
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -68,6 +69,9 @@ class Settings(Mapping[str, Any]):
     background_submit_timeout: float = setting(10.0, _seconds)
     #: How many recent tasks ``app.background.status()`` and ``tasks()`` remember (0: none).
     background_status_size: int = setting(10000, _non_negative_int)
+    #: Each task's OpenTelemetry span: ``"child"`` of its request's span (and linked to
+    #: it), ``"link"`` (a new trace, linked) or ``"off"`` (see funapi_sync.tracing).
+    task_tracing: str = setting("child", check_mode)
     #: ``"thread"``, ``"inline"``, ``"record"`` or a backend object; once the app is made,
     #: the backend object itself (``App`` resolves the name, see funapi_sync.backends).
     #: NOTE: ``setting()`` returns a ``dataclasses.field``, as for the fields above; ruff

@@ -27,6 +27,7 @@ def test_settings_read_as_a_mapping_with_every_default():
         "background_shutdown_timeout": 25.0,
         "background_submit_timeout": 10.0,
         "background_status_size": 10000,
+        "task_tracing": "child",
         "openapi_url": "/openapi.json",
         "docs_url": "/docs",
         "json_default": None,
