@@ -15,6 +15,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, PathConverter, Rule, ValidationError
 from werkzeug.routing.rules import RulePart
 
+from ._pieces import Pieces, literal, piece
+
 if TYPE_CHECKING:
     from ..endpoint import Endpoint
 
@@ -250,10 +252,13 @@ def _plain_regex(regex: str) -> bool:
 #: werkzeug's ``path`` converter regex: a first character that is not '/', then any
 #: characters but '\n' (``.`` without DOTALL), as few as let the rest of the rule match.
 _PATH_REGEX = PathConverter.regex
+#: The backtracking steps (about length ** converters) werkzeug's regex may take on a miss
+#: before ``Pieces`` is used instead: a short segment costs the regex little.
+_REGEX_BUDGET = 1024
 _STATIC, _SEGMENT, _PATH = 0, 1, 2
 #: One segment of a rule's tail: static text; a regex over one whole segment and its group
 #: names; or a ``path`` value with the static text before and after it in its segments.
-_Element = tuple[int, str, "re.Pattern[str] | None", list[str], str]
+_Element = tuple[int, str, "re.Pattern[str] | Pieces | None", list[str], str]
 
 
 class _Failed(Exception):
@@ -279,6 +284,9 @@ def _element(rule: Rule, tokens: list[tuple[bool, str]]) -> _Element:
         return (_STATIC, "".join(data for _d, data in tokens), None, [], "")
     converters = [rule._converters[name] for name in names]
     if all(c.part_isolating and "/" not in c.regex for c in converters):
+        pieces = _in_segment(rule, tokens)
+        if pieces is not None:
+            return (_SEGMENT, "", pieces, [], "")
         pattern = "".join(
             f"(?P<_v{index}>{rule._converters[data].regex})" if is_dynamic else re.escape(data)
             for index, (is_dynamic, data) in enumerate(tokens)
@@ -287,8 +295,7 @@ def _element(rule: Rule, tokens: list[tuple[bool, str]]) -> _Element:
         return (_SEGMENT, "", re.compile(pattern), groups, "")
     if len(converters) == 1 and converters[0].regex == _PATH_REGEX:
         # NOTE: a path value between static text in its segments ('/<path:name>.json'); a
-        # second converter beside it ('/<path:a>.<b>') would need the regex's own order
-        # over the split inside the segment, which only the regex knows.
+        # second converter beside it ('/<path:a>.<b>') makes the whole tail one ``Pieces``.
         at = next(index for index, (is_dynamic, _d) in enumerate(tokens) if is_dynamic)
         before = "".join(data for _d, data in tokens[:at])
         after = "".join(data for _d, data in tokens[at + 1 :])
@@ -296,10 +303,33 @@ def _element(rule: Rule, tokens: list[tuple[bool, str]]) -> _Element:
     raise _Failed
 
 
+def _in_segment(rule: Rule, tokens: list[tuple[bool, str]]) -> Pieces | None:
+    """Several converters in one segment as ``Pieces``; None for one, or for a converter
+    whose regex ``piece`` does not know (werkzeug's regex is kept for those)."""
+    if sum(1 for is_dynamic, _d in tokens if is_dynamic) < 2:
+        return None  # NOTE: one greedy converter and static text: the regex is linear
+    return _pieces(rule, [tokens])
+
+
+def _pieces(
+    rule: Rule, segments: list[list[tuple[bool, str]]], suffixed: bool = False
+) -> Pieces | None:
+    items = []
+    for number, tokens in enumerate(segments):
+        if number:
+            items.append(literal("/"))
+        for is_dynamic, data in tokens:
+            item = piece(rule._converters[data]) if is_dynamic else literal(data)
+            if item is None:
+                return None
+            items.append(item)
+    return Pieces(items, suffixed)
+
+
 class _Transition:
     """A dynamic part: a regex over one segment, or a final part over the rest of the path."""
 
-    __slots__ = ("final", "groups", "regex", "suffixed", "tail")
+    __slots__ = ("final", "groups", "pieces", "regex", "short", "suffixed", "tail")
 
     def __init__(self, part: RulePart, rule: Rule, first_segment: int) -> None:
         self.regex = re.compile(part.content)
@@ -308,40 +338,63 @@ class _Transition:
         self.final = part.final
         self.suffixed = part.suffixed
         self.tail: _Tail | None = None
-        if part.final:
-            segments = _rule_segments(rule)[first_segment:]
-            if part.suffixed:
-                segments = segments[:-1]  # the trailing slash: the regex's '(?<!/)(/?)\Z'
-            try:
-                elements = [_element(rule, tokens) for tokens in segments]
-            except _Failed:
-                pass  # NOTE: kept as werkzeug's regex; see ``_Transition.take``
-            else:
-                self.tail = _Tail(elements, part.suffixed)
+        self.pieces: Pieces | None = None
+        # PERF: werkzeug's regex backtracks at most about length ** converters steps, so
+        # up to this length it is kept (faster than ``Pieces`` on a short segment).
+        converters = len(self.groups)
+        self.short = int(_REGEX_BUDGET ** (1 / converters)) if converters else 0
+        if not part.final:
+            self.pieces = _in_segment(rule, _rule_segments(rule)[first_segment])
+            return
+        segments = _rule_segments(rule)[first_segment:]
+        if part.suffixed:
+            segments = segments[:-1]  # the trailing slash: the regex's '(?<!/)(/?)\Z'
+        try:
+            elements = [_element(rule, tokens) for tokens in segments]
+        except _Failed:
+            # A converter beside a ``path`` one in a segment: the tail as one ``Pieces``,
+            # or werkzeug's regex for a converter ``piece`` does not know.
+            self.pieces = _pieces(rule, segments, part.suffixed)
+        else:
+            self.tail = _Tail(elements, part.suffixed)
 
     def take(self, parts: list[str], index: int) -> tuple[list[str], int] | None:
         """The values this part captures at ``parts[index]`` and the index after it."""
         if not self.final:
-            # NOTE: werkzeug's regex over one segment: linear for a whole-segment converter;
-            # for several converters inside one segment ('/<a>-<b>-<c>.json') its
-            # backtracking is a power of that segment's length, as in werkzeug.
-            found = self.regex.match(parts[index])
+            segment = parts[index]
+            if self.pieces is not None and len(segment) > self.short:
+                return self._pieces(self.pieces, segment, index + 1)
+            # NOTE: werkzeug's regex over one segment: linear for one converter in it;
+            # several ('/<a>-<b>.json') are ``Pieces`` but for a custom converter regex
+            # that ``piece`` does not know, whose backtracking is werkzeug's.
+            found = self.regex.match(segment)
             if found is None:
                 return None
             return [found.group(name) for name in self.groups], index + 1
         if self.tail is not None:
             return _TailSearch(self.tail, parts, index).run()
-        # NOTE: a tail with a converter beside a ``path`` converter in one segment keeps
-        # werkzeug's regex, so its cost is werkzeug's for that one rule (a power of the
-        # path's length, the number of its converters that may span segments); it is paid
-        # only when the walk reaches this part, never for the rest of the table.
-        found = self.regex.match("/".join(parts[index:]))
+        # NOTE: a tail with a custom converter regex that ``piece`` does not know beside a
+        # ``path`` converter in one segment keeps werkzeug's regex, so its cost is
+        # werkzeug's for that one rule (a power of the path's length); it is paid only
+        # when the walk reaches this part, never for the rest of the table.
+        target = "/".join(parts[index:])
+        if self.pieces is not None and len(target) > self.short:
+            return self._pieces(self.pieces, target, len(parts))
+        found = self.regex.match(target)
         if found is None:
             return None
         end = len(parts)
         if self.suffixed and found.groups()[-1] == "/":
             end -= 1  # werkzeug's remaining [""]: the trailing slash is matched next
         return [found.group(name) for name in self.groups], end
+
+    @staticmethod
+    def _pieces(pieces: Pieces, target: str, end: int) -> tuple[list[str], int] | None:
+        matched = pieces.match(target)
+        if matched is None:
+            return None
+        values, slash = matched
+        return values, end - slash  # werkzeug's remaining [""]: the slash is matched next
 
 
 class _Tail:
@@ -399,11 +452,11 @@ class _TailSearch:
                 end = self._solve(element + 1, index + 1)
         elif kind == _SEGMENT:
             assert regex is not None
-            found = regex.fullmatch(segment)
-            if found is not None:
+            captured = _captured(regex, groups, segment)
+            if captured is not None:
                 end = self._solve(element + 1, index + 1)
                 if end is not None:
-                    self.values.extend(reversed([found.group(name) for name in groups]))
+                    self.values.extend(reversed(captured))
         else:
             end = self._path(element, index, before, after)
         if end is None:
@@ -467,6 +520,14 @@ class _TailSearch:
             for at in range(len(parts) - 1, -1, -1):
                 newline[at] = at if "\n" in parts[at] else newline[at + 1]
         return newline[index] if index < len(newline) else len(self.parts)
+
+
+def _captured(regex: re.Pattern[str] | Pieces, groups: list[str], segment: str) -> list[str] | None:
+    if isinstance(regex, Pieces):
+        matched = regex.match(segment)
+        return None if matched is None else matched[0]
+    found = regex.fullmatch(segment)
+    return None if found is None else [found.group(name) for name in groups]
 
 
 def _alive(dead: list[int], index: int) -> int:

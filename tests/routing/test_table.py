@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from funapi_sync import App
@@ -609,8 +611,20 @@ def test_path_values_are_the_shortest_that_let_the_rest_match(app):
     assert _match_answer(table, "/f/x\n.json", "GET") == ("NotFound", [])
 
 
-_SEGMENTS = ["a", "b", "<X>", "<int:X>", "<path:X>", "<int(max=5):X>", "<path:X>.j", "<X>.<Y>"]
-_REQUEST_SEGMENTS = ["a", "b", "3", "12", "", "a.j", "b.c", "\n", "x\ny.j"]
+_SEGMENTS = [
+    "a",
+    "b",
+    "<X>",
+    "<int:X>",
+    "<path:X>",
+    "<int(max=5):X>",
+    "<path:X>.j",
+    "<X>.<Y>",
+    "<X>-<Y>",
+    "<int:X>-<Y>.j",
+    "<path:X>.<Y>",
+]
+_REQUEST_SEGMENTS = ["a", "b", "3", "12", "", "a.j", "b.c", "\n", "x\ny.j", "1-2.j", "a-b-c", "-.-"]
 _METHODS = ["GET", "POST", "DELETE"]
 
 
@@ -644,6 +658,9 @@ _FILLINGS = {
     "<int(max=5):X>": ["3", "12"],
     "<path:X>.j": ["a.j", "a/b.j", "a.j/b.j", "a", "/a.j"],
     "<X>.<Y>": ["b.c", "a.b.c", "a"],
+    "<X>-<Y>": ["a-b", "a-b-c", "--", "-a-", "a"],
+    "<int:X>-<Y>.j": ["1-2.j", "12-a-b.j", "1-.j", "a-b.j", "1-2.j.j"],
+    "<path:X>.<Y>": ["a.b", "a/b.c", "a.b/c.d", "a.", ".a", "a/.b", "\n.a"],
 }
 
 
@@ -671,14 +688,21 @@ def _paths_strategy():
     return st.lists(path, min_size=1, max_size=8)
 
 
-def test_the_matcher_agrees_with_werkzeug_on_generated_rules_and_paths():
+@pytest.mark.parametrize("budget", [0, None], ids=["pieces", "short-regex"])
+def test_the_matcher_agrees_with_werkzeug_on_generated_rules_and_paths(monkeypatch, budget):
     from hypothesis import given, settings
     from hypothesis import strategies as st
     from werkzeug.routing import Map, Rule
 
+    from funapi_sync.routing import _segment_tree
     from funapi_sync.routing.table import CONVERTERS
 
-    @settings(max_examples=400, deadline=None, database=None)
+    if budget is not None:
+        # No segment is short enough for werkzeug's regex: every in-segment run of
+        # converters goes through ``Pieces``.
+        monkeypatch.setattr(_segment_tree, "_REGEX_BUDGET", budget)
+
+    @settings(max_examples=250, deadline=None, database=None)
     @given(rules=_rules_strategy(), paths=_paths_strategy(), data=st.data())
     def check(rules, paths, data):
         app = App()
@@ -722,3 +746,124 @@ def test_a_rule_with_a_trailing_slash_yields_to_one_without_it_as_in_werkzeug(ap
     table = app.routes
     assert _match_answer(table, "/3", "GET") == (1, {"x": 3})
     assert _match_answer(table, "/3/", "GET") == (0, {"x": 3})
+
+
+# -- several converters in one segment: werkzeug's first match, in linear time --------------
+
+_PIECE_TOKENS = [
+    "<X>",
+    "<int:X>",
+    "<int(signed=True):X>",
+    "<float:X>",
+    "<float(signed=True):X>",
+    "<string(length=2):X>",
+    "<string(minlength=0):X>",
+    "<string(minlength=2, maxlength=3):X>",
+    "<any(a, ab, '1'):X>",
+    "<uuid:X>",
+    "<path:X>",
+    "-",
+    ".",
+    "a",
+    "1",
+    "/",
+]
+#: '٣' is a \d digit that is not ASCII; '\n' stops a path value after its first character.
+_PIECE_TEXT = ["-", ".", "a", "b", "1", "2", "٣", "/", "\n", "12345678-1234-5678-1234-567812345678"]
+
+
+def test_pieces_find_the_first_match_of_werkzeugs_regex():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from werkzeug.routing import Map, Rule
+
+    from funapi_sync.routing._segment_tree import _pieces, _rule_segments
+
+    @settings(max_examples=800, deadline=None, database=None)
+    @given(
+        tokens=st.lists(st.sampled_from(_PIECE_TOKENS), min_size=1, max_size=5),
+        texts=st.lists(st.lists(st.sampled_from(_PIECE_TEXT), max_size=10), min_size=1),
+    )
+    def check(tokens, texts):
+        text_rule = "/" + "".join(t.replace("X", f"x{i}") for i, t in enumerate(tokens))
+        rule = Rule(text_rule)
+        try:
+            Map([rule])
+        except ValueError:
+            return  # e.g. '<a><a>'
+        dynamic = [i for i, part in enumerate(rule._parts[1:]) if not part.static]
+        if not dynamic:
+            return
+        part = rule._parts[1 + dynamic[-1]]
+        segments = _rule_segments(rule)[dynamic[-1] :]
+        if not part.final:
+            segments = segments[:1]
+        elif part.suffixed:
+            segments = segments[:-1]
+        pieces = _pieces(rule, segments, part.suffixed)
+        assert pieces is not None, text_rule
+        regex = re.compile(part.content)
+        names = sorted(
+            (n for n in regex.groupindex if n.startswith("__werkzeug_")), key=lambda n: int(n[11:])
+        )
+        for chars in texts:
+            text = "".join(chars)
+            found = regex.match(text)
+            expected = None if found is None else [found.group(name) for name in names]
+            if found is not None and part.suffixed:
+                expected = (expected, found.groups()[-1] == "/")
+            matched = pieces.match(text)
+            got = None if matched is None else matched[0]
+            if matched is not None and part.suffixed:
+                got = (got, matched[1])
+            assert got == expected, (text_rule, text)
+
+    check()
+
+
+def _adversarial_table(rule, other_method=None):
+    app = App()
+    app.get(rule)(lambda input: input.path)
+    if other_method is not None:
+        app.route(rule, methods=[other_method])(lambda input: input.path)
+    return app.routes
+
+
+@pytest.mark.parametrize("size", [4000, 8000])
+@pytest.mark.parametrize(
+    "rule",
+    ["/<a>-<b>.json", "/<a>-<b>-<c>.json", "/x/<a>-<b>-<c>.json/y", "/<path:a>-<b>-<c>.json"],
+)
+def test_several_converters_in_one_segment_answer_a_long_miss_in_linear_time(rule, size):
+    # NOTE: werkzeug's regex for '<a>-<b>-<c>.json' backtracks cubically on this miss:
+    # about 95 s for 4 KB of '-'; with two converters, or a path converter, quadratically.
+    table = _adversarial_table(rule)
+    prefix = "/x/" if rule.startswith("/x/") else "/"
+    suffix = "/y" if rule.endswith("/y") else ""
+    error, seconds = _timed_404(table, prefix + "-" * size + suffix)
+    assert error.code == 404
+    assert seconds < 1.0
+    hit = prefix + "-" * size + ".json" + suffix
+    values = table.match(hit, "GET")[1]
+    assert "".join(values.values()) == "-" * (size - len(values) + 1)
+    assert values[next(reversed(values))] == "-"  # greedy: the last value is the shortest
+
+
+def test_a_long_in_segment_miss_beside_another_method_is_a_quick_405_or_404():
+    table = _adversarial_table("/<a>-<b>-<c>.json", other_method="DELETE")
+    error, seconds = _timed_404(table, "/" + "-" * 4000 + ".json", "POST")
+    assert error.code == 405
+    assert sorted(error.valid_methods) == ["DELETE", "GET", "HEAD"]
+    assert seconds < 1.0
+    error, seconds = _timed_404(table, "/" + "-" * 4000, "POST")
+    assert error.code == 404
+    assert seconds < 1.0
+
+
+def test_a_path_converter_beside_another_in_one_segment_answers_a_long_miss_quickly():
+    table = _adversarial_table("/<path:a>.<ext>")
+    for path in ("/" + "." * 8000 + "/", "/" + "./" * 4000, "/" + ".\n" * 4000):
+        error, seconds = _timed_404(table, path)
+        assert error.code == 404
+        assert seconds < 1.0
+    assert table.match("/d/x.tar.gz", "GET")[1] == {"a": "d/x", "ext": "tar.gz"}

@@ -122,6 +122,20 @@ CASES: list[tuple[str, bytes, int, bytes | None]] = [
     ("json-integer-5000-digits", request(b"/echo", b'{"qty": ' + BIG + b"}"), 422, None),
     ("query-integer-5000-digits", request(b"/search?qty=" + BIG, method=b"GET"), 422, None),
     ("path-integer-5000-digits", request(b"/items/" + BIG, method=b"GET"), 404, None),
+    # Three converters in one segment, 4000 '-' without the '.json': werkzeug's regex for
+    # the segment backtracked for about 95 s; it must be answered within the 10 s timeout.
+    (
+        "path-in-segment-converters-4000",
+        request(b"/reports/" + b"-" * 4000, method=b"GET"),
+        404,
+        None,
+    ),
+    (
+        "path-in-segment-converters-4000-other-method",
+        request(b"/reports/" + b"-" * 4000 + b".json", method=b"DELETE"),
+        405,
+        None,
+    ),
     ("request-line-over-the-limit", request(b"/items/" + BIG * 2, method=b"GET"), 414, None),
     ("json-nan", request(b"/echo-raw", b'{"qty": NaN}'), 422, None),
     ("json-infinity", request(b"/echo-raw", b"[Infinity, -Infinity]"), 422, None),

@@ -131,6 +131,13 @@ def item(input):
     return input.path
 
 
+@app.get("/reports/<name>-<kind>-<year>.json")
+def report(input):
+    # NOTE: three converters in one segment: werkzeug's regex for it backtracks cubically
+    # on a long miss (see the hostile matrix's in-segment cases).
+    return input.path
+
+
 @app.get("/header")
 def header(input):
     return {"ok": True}, 200, {"X-Echo": input.query.get("v", "")}
