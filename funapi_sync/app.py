@@ -123,15 +123,19 @@ class App(RouteDecorators):
         if callable(start_backend):
             self.lifecycle.add_startup(start_backend)
         #: ``/openapi.json`` and ``/docs``, or None when ``openapi_url=None`` turns them off.
-        self.openapi: OpenAPI | None = None
-        if self.settings.openapi_url is not None:
-            self.openapi = OpenAPI(self, self.settings.openapi_url, self.settings.docs_url)
-            for path, handler in self.openapi.routes():
-                # A user route on one of these paths replaces it (logged), whenever added.
-                self.routes.add_replaceable(self._compile(handler, path, ["GET"], _DOCS_ROUTE))
+        self.openapi = self._add_docs_routes()
         # NOTE: plain `gunicorn module:app` runs no hook of ours before the first request;
         # this is the first code of ours to run in its worker (see logconfig).
         logconfig.install_under_gunicorn()
+
+    def _add_docs_routes(self) -> OpenAPI | None:
+        if self.settings.openapi_url is None:
+            return None
+        openapi = OpenAPI(self, self.settings.openapi_url, self.settings.docs_url)
+        for path, handler in openapi.routes():
+            # A user route on one of these paths replaces it (logged), whenever added.
+            self.routes.add_replaceable(self._compile(handler, path, ["GET"], _DOCS_ROUTE))
+        return openapi
 
     @property
     def debug(self) -> bool:

@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     routes.add_argument("app", metavar="APP", help=_APP_HELP)
     routes.set_defaults(handler=_routes)
 
+    _add_backend_commands(commands)
+    return parser
+
+
+def _add_backend_commands(commands: Any) -> None:
+    """``worker`` and ``tasks``: the commands of a durable background backend."""
     worker = commands.add_parser(
         "worker",
         help="run the durable background backend's worker",
@@ -120,7 +126,6 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=_positive, default=100, help="at most this many tasks (default 100)"
     )
     tasks.set_defaults(handler=_tasks)
-    return parser
 
 
 def port_number(text: str) -> int:
