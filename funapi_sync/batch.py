@@ -17,7 +17,7 @@ from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
 from . import _process, tracing
-from .background import Finished, too_late
+from .background import Finished, Handed, too_late
 
 if TYPE_CHECKING:
     from .background import BackgroundTask, BackgroundTasks
@@ -276,13 +276,14 @@ class Batch:
         return first
 
 
-def close_request(background: BackgroundTasks, label: str) -> list[BackgroundTask]:
+def close_request(background: BackgroundTasks, label: str | Handed) -> list[BackgroundTask]:
     """Nothing of request ``label`` will run: ``add_task`` raises from now on.
 
     Returns the tasks it had (none of them will run either).
     """
+    finished = Finished(label) if isinstance(label, str) else label
     with _late:
-        return background.hand_over(Finished(label))
+        return background.hand_over(finished)
 
 
 def report(batch: Batch, what: str) -> int:

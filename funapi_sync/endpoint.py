@@ -6,7 +6,14 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .after_close import after_close, close_now, persist_early, persist_now, request_label
+from .after_close import (
+    AfterClose,
+    ClosedRequest,
+    after_close,
+    close_now,
+    persist_early,
+    persist_now,
+)
 from .background import BackgroundTasks
 from .batch import close_request
 from .concurrency import TASK
@@ -77,60 +84,56 @@ class Endpoint(Route):
     ) -> Iterable[bytes]:
         """Answer one request: respond, send, then hand ``close()`` the rest of the work.
 
-        The request's scope and uploads are cleaned up in ``close()`` once the body is
-        sent, or here, in ``finally``, when nothing could be handed to ``close()`` (the
-        shape of Flask's ``wsgi_app``).
+        What ``close()`` cannot get (sending failed) is cleaned up in ``finally`` (Flask).
         """
         runtime, compiled = self.runtime, self.compiled()
         background = BackgroundTasks(runtime.backend.check) if compiled.wants_background else None
         # PERF: the werkzeug Request is built only for a handler or dependency that takes
         # `req` (or, in build_input, for a body that needs werkzeug's form parser).
         request = runtime.request_class(environ) if compiled.wants_request else None
-        scope = _scope(runtime.registry, request, background) if compiled.wants_scope else None
-        if scope is not None and compiled.plan.needs_environ:
-            # NOTE: only then: the scope may outlive the response (after_tasks cleanups),
-            # and the environ holds the server's buffers.
-            scope.values[ENVIRON] = environ
+        scope = (
+            self._scope(compiled, environ, request, background) if compiled.wants_scope else None
+        )
         failure: BaseException | None = None
         handed_over = False
         try:
             result, request, failure = self._respond(
                 environ, path_values, compiled, request, scope, background
             )
-            if background and self.persist_early and not runtime.mode.testing:
-                result, request, failure = self._persist(
-                    environ, background, result, request, failure
-                )
             body = send(environ, start_response, result, checked=True)
-            work = None
             # PERF: most requests leave close() nothing (no task, scope or upload).
-            if scope is not None or background or (request and "files" in request.__dict__):
-                work = after_close(environ, runtime, background, scope, failure, request)
-            elif background is not None:
-                # NOTE: a thread the handler started may still hold `background`.
-                close_request(background, request_label(environ))
-            # NOTE: from here the work's close() owns the cleanup, even when the testing
-            # twin does it at once, in attach(), and a task's failure is raised from there.
+            work = None
+            if scope is not None or background is not None or _has_files(request):
+                work = self._close_work(environ, background, scope, failure, request)
+            # NOTE: from here close() owns the cleanup (the testing twin's attach() too).
             handed_over = True
             return body if work is None else work.attach(body)
         finally:
             if not handed_over:
-                # NOTE: sending failed (or the handler raised a BaseException), so close()
-                # will never run: clean up now, as Flask's wsgi_app does.
-                close_now(
-                    environ,
-                    runtime.backend,
-                    background,
-                    scope,
-                    failure or sys.exc_info()[1],
-                    request,
-                )
+                # NOTE: nothing reached the server's close(): clean up now, as Flask does.
+                error = failure or sys.exc_info()[1]
+                close_now(environ, runtime.backend, background, scope, error, request)
             if request is not None and environ.get("werkzeug.request") is request:
                 # PERF: werkzeug's Request registers itself in its environ, a reference
                 # cycle that keeps the server's whole environ (socket, parser, buffers)
                 # alive until the garbage collector runs. Flask breaks it at the same
                 # point (RequestContext.pop); the request object itself stays usable.
                 environ["werkzeug.request"] = None
+
+    def _scope(
+        self,
+        compiled: Compiled,
+        environ: WSGIEnvironment,
+        request: Request | None,
+        background: BackgroundTasks | None,
+    ) -> RequestScope:
+        values = {"input": None, "req": request, "background": background}
+        scope = RequestScope(self.runtime.registry, values)
+        if compiled.plan.needs_environ:
+            # NOTE: only then: the scope may outlive the response (after_tasks cleanups),
+            # and the environ holds the server's buffers.
+            scope.values[ENVIRON] = environ
+        return scope
 
     def _respond(
         self,
@@ -144,8 +147,7 @@ class Endpoint(Route):
         """The response to send, the request (if one was built) and the request's failure.
 
         Guards, input, the handler (with exactly the arguments decided at registration),
-        rendering, the ``before_response`` cleanups; any exception becomes a response
-        through :class:`~funapi_sync.errors.ErrorResponder`.
+        rendering; then :meth:`_settle` makes any failure the response.
         """
         failure: Exception | None = None
         result: Parts | Response | None = None
@@ -180,37 +182,62 @@ class Endpoint(Route):
                 result = render(rv, self.status_code, self.response_schema, self.runtime.encode)
         except Exception as exc:
             failure = exc
-        if scope is not None and scope.exits[BEFORE_RESPONSE]:
-            failure, result = _close_before_response(scope, failure, result)
-        if result is None:
-            assert failure is not None
-            trusted = False
-            request = request or self.runtime.request_class(environ)
-            result = self.runtime.errors.respond(request, failure, self.label)
-        if not trusted:
-            failure, result = _refuse_unsafe(result, environ, failure)
-        return result, request, failure
+        if trusted and scope is None and not (background and self.persist_early):
+            assert result is not None
+            return result, request, None
+        return self._settle(environ, result, request, scope, background, failure)
 
-    def _persist(
+    def _settle(
         self,
         environ: WSGIEnvironment,
-        background: BackgroundTasks,
-        result: Parts | Response,
+        result: Parts | Response | None,
         request: Request | None,
+        scope: RequestScope | None,
+        background: BackgroundTasks | None,
         failure: Exception | None,
     ) -> tuple[Parts | Response, Request | None, Exception | None]:
-        """Store the tasks now (after the ``before_response`` cleanups); 503 if they cannot be."""
-        error = persist_now(environ, self.runtime.backend, background, failure)
-        if error is None:
-            return result, request, failure
-        request = request or self.runtime.request_class(environ)
-        return self.runtime.errors.respond(request, error), request, error
+        """Run the ``before_response`` cleanups, store early tasks, answer any failure.
+
+        A failing cleanup (a commit) or store becomes the request's failure, answered
+        through :class:`~funapi_sync.errors.ErrorResponder` like a handler's exception;
+        headers with CR, LF or NUL refuse the response.
+        """
+        runtime = self.runtime
+        if scope is not None and scope.exits[BEFORE_RESPONSE]:
+            failure, result = _close_before_response(scope, failure, result)
+        if background and self.persist_early and not runtime.mode.testing:
+            # NOTE: after the before_response cleanups (a committed row's task is
+            # stored), before the status line: a 202 then means "stored".
+            error = persist_now(environ, runtime.backend, background, failure)
+            if error is not None:
+                failure, result = error, None
+        if result is None:
+            assert failure is not None
+            request = request or runtime.request_class(environ)
+            result = runtime.errors.respond(request, failure, self.label)
+        failure, result = _refuse_unsafe(result, environ, failure)
+        return result, request, failure
+
+    def _close_work(
+        self,
+        environ: WSGIEnvironment,
+        background: BackgroundTasks | None,
+        scope: RequestScope | None,
+        failure: BaseException | None,
+        request: Request | None,
+    ) -> AfterClose | None:
+        """The close-time work to wrap the body in, or None (then add_task is over)."""
+        if scope is not None or background or _has_files(request):
+            return after_close(environ, self.runtime, background, scope, failure, request)
+        if background is not None:
+            # NOTE: a thread the handler started may still hold `background`.
+            close_request(background, ClosedRequest(environ))
+        return None
 
 
-def _scope(
-    registry: Registry, request: Request | None, background: BackgroundTasks | None
-) -> RequestScope:
-    return RequestScope(registry, {"input": None, "req": request, "background": background})
+def _has_files(request: Request | None) -> bool:
+    # NOTE: only a request whose uploads were parsed has temporary files to close.
+    return request is not None and "files" in request.__dict__
 
 
 def _close_before_response(
