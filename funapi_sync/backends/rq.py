@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 try:
@@ -35,6 +36,7 @@ from .portable import CarriedTask, carry, check_portable, restore
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..background import BackgroundTask
 
 logger = logging.getLogger("funapi_sync.background")
 
@@ -56,6 +58,10 @@ class RQBackend:
         them; both log each at ERROR. When Redis took the job but never answered, the
         enqueue is settled first (see :func:`~funapi_sync.backends._rq_enqueue.enqueue_once`):
         a request is never two jobs, and a task logged as not enqueued never runs.
+    :param persist: ``"after_response"`` (the job is enqueued in ``close()``) or
+        ``"before_response"`` (enqueued before the status line: a 202 means the job is in
+        Redis; if it is not, the client gets 503 with ``Retry-After`` and no fallback
+        runs). The route option ``persist=`` overrides it for one route.
     :param timeout: socket and connect timeout (seconds) of a connection made from a URL;
         it bounds ``close()`` (about three times this at worst: the attempt, the reconnect
         and the settling call) so a slow Redis cannot hold a gunicorn worker past its
@@ -76,12 +82,17 @@ class RQBackend:
         retry: Retry | None = None,
         job_timeout: int | None = None,
         fallback: Literal["thread", "error"] = "thread",
+        persist: Literal["after_response", "before_response"] = "after_response",
         *,
         timeout: float = 2.0,
         lease: float = 30.0,
     ) -> None:
         if fallback not in ("thread", "error"):
             raise ValueError(f"RQBackend(fallback={fallback!r}): use 'thread' or 'error'")
+        if persist not in ("after_response", "before_response"):
+            raise ValueError(
+                f"RQBackend(persist={persist!r}): use 'after_response' or 'before_response'"
+            )
         if retry is not None and not isinstance(retry, Retry):
             raise TypeError(f"RQBackend(retry={retry!r}) takes an rq.Retry, e.g. Retry(max=3)")
         if isinstance(redis, str):
@@ -108,6 +119,8 @@ class RQBackend:
         self.retry = retry
         self.job_timeout = job_timeout
         self.fallback = fallback
+        #: When a request's tasks count as accepted (SPEC §11); the route option overrides it.
+        self.persist = persist
         self.lease = lease
         self.queue = Queue(queue, connection=self.connection, default_timeout=job_timeout)
         self.settings = PoolSettings()
@@ -136,19 +149,7 @@ class RQBackend:
         raises ``RuntimeError``: it could not join the job.
         """
         batch.refuse_new()
-        try:
-            tasks = [carry(task) for task in batch.tasks]
-            data = Queue.prepare_data(
-                run_request,
-                args=(batch.label, tasks),
-                timeout=self.job_timeout,
-                retry=self.retry,
-                description=f"{batch.label}: {', '.join(t.name for t in batch.tasks)}",
-                job_id=uuid.uuid4().hex,  # fixed before the first attempt: see enqueue_once
-            )
-            outcome, error = enqueue_once(self.queue, data, self.connection)
-        except Exception as exc:  # nothing was sent: recording RQ's commands failed
-            outcome, error = Outcome.NOT_ENQUEUED, exc
+        outcome, error = self._enqueue(batch.tasks, batch.label)
         if outcome is Outcome.NOT_ENQUEUED:
             self._fall_back(batch, error or RuntimeError("not enqueued"))
             return
@@ -158,6 +159,38 @@ class RQBackend:
             with self._lock:
                 self._counts["enqueued"] += len(batch.tasks)
         finish(batch)
+
+    def persist_tasks(self, tasks: Sequence[BackgroundTask], label: str) -> None:
+        """Enqueue ``tasks`` as one request's job now, before its response.
+
+        ``persist="before_response"``: the response says "stored" only if the job is in
+        Redis, so a job not enqueued, or one whose fate Redis did not tell, raises and the
+        client gets 503 (no fallback: a 202 must never mean "run here, maybe").
+        """
+        outcome, error = self._enqueue(tasks, label)
+        if outcome is not Outcome.ENQUEUED:
+            raise ConnectionError(
+                f"the tasks of {label} were not enqueued on RQ queue {self.queue_name!r}"
+                f" ({outcome.name.lower()}: {error})"
+            )
+        with self._lock:
+            self._counts["enqueued"] += len(tasks)
+
+    def _enqueue(
+        self, tasks: Sequence[BackgroundTask], label: str
+    ) -> tuple[Outcome, BaseException | None]:
+        try:
+            data = Queue.prepare_data(
+                run_request,
+                args=(label, [carry(task) for task in tasks]),
+                timeout=self.job_timeout,
+                retry=self.retry,
+                description=f"{label}: {', '.join(t.name for t in tasks)}",
+                job_id=uuid.uuid4().hex,  # fixed before the first attempt: see enqueue_once
+            )
+            return enqueue_once(self.queue, data, self.connection)
+        except Exception as exc:  # nothing was sent: recording RQ's commands failed
+            return Outcome.NOT_ENQUEUED, exc
 
     def _unknown(self, batch: Batch, exc: BaseException | None) -> None:
         # NOTE: neither fallback applies: running the tasks here could run them twice, and

@@ -91,8 +91,6 @@ RQ = Kind(
         "status": "RQBackend keeps no status per task: status() returns None and tasks() is"
         " empty (one job per request; the task ids are not carried into the job, so"
         " current_task() is not set either)",
-        "persist": "RQBackend has no persist= option: a task is accepted once close()"
-        " enqueued it (persist='before_response' is SQLite's only)",
         "store": "there is no SQLite store; one request is one job whatever Redis does, proven"
         " by test_rq.py::test_a_redis_slower_than_the_socket_timeout_makes_one_job_and_runs_"
         "each_task_once",

@@ -258,12 +258,8 @@ def test_redis_down_with_fallback_error_logs_each_task_as_not_enqueued(
     assert _ran == []
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(messages) == 2
-    assert messages[0].startswith(
-        "background task test_rq.module_level of GET / was not enqueued"
-    )
-    assert messages[1].startswith(
-        "background task test_rq.remember of GET / was not enqueued"
-    )
+    assert messages[0].startswith("background task test_rq.module_level of GET / was not enqueued")
+    assert messages[1].startswith("background task test_rq.remember of GET / was not enqueued")
     assert all("and will not run (fallback='error')" in message for message in messages)
 
 
@@ -825,3 +821,72 @@ def test_drain_and_stats_with_redis_down_raise_a_connection_error_naming_the_url
             call()
         assert str(info.value) == f"cannot reach Redis at {url}: Connection refused"
         assert isinstance(info.value, redis.exceptions.ConnectionError)
+
+
+# -- persist="before_response" ------------------------------------------------------------
+
+
+def test_before_response_the_job_is_in_redis_when_the_status_line_is_sent(redis_url: str) -> None:
+    backend = RQBackend(redis_url, persist="before_response")
+    app = App(background_backend=backend)
+    queued_at_status: list[int] = []
+
+    @app.post("/", status_code=202)
+    def handler(*, background):
+        background.add_task(module_level, 1)
+        background.add_task(module_level, 2)
+        return {"accepted": True}
+
+    inner = app.wsgi_app
+
+    def counting(environ, start_response):
+        def start(status, headers, exc_info=None):
+            queued_at_status.append(backend.queue.count)
+            return start_response(status, headers, exc_info)
+
+        return inner(environ, start)
+
+    app.wsgi_app = counting
+    assert app.test_client().post("/").status_code == 202
+    assert queued_at_status == [1]  # one job for the request, before the 202 left
+    assert backend.queue.count == 1  # and close() enqueued nothing more
+    assert backend.counts["enqueued"] == 2
+
+
+def test_before_response_with_redis_down_answers_503_and_names_each_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="funapi_sync.background")
+    app = App(background_backend=RQBackend(unreachable_url(), persist="before_response"))
+    _ran.clear()
+
+    @app.post("/", status_code=202)
+    def handler(*, background):
+        background.add_task(remember, "never")
+        return {"accepted": True}
+
+    response = app.test_client().post("/")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert _ran == []  # no fallback: a 202 must mean "stored", a 503 "not run here"
+    [line] = [r.getMessage() for r in caplog.records if "was not stored" in r.getMessage()]
+    assert line.startswith("background task test_rq.remember of POST / was not stored")
+
+
+def test_the_route_option_asks_one_route_to_enqueue_before_its_response(redis_url: str) -> None:
+    backend = RQBackend(redis_url)  # after_response by default
+    app = App(background_backend=backend)
+
+    @app.post("/early", persist="before_response")
+    def early(*, background):
+        background.add_task(module_level, 1)
+        return {}
+
+    assert backend.persist == "after_response"
+    assert app.test_client().post("/early").status_code == 200
+    assert backend.queue.count == 1
+
+
+def test_a_persist_value_that_is_not_one_is_refused_when_built() -> None:
+    with pytest.raises(ValueError, match="RQBackend\\(persist='later'\\): use 'after_response'"):
+        RQBackend(unreachable_url(), persist="later")  # type: ignore[arg-type]
