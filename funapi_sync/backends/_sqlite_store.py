@@ -352,6 +352,31 @@ class Store:
                 (due, error, row.id, owner),
             )
 
+    def retry(self, task_id: str) -> bool:
+        """Put the FAILED row ``task_id`` back to READY, due now; whether there was one.
+
+        Its attempts count on and its error stays until it runs; ``lost`` starts again, so
+        a row failed for its dead runners can be tried anew. The request's later rows that
+        are still READY wait behind it again (the head rule); those that ran are left be.
+        """
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE funapi_tasks SET status = 'READY', due = ?, lost = 0, owner = NULL,"
+                " lease_until = NULL, finished_at = NULL WHERE id = ? AND status = 'FAILED'",
+                (time.time(), task_id),
+            )
+            return cursor.rowcount == 1
+
+    def forget(self, task_id: str) -> bool:
+        """Delete the finished row ``task_id``; whether there was one (READY/RUNNING stay)."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM funapi_tasks WHERE id = ?"
+                " AND status IN ('SUCCESSFUL', 'FAILED', 'DROPPED')",
+                (task_id,),
+            )
+            return cursor.rowcount == 1
+
     def renew(self, ids: Sequence[str], owner: str, lease: float) -> None:
         """Push back the lease of the rows this owner is running (the heartbeat)."""
         if not ids:

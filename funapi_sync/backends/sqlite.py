@@ -82,7 +82,8 @@ class SQLiteBackend:
             raise ValueError(f"SQLiteBackend(keep={keep!r}): give seconds >= 0, or None")
         #: Refuses at ``add_task`` what cannot be stored as JSON and run elsewhere.
         self.check: TaskCheck | None = _check
-        self.retry = Retry.of(retry, "SQLiteBackend")
+        #: The automatic retries (``retry=``); ``retry()`` is the method that runs a task again.
+        self.retry_policy = Retry.of(retry, "SQLiteBackend")
         self.lease = float(lease)
         self.persist = persist
         self.keep = keep
@@ -142,7 +143,11 @@ class SQLiteBackend:
             runner = self._runner
             if runner is None or runner.pid != os.getpid():
                 runner = self._runner = Runner(
-                    self.store, self.settings, lease=self.lease, retry=self.retry, keep=self.keep
+                    self.store,
+                    self.settings,
+                    lease=self.lease,
+                    retry=self.retry_policy,
+                    keep=self.keep,
                 )
         return runner
 
@@ -169,6 +174,24 @@ class SQLiteBackend:
             "failed": counts.get("FAILED", 0),
             "in_process": 0 if runner is None else runner.in_flight(),
         }
+
+    def retry(self, task_id: str) -> bool:
+        """Run the FAILED task ``task_id`` again (any process may); False if none is FAILED.
+
+        It becomes READY, due now, its ``attempts`` counting on (its next run is attempt
+        n + 1) and its error kept until then; ``retry=``'s automatic retries, already
+        spent, are not given again. The request's later tasks not yet started wait behind
+        it again, in order; those that already ran are not run again.
+        """
+        if not self.store.retry(task_id):
+            return False
+        self._ensure_runner().wake.set()
+        return True
+
+    def forget(self, task_id: str) -> bool:
+        """Delete the finished (SUCCESSFUL, FAILED) task ``task_id``; False if there is
+        none such (a READY or RUNNING task is refused: some process will still run it)."""
+        return self.store.forget(task_id)
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until no stored task is READY or RUNNING, in any process; False on timeout.
