@@ -169,10 +169,14 @@ class Store:
     """The task table in one SQLite file, used from any thread of any process.
 
     :param path: the database file (created, with its directory's ``.lock`` beside it).
+    :param insert_sync: the ``synchronous`` of the accepted tasks' insert: ``"NORMAL"``
+        (in the WAL once committed: survives any crash of a process) or ``"FULL"`` (an fsync
+        before the commit returns: survives a power loss or an OS crash too).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, insert_sync: str = "NORMAL") -> None:
         self.path = os.path.abspath(path)
+        self.insert_sync = insert_sync
         refuse_network_path(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -216,8 +220,8 @@ class Store:
         """This thread's connection in this process, opened on first use.
 
         :param synchronous: ``"FULL"`` makes the next commits survive a power loss (the
-            insert of accepted tasks); ``"NORMAL"`` survives a crash of the process only,
-            enough for a claim or an end, whose loss at worst runs a task again.
+            insert of accepted tasks with ``durable="power"``); ``"NORMAL"`` survives any
+            crash of a process (WAL: a commit is in the file, unsynced), not of the machine.
         """
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
@@ -285,7 +289,7 @@ class Store:
         ]
         for attempt in range(3):
             try:
-                with self.write("FULL") as conn:
+                with self.write(self.insert_sync) as conn:
                     conn.executemany(
                         "INSERT OR IGNORE INTO funapi_tasks (id, batch, position, label, name,"
                         " call, status, due, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, 'READY', ?, ?)",

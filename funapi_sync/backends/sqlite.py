@@ -35,6 +35,9 @@ logger = logging.getLogger("funapi_sync.background")
 
 Persist = Literal["after_response", "before_response"]
 PERSIST_CHOICES = ("after_response", "before_response")
+Durable = Literal["process", "power"]
+#: ``durable=``: the ``synchronous`` of the accepted tasks' insert.
+DURABLE_SYNC = {"process": "NORMAL", "power": "FULL"}
 #: Finished rows are kept this many seconds by default (one week), then pruned.
 DEFAULT_KEEP = 7 * 24 * 3600.0
 
@@ -61,6 +64,9 @@ class SQLiteBackend:
         with ``Retry-After`` when it cannot be); the route option ``persist=`` overrides it.
     :param keep: seconds a finished (SUCCESSFUL or FAILED) task stays readable through
         ``status()`` before it is pruned (default one week); ``None`` keeps them all.
+    :param durable: what an accepted task survives. ``"process"`` (the default): any crash
+        or kill of any process (SIGKILL, OOM), not a power loss or an OS crash, which may
+        lose the last accepted tasks. ``"power"``: those too, for an fsync per request.
     """
 
     def __init__(
@@ -71,10 +77,17 @@ class SQLiteBackend:
         lease: float = 30.0,
         persist: Persist = "after_response",
         keep: float | None = DEFAULT_KEEP,
+        durable: Durable = "process",
     ) -> None:
         if persist not in PERSIST_CHOICES:
             raise ValueError(
                 f"SQLiteBackend(persist={persist!r}): use 'after_response' or 'before_response'"
+            )
+        if durable not in DURABLE_SYNC:
+            raise ValueError(
+                f"SQLiteBackend(durable={durable!r}): use 'process' (accepted tasks survive"
+                " any process's crash, the default) or 'power' (a power loss too, at an"
+                " fsync per request)"
             )
         if not lease > 0:
             raise ValueError(f"SQLiteBackend(lease={lease!r}): give seconds > 0, e.g. 30")
@@ -87,7 +100,8 @@ class SQLiteBackend:
         self.lease = float(lease)
         self.persist = persist
         self.keep = keep
-        self.store = Store(path)
+        self.durable = durable
+        self.store = Store(path, DURABLE_SYNC[durable])
         self.settings = PoolSettings()
         self._runner: Runner | None = None
         self._runner_lock = threading.Lock()
@@ -95,7 +109,10 @@ class SQLiteBackend:
         _process.at_fork_in_child(self._forget_in_child)
 
     def __repr__(self) -> str:
-        return f"SQLiteBackend({self.store.path!r}, persist={self.persist!r})"
+        return (
+            f"SQLiteBackend({self.store.path!r}, persist={self.persist!r},"
+            f" durable={self.durable!r})"
+        )
 
     # -- the app side -----------------------------------------------------------------
 

@@ -222,3 +222,20 @@ def test_a_retried_task_runs_again_as_attempt_two_and_can_then_be_forgotten(
     assert app.background.status(task_id) is None
     assert not app.background.forget(task_id)
     app.background.close()
+
+
+@pytest.mark.parametrize(("durable", "level"), [("process", 1), ("power", 2)])
+def test_durable_sets_whether_the_accepted_tasks_insert_waits_for_an_fsync(
+    tmp_path: Path, durable: str, level: int
+) -> None:
+    # NOTE: PRAGMA synchronous: 1 is NORMAL (survives a process's crash), 2 FULL (an fsync).
+    backend = SQLiteBackend(str(tmp_path / "t.sqlite3"), durable=durable)
+    backend.store.insert("b1", "POST /", rows("a"))
+    assert backend.store._local.conn.execute("PRAGMA synchronous").fetchone() == (level,)
+    assert f"durable={durable!r}" in repr(backend)
+    backend.close()
+
+
+def test_an_unknown_durable_is_refused_naming_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"durable='disk'.*'process'.*'power'"):
+        SQLiteBackend(str(tmp_path / "t.sqlite3"), durable="disk")
