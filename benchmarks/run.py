@@ -38,6 +38,19 @@ PARTS = ("conformance", "import", "inprocess", "tasks", "http", "isolation", "rq
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 
 
+def _sqlite_cost(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The SQLite backend's cost per request, in a temporary directory; None without one."""
+    import tempfile
+
+    try:
+        directory = tempfile.TemporaryDirectory(prefix="funapi-bench-")
+    except OSError as exc:
+        _say(f"sqlite cost skipped: no temporary directory ({exc})")
+        return None
+    with directory as path:
+        return tasks.sqlite_request_cost(cfg["rounds"], cfg["task_calls"], path)
+
+
 def settings(quick: bool) -> dict[str, Any]:
     """Iteration counts: the full run, or a few iterations of every part (``--quick``)."""
     if quick:
@@ -129,6 +142,9 @@ def run(parts: list[str], quick: bool) -> dict[str, Any]:
             "start_latency": tasks.start_latency(app, cfg["latency_samples"]),
             "idle": tasks.idle_cost(app, cfg["idle_seconds"]),
         }
+        sqlite_cost = _sqlite_cost(cfg)
+        if sqlite_cost is not None:
+            results["tasks"]["sqlite"] = sqlite_cost
         _say(report.tasks_table(results["tasks"]))
     if "rq" in parts:
         if not rq_handoff.redis_available():

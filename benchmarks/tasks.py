@@ -114,6 +114,60 @@ def close_cost(app: App, rounds: int, calls: int) -> dict[int, dict[str, float]]
     }
 
 
+#: The backends :func:`sqlite_request_cost` compares: (name, persist, durable).
+SQLITE_VARIANTS = (
+    ("thread", None, None),
+    ("sqlite after_response durable=process", "after_response", "process"),
+    ("sqlite after_response durable=power", "after_response", "power"),
+    ("sqlite before_response durable=process", "before_response", "process"),
+    ("sqlite before_response durable=power", "before_response", "power"),
+)
+
+
+def sqlite_request_cost(rounds: int, calls: int, directory: str) -> dict[str, dict[str, float]]:
+    """µs per request with one trivial task, in process: the thread backend vs SQLite.
+
+    Issue #23's budget, over the thread backend at p50: ``persist="after_response"`` adds
+    at most 60 µs, ``"before_response"`` at most 1 ms. Each request is timed alone, from the
+    call to the end of ``close()``; the SQLite files live in ``directory`` (a temporary
+    one: the disk it is on is what is measured). The backends drain between rounds, untimed.
+    """
+    import os
+
+    from funapi_sync.backends.sqlite import SQLiteBackend
+
+    apps: dict[str, App] = {}
+    for index, (name, persist, durable) in enumerate(SQLITE_VARIANTS):
+        backend: Any = "thread"
+        if persist is not None:
+            path = os.path.join(directory, f"cost{index}.sqlite3")
+            backend = SQLiteBackend(path, persist=persist, durable=durable)  # type: ignore[arg-type]
+        apps[name] = build_app(background_backend=backend)
+    base = base_environ(_Scenario("tasks_1", "GET", "/tasks/1"))
+    samples: dict[str, list[float]] = {name: [] for name in apps}
+    for round_ in range(rounds + 1):  # round 0 warms up (and creates the files)
+        for name in list(apps) if round_ % 2 else reversed(list(apps)):
+            app = apps[name]
+            for _ in range(calls):
+                environ = fresh_environ(base, b"")
+                started = time.perf_counter_ns()
+                call(app, environ)
+                if round_:
+                    samples[name].append((time.perf_counter_ns() - started) / 1000)
+            app.background.drain(timeout=60)
+    for app in apps.values():
+        close = getattr(app.background, "close", None)
+        if close is not None:
+            close()
+    return {
+        name: {
+            "p50_us": statistics.median(values),
+            "p90_us": statistics.quantiles(values, n=10)[-1],
+        }
+        for name, values in samples.items()
+    }
+
+
 def drain_rate(app: App, tasks: int) -> dict[str, float]:
     """Trivial tasks/s that one process's pool drains, from a queue filled in advance.
 

@@ -28,7 +28,8 @@ class PoolSettings(NamedTuple):
 
     ``workers``, ``queue_size`` and ``shutdown_timeout`` are the pool's (process-wide);
     ``slow_warning`` and ``submit_timeout`` stay the app's own: each batch carries them.
-    ``status_size`` sizes the app's backend's status store (funapi_sync.status).
+    ``status_size`` sizes the app's backend's status store (funapi_sync.status);
+    ``task_tracing`` is the app's, for a backend that runs tasks itself (funapi_sync.tracing).
     """
 
     workers: int = 4
@@ -37,6 +38,7 @@ class PoolSettings(NamedTuple):
     shutdown_timeout: float = 25.0
     submit_timeout: float = 10.0
     status_size: int = 10000
+    task_tracing: str = "child"
 
 
 #: The pool-wide fields of :class:`PoolSettings`, with the App setting that sets each.

@@ -114,6 +114,7 @@ class Settings(Mapping[str, Any]):
             shutdown_timeout=float(self.background_shutdown_timeout),
             submit_timeout=float(self.background_submit_timeout),
             status_size=self.background_status_size,
+            task_tracing=self.task_tracing,
         )
 
     def with_backend(self, backend: Backend) -> Settings:

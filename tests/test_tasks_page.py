@@ -281,6 +281,31 @@ def test_retry_of_a_failed_task_on_a_backend_with_retry():
     assert backend.retried == [ids["charge"]]
 
 
+def test_retry_of_a_failed_sqlite_task_runs_it_again_from_the_page(tmp_path):
+    from funapi_sync.backends.sqlite import SQLiteBackend
+
+    app = make_app(backend=SQLiteBackend(str(tmp_path / "tasks.sqlite3")))
+    client = app.test_client()
+    ids = client.post("/orders/1").json
+    assert app.background.drain(timeout=10)
+
+    page = client.get("/_tasks", headers=AUTH).text
+    assert page.count('class="retry"') == 1  # the FAILED charge, not the SUCCESSFUL ship
+    assert f'action="/_tasks/{ids["charge"]}/retry"' in page
+
+    response = client.post(f"/_tasks/{ids['charge']}/retry", headers=SAME_ORIGIN)
+    assert response.status_code == 303
+    assert app.background.drain(timeout=10)
+    charged = app.background.status(ids["charge"])
+    assert (charged.status, charged.attempts) == (FAILED, 2)  # it ran again (and failed)
+    assert app.background.status(ids["ship"]).attempts == 1  # the rest of the request did not
+    assert client.post(f"/_tasks/{ids['ship']}/retry", headers=SAME_ORIGIN).status_code == 409
+
+    assert client.post(f"/_tasks/{ids['ship']}/forget", headers=SAME_ORIGIN).status_code == 303
+    assert app.background.status(ids["ship"]) is None
+    app.background.close()
+
+
 def test_the_page_is_left_out_of_the_openapi_document():
     app = make_app()
 

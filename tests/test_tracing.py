@@ -344,3 +344,85 @@ def test_a_tracer_provider_set_after_the_first_task_gets_the_later_spans():
     (span,) = exporter.get_finished_spans()
     assert span.parent.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
     assert span.parent.is_remote
+
+
+# -- the SQLite backend: the request's span stored with the row -----------------------------
+
+
+def _sqlite_app(tmp_path, mode: str) -> App:
+    from funapi_sync.backends.sqlite import SQLiteBackend
+
+    backend = SQLiteBackend(str(tmp_path / "tasks.sqlite3"))
+    return _traced_app(task_tracing=mode, background_backend=backend)
+
+
+def _ids(context) -> tuple[int, int]:
+    # NOTE: a context read back from a traceparent is marked remote: compare the ids.
+    return context.trace_id, context.span_id
+
+
+def _stored_call(app: App, task_id: str) -> dict:
+    import json
+
+    return json.loads(app.background.store.get(task_id).call)
+
+
+@pytest.mark.parametrize("mode", ["child", "link"])
+def test_a_sqlite_task_gets_its_span_from_the_row_not_from_the_adders_context(
+    exporter, tmp_path, mode
+):
+    # NOTE: the runner runs a row in a fresh context (what another process would have): the
+    # request's span reaches the task only through the traceparent stored in the row.
+    app = _sqlite_app(tmp_path, mode)
+    try:
+        task_id = _post(app, "/signup")
+        stored = _stored_call(app, task_id)
+    finally:
+        app.background.close()
+
+    request, task = _spans(exporter)
+    assert stored["trace"]["traceparent"].split("-")[1] == format(request.context.trace_id, "032x")
+    assert task.name == f"background {__name__}.send_email"
+    assert task.attributes == {"funapi.task.id": task_id, "funapi.task.attempt": 1}
+    assert [_ids(link.context) for link in task.links] == [_ids(request.context)]
+    if mode == "child":
+        assert _ids(task.parent) == _ids(request.context)
+        assert task.context.trace_id == request.context.trace_id
+    else:
+        assert task.parent is None
+        assert task.context.trace_id != request.context.trace_id
+
+
+def test_a_retried_sqlite_task_has_a_span_for_attempt_two_in_the_same_trace(
+    exporter, tmp_path, caplog
+):
+    app = _sqlite_app(tmp_path, "child")
+    try:
+        with caplog.at_level(logging.CRITICAL, logger="funapi_sync.background"):
+            task_id = _post(app, "/orders")
+            assert app.background.retry(task_id)
+            assert app.background.drain(timeout=10)
+    finally:
+        app.background.close()
+
+    spans = exporter.get_finished_spans()
+    (request,) = [span for span in spans if span.kind == SpanKind.SERVER]
+    tasks = [span for span in spans if span.name.startswith("background ")]
+    assert [span.attributes["funapi.task.attempt"] for span in tasks] == [1, 2]
+    for task in tasks:
+        assert task.attributes["funapi.task.id"] == task_id
+        assert _ids(task.parent) == _ids(request.context)
+        assert task.status.status_code == StatusCode.ERROR
+        assert task.status.description == "ValueError: card declined for order 7"
+
+
+def test_a_sqlite_app_with_tracing_off_stores_no_trace_and_makes_no_task_span(
+    exporter, tmp_path
+):
+    app = _sqlite_app(tmp_path, "off")
+    try:
+        task_id = _post(app, "/signup")
+        assert "trace" not in _stored_call(app, task_id)
+    finally:
+        app.background.close()
+    assert [span.name for span in exporter.get_finished_spans()] == ["POST /signup"]

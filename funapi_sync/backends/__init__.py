@@ -13,7 +13,8 @@ Two methods are optional, and the tasks page (``funapi_sync.tasks_page``) offers
 only on a backend that has them: ``retry(task_id) -> bool`` runs a ``FAILED`` task again
 (False when no ``FAILED`` task has that id), ``forget(task_id) -> bool`` drops a finished
 task's status (False when no finished task has that id). The in-process backends forget;
-none of them retries (a task's arguments are not kept once it ran).
+none of them retries (a task's arguments are not kept once it ran). The SQLite backend does
+both.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from ..background import BackgroundTask, next_seq
 from ..batch import Batch
 from ..pool import get_pool
@@ -197,9 +198,9 @@ class Runner:
             call = json.loads(row.call)
             fn = import_dotted(row.name)
             context = restore([(ref, value) for ref, value in call.get("context", ())])
-            result = context.run(
-                _call, CurrentTask(row.id, row.attempts), fn, call["args"], call["kwargs"]
-            )
+            current = CurrentTask(row.id, row.attempts)
+            span = (row.dotted, call.get("trace"), self.settings.task_tracing)
+            result = context.run(_call, current, span, fn, call["args"], call["kwargs"])
         except (KeyboardInterrupt, SystemExit) as exc:
             self._failed(row, exc)
             return False
@@ -278,9 +279,18 @@ class Runner:
             self._thread.join(5.0)
 
 
-def _call(current: CurrentTask, fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+def _call(
+    current: CurrentTask,
+    span: tuple[str, dict[str, str] | None, str],
+    fn: Any,
+    args: list[Any],
+    kwargs: dict[str, Any],
+) -> Any:
     set_current(current)
-    return fn(*args, **kwargs)
+    # NOTE: entered inside the task's context, so its span is current for the task's own.
+    name, captured, mode = span
+    with tracing.task_span(name, current.id, current.attempt, captured, mode):
+        return fn(*args, **kwargs)
 
 
 def _json_or_none(value: Any) -> str | None:

@@ -169,10 +169,14 @@ class Store:
     """The task table in one SQLite file, used from any thread of any process.
 
     :param path: the database file (created, with its directory's ``.lock`` beside it).
+    :param insert_sync: the ``synchronous`` of the accepted tasks' insert: ``"NORMAL"``
+        (in the WAL once committed: survives any crash of a process) or ``"FULL"`` (an fsync
+        before the commit returns: survives a power loss or an OS crash too).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, insert_sync: str = "NORMAL") -> None:
         self.path = os.path.abspath(path)
+        self.insert_sync = insert_sync
         refuse_network_path(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -216,8 +220,8 @@ class Store:
         """This thread's connection in this process, opened on first use.
 
         :param synchronous: ``"FULL"`` makes the next commits survive a power loss (the
-            insert of accepted tasks); ``"NORMAL"`` survives a crash of the process only,
-            enough for a claim or an end, whose loss at worst runs a task again.
+            insert of accepted tasks with ``durable="power"``); ``"NORMAL"`` survives any
+            crash of a process (WAL: a commit is in the file, unsynced), not of the machine.
         """
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
@@ -285,7 +289,7 @@ class Store:
         ]
         for attempt in range(3):
             try:
-                with self.write("FULL") as conn:
+                with self.write(self.insert_sync) as conn:
                     conn.executemany(
                         "INSERT OR IGNORE INTO funapi_tasks (id, batch, position, label, name,"
                         " call, status, due, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, 'READY', ?, ?)",
@@ -351,6 +355,31 @@ class Store:
                 " AND status = 'RUNNING'",
                 (due, error, row.id, owner),
             )
+
+    def retry(self, task_id: str) -> bool:
+        """Put the FAILED row ``task_id`` back to READY, due now; whether there was one.
+
+        Its attempts count on and its error stays until it runs; ``lost`` starts again, so
+        a row failed for its dead runners can be tried anew. The request's later rows that
+        are still READY wait behind it again (the head rule); those that ran are left be.
+        """
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE funapi_tasks SET status = 'READY', due = ?, lost = 0, owner = NULL,"
+                " lease_until = NULL, finished_at = NULL WHERE id = ? AND status = 'FAILED'",
+                (time.time(), task_id),
+            )
+            return cursor.rowcount == 1
+
+    def forget(self, task_id: str) -> bool:
+        """Delete the finished row ``task_id``; whether there was one (READY/RUNNING stay)."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM funapi_tasks WHERE id = ?"
+                " AND status IN ('SUCCESSFUL', 'FAILED', 'DROPPED')",
+                (task_id,),
+            )
+            return cursor.rowcount == 1
 
     def renew(self, ids: Sequence[str], owner: str, lease: float) -> None:
         """Push back the lease of the rows this owner is running (the heartbeat)."""

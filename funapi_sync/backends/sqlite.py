@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from .. import _process
+from .. import _process, tracing
 from ..pool import Batch, PoolSettings
 from ..status import TaskStatus
 from ._common import TaskCheck, finish
@@ -35,6 +35,9 @@ logger = logging.getLogger("funapi_sync.background")
 
 Persist = Literal["after_response", "before_response"]
 PERSIST_CHOICES = ("after_response", "before_response")
+Durable = Literal["process", "power"]
+#: ``durable=``: the ``synchronous`` of the accepted tasks' insert.
+DURABLE_SYNC = {"process": "NORMAL", "power": "FULL"}
 #: Finished rows are kept this many seconds by default (one week), then pruned.
 DEFAULT_KEEP = 7 * 24 * 3600.0
 
@@ -61,6 +64,9 @@ class SQLiteBackend:
         with ``Retry-After`` when it cannot be); the route option ``persist=`` overrides it.
     :param keep: seconds a finished (SUCCESSFUL or FAILED) task stays readable through
         ``status()`` before it is pruned (default one week); ``None`` keeps them all.
+    :param durable: what an accepted task survives. ``"process"`` (the default): any crash
+        or kill of any process (SIGKILL, OOM), not a power loss or an OS crash, which may
+        lose the last accepted tasks. ``"power"``: those too, for an fsync per request.
     """
 
     def __init__(
@@ -71,10 +77,17 @@ class SQLiteBackend:
         lease: float = 30.0,
         persist: Persist = "after_response",
         keep: float | None = DEFAULT_KEEP,
+        durable: Durable = "process",
     ) -> None:
         if persist not in PERSIST_CHOICES:
             raise ValueError(
                 f"SQLiteBackend(persist={persist!r}): use 'after_response' or 'before_response'"
+            )
+        if durable not in DURABLE_SYNC:
+            raise ValueError(
+                f"SQLiteBackend(durable={durable!r}): use 'process' (accepted tasks survive"
+                " any process's crash, the default) or 'power' (a power loss too, at an"
+                " fsync per request)"
             )
         if not lease > 0:
             raise ValueError(f"SQLiteBackend(lease={lease!r}): give seconds > 0, e.g. 30")
@@ -82,11 +95,13 @@ class SQLiteBackend:
             raise ValueError(f"SQLiteBackend(keep={keep!r}): give seconds >= 0, or None")
         #: Refuses at ``add_task`` what cannot be stored as JSON and run elsewhere.
         self.check: TaskCheck | None = _check
-        self.retry = Retry.of(retry, "SQLiteBackend")
+        #: The automatic retries (``retry=``); ``retry()`` is the method that runs a task again.
+        self.retry_policy = Retry.of(retry, "SQLiteBackend")
         self.lease = float(lease)
         self.persist = persist
         self.keep = keep
-        self.store = Store(path)
+        self.durable = durable
+        self.store = Store(path, DURABLE_SYNC[durable])
         self.settings = PoolSettings()
         self._runner: Runner | None = None
         self._runner_lock = threading.Lock()
@@ -94,7 +109,10 @@ class SQLiteBackend:
         _process.at_fork_in_child(self._forget_in_child)
 
     def __repr__(self) -> str:
-        return f"SQLiteBackend({self.store.path!r}, persist={self.persist!r})"
+        return (
+            f"SQLiteBackend({self.store.path!r}, persist={self.persist!r},"
+            f" durable={self.durable!r})"
+        )
 
     # -- the app side -----------------------------------------------------------------
 
@@ -126,7 +144,8 @@ class SQLiteBackend:
 
     def persist_tasks(self, tasks: Sequence[BackgroundTask], label: str) -> list[str]:
         """Write ``tasks`` as one request's rows, in order; their ids. Raises on failure."""
-        rows = [_encode(task) for task in tasks]
+        trace = self.settings.task_tracing != tracing.OFF
+        rows = [_encode(task, trace) for task in tasks]
         self.store.insert(new_task_id(), label, rows)
         runner = self._runner
         if runner is None or runner.pid != os.getpid():
@@ -142,7 +161,11 @@ class SQLiteBackend:
             runner = self._runner
             if runner is None or runner.pid != os.getpid():
                 runner = self._runner = Runner(
-                    self.store, self.settings, lease=self.lease, retry=self.retry, keep=self.keep
+                    self.store,
+                    self.settings,
+                    lease=self.lease,
+                    retry=self.retry_policy,
+                    keep=self.keep,
                 )
         return runner
 
@@ -169,6 +192,24 @@ class SQLiteBackend:
             "failed": counts.get("FAILED", 0),
             "in_process": 0 if runner is None else runner.in_flight(),
         }
+
+    def retry(self, task_id: str) -> bool:
+        """Run the FAILED task ``task_id`` again (any process may); False if none is FAILED.
+
+        It becomes READY, due now, its ``attempts`` counting on (its next run is attempt
+        n + 1) and its error kept until then; ``retry=``'s automatic retries, already
+        spent, are not given again. The request's later tasks not yet started wait behind
+        it again, in order; those that already ran are not run again.
+        """
+        if not self.store.retry(task_id):
+            return False
+        self._ensure_runner().wake.set()
+        return True
+
+    def forget(self, task_id: str) -> bool:
+        """Delete the finished (SUCCESSFUL, FAILED) task ``task_id``; False if there is
+        none such (a READY or RUNNING task is refused: some process will still run it)."""
+        return self.store.forget(task_id)
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until no stored task is READY or RUNNING, in any process; False on timeout.
@@ -255,12 +296,17 @@ def _check(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     json_call(fn, args, kwargs)
 
 
-def _encode(task: BackgroundTask) -> NewRow:
+def _encode(task: BackgroundTask, trace: bool) -> NewRow:
     name, args, kwargs = json_call(task.fn, task.args, task.kwargs)
-    call = {"args": args, "kwargs": kwargs}
+    call: dict[str, Any] = {"args": args, "kwargs": kwargs}
     carried = carry_json(task.context)
     if carried:
         call["context"] = carried
+    # NOTE: the request's span as W3C headers, for the task's span in whichever process
+    # runs it. PERF: a dict lookup when OpenTelemetry is not in use.
+    captured = tracing.capture(task.context) if trace else None
+    if captured:
+        call["trace"] = captured
     # NOTE: the row is keyed by the id add_task already gave the handler (TaskHandle.id).
     return NewRow(task.id, name, json.dumps(call, allow_nan=False))
 

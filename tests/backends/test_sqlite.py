@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -140,3 +141,101 @@ def test_stats_count_the_stored_tasks(tmp_path: Path) -> None:
     backend.store.insert("b1", "POST /", rows("a", "b"))
     assert backend.stats()["queued"] == 2
     backend.close()
+
+
+# -- retry() and forget() (the tasks page's buttons) --------------------------------------
+
+#: Keys for which flaky() raises; a test empties it to let the retry succeed.
+BROKEN: set[str] = set()
+
+
+def flaky(key: str) -> str:
+    if key in BROKEN:
+        raise ValueError(f"{key} is broken")
+    return key
+
+
+def test_retry_puts_a_failed_row_back_and_its_requests_waiting_rows_follow_it(
+    store: Store,
+) -> None:
+    store.insert("b1", "POST /", rows("a", "b"))
+    (a,) = store.claim("me", lease=30, limit=10)
+    store.finish(a, "me", "FAILED", "ValueError: no", None)
+    assert not store.retry("b")  # READY: nothing to retry
+    assert not store.retry("nope")
+
+    assert store.retry("a")
+
+    again = store.get("a")
+    assert (again.status, again.attempts, again.error) == ("READY", 1, "ValueError: no")
+    assert again.finished_at is None
+    assert again.due <= time.time()
+    (claimed,) = store.claim("me", lease=30, limit=10)  # "b" waits behind "a" again
+    assert (claimed.id, claimed.attempts) == ("a", 2)
+    assert not store.retry("a")  # RUNNING now
+
+
+def test_forget_deletes_a_finished_row_and_refuses_a_ready_or_running_one(store: Store) -> None:
+    store.insert("b1", "POST /", rows("a", "b"))
+    (a,) = store.claim("me", lease=30, limit=10)
+    assert not store.forget("a")  # RUNNING
+    assert not store.forget("b")  # READY
+    store.finish(a, "me", "SUCCESSFUL", None, None)
+    assert store.forget("a")
+    assert store.get("a") is None
+    assert not store.forget("a")
+    assert store.get("b") is not None
+
+
+def test_a_retried_task_runs_again_as_attempt_two_and_can_then_be_forgotten(
+    tmp_path: Path,
+) -> None:
+    from werkzeug.test import Client
+
+    app = App(background_backend=SQLiteBackend(str(tmp_path / "t.sqlite3")))
+
+    @app.post("/go")
+    def go(*, background):
+        return {"id": background.add_task(flaky, "retried").id}, 202
+
+    BROKEN.add("retried")
+    logging.getLogger("funapi_sync.background").disabled = True  # the failure's WARNING
+    try:
+        task_id = Client(app).post("/go", buffered=True).json["id"]
+        assert app.background.drain(timeout=10)
+        assert app.background.status(task_id).status == "FAILED"
+        BROKEN.discard("retried")
+
+        assert app.background.retry(task_id)
+        assert app.background.drain(timeout=10)
+    finally:
+        logging.getLogger("funapi_sync.background").disabled = False
+    done = app.background.status(task_id)
+    assert (done.status, done.attempts, done.error, done.result) == (
+        "SUCCESSFUL",
+        2,
+        None,
+        "retried",
+    )
+    assert not app.background.retry(task_id)  # SUCCESSFUL: nothing to retry
+    assert app.background.forget(task_id)
+    assert app.background.status(task_id) is None
+    assert not app.background.forget(task_id)
+    app.background.close()
+
+
+@pytest.mark.parametrize(("durable", "level"), [("process", 1), ("power", 2)])
+def test_durable_sets_whether_the_accepted_tasks_insert_waits_for_an_fsync(
+    tmp_path: Path, durable: str, level: int
+) -> None:
+    # NOTE: PRAGMA synchronous: 1 is NORMAL (survives a process's crash), 2 FULL (an fsync).
+    backend = SQLiteBackend(str(tmp_path / "t.sqlite3"), durable=durable)
+    backend.store.insert("b1", "POST /", rows("a"))
+    assert backend.store._local.conn.execute("PRAGMA synchronous").fetchone() == (level,)
+    assert f"durable={durable!r}" in repr(backend)
+    backend.close()
+
+
+def test_an_unknown_durable_is_refused_naming_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"durable='disk'.*'process'.*'power'"):
+        SQLiteBackend(str(tmp_path / "t.sqlite3"), durable="disk")

@@ -244,3 +244,38 @@ def test_a_worker_alone_drains_the_file_and_exits_in_burst_mode(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert statuses(tmp_path) == Counter({"SUCCESSFUL": 30})
     assert_each_ran_in_order(ran(tmp_path), 10, 3)
+
+
+def test_202_then_poll_any_worker_answers_the_tasks_status(tmp_path: Path) -> None:
+    # Issue #23's acceptance: whichever of 4 workers a poll reaches, it knows the task.
+    # NOTE: persist="before_response", so the 202 means stored: with "after_response" the
+    # first polls can beat close()'s insert and find nothing yet (the documented window).
+    gate = tmp_path / "gate"
+    env = {**app_env(tmp_path), "TASKS_PERSIST": "before_response"}
+    with run_gunicorn(APP, *CONF, tmp_path=tmp_path, env=env, workers=4, cwd=LIVE_APPS) as server:
+        request = urllib.request.Request(f"{server.url}/gated?gate={gate}", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 202
+            task_id = json.loads(response.read())["task"]
+
+        def poll() -> tuple[str | None, int]:
+            # NOTE: a new connection per poll, so gunicorn's workers take turns accepting.
+            with urllib.request.urlopen(f"{server.url}/tasks/{task_id}", timeout=30) as got:
+                answer = json.loads(got.read())
+            return answer["status"], answer["pid"]
+
+        before = [poll() for _ in range(80)]
+        gate.touch()
+        after: list[tuple[str | None, int]] = []
+        for _ in range(600):  # bounded: the task sees the gate within 20 ms of polling
+            after.append(poll())
+            if after[-1][0] == "SUCCESSFUL":
+                break
+        after += [poll() for _ in range(40)]
+
+    assert {status for status, _ in before} <= {"READY", "RUNNING"}, before
+    assert after[-1][0] == "SUCCESSFUL", after[-5:]
+    first_done = next(i for i, (status, _) in enumerate(after) if status == "SUCCESSFUL")
+    assert {status for status, _ in after[:first_done]} <= {"READY", "RUNNING"}
+    assert {status for status, _ in after[first_done:]} == {"SUCCESSFUL"}, after[first_done:]
+    assert len({pid for _, pid in before + after}) > 1, "one worker answered every poll"

@@ -43,3 +43,27 @@ def work(input: Any, *, background: Any) -> tuple[dict[str, str], int]:
     for index in range(int(query.get("n", "1"))):
         background.add_task(record, query["req"], index, float(query.get("sleep", "0")))
     return {"accepted": query["req"]}, 202
+
+
+def wait_for_gate(gate: str) -> str:
+    """Run until the file ``gate`` exists (bounded: 60 s), so a poll sees it READY/RUNNING."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} never appeared")
+        time.sleep(0.02)
+    return "opened"
+
+
+@app.post("/gated")
+def gated(input: Any, *, background: Any) -> tuple[dict[str, str], int]:
+    """202 with the id of a task that waits for the file ``?gate=``."""
+    handle = background.add_task(wait_for_gate, input.query["gate"])
+    return {"task": handle.id}, 202
+
+
+@app.get("/tasks/<task_id>")
+def task_status(input: Any) -> dict[str, Any]:
+    """The task's status as this worker reads it, and which worker answered."""
+    status = app.background.status(input.path["task_id"])
+    return {"status": None if status is None else status.status, "pid": os.getpid()}
