@@ -368,8 +368,9 @@ def _read_chunked(request: Request) -> bytes:
 def _read_sized(environ: WSGIEnvironment, limit: int | None, request: Request | None) -> bytes:
     """The ``Content-Length`` bytes of ``wsgi.input``, refused before reading if too many.
 
-    With a ``Request`` (a guard or dependency takes ``req``), the bytes are read through
-    it, so a guard that read ``req.get_data()`` first leaves them for the body, cached.
+    When a guard or dependency already read through the ``Request`` (``req.get_data()``),
+    the bytes are taken from it, cached; otherwise from ``wsgi.input``, which is then
+    swapped for the bytes read, so a later ``req.get_data()`` gets them too.
     """
     length_header = environ.get("CONTENT_LENGTH")
     if not length_header:
@@ -384,7 +385,10 @@ def _read_sized(environ: WSGIEnvironment, limit: int | None, request: Request | 
         raise _too_large(limit)
     if not length:
         return b""
-    if request is not None:
+    if request is not None and ("stream" in request.__dict__ or "_cached_data" in request.__dict__):
+        # NOTE: only when something already read through the request (a guard's
+        # req.get_data()): PERF: otherwise a `req` nobody reads stays unbuilt, and the
+        # bytes reach a later req.get_data() through the wsgi.input swapped below.
         data: bytes = request.get_data(cache=True)
         if len(data) < length:
             # The stream was read another way first (req.stream): what is left is short.

@@ -231,6 +231,15 @@ class BackgroundTasks:
         self._handed = to
         return list(self.tasks)
 
+    def close(self, to: Handed) -> None:
+        """Send every task added from now on to ``to`` (which refuses it), without a lock.
+
+        For a request that added no task: a thread the handler started may still hold
+        ``background``. A task that raced in before this is still in :attr:`tasks`; the
+        caller hands those over as usual.
+        """
+        self._handed = to
+
     def __len__(self) -> int:
         return len(self.tasks)
 
