@@ -24,6 +24,9 @@ GATE = os.environ["FAULT_GATE"]
 LOG = os.environ["FAULT_LOG"]
 TASK_SECONDS = float(os.environ.get("FAULT_TASK_SECONDS", "0"))
 LEASE = float(os.environ.get("FAULT_LEASE", "2"))
+#: When a durable backend's tasks count as accepted (a cell that counts 2xx as accepted
+#: across a SIGKILL of the server asks for "before_response").
+PERSIST: Any = os.environ.get("FAULT_PERSIST", "after_response")
 #: The longest a task waits at the gate: a test that never opens it still ends.
 GATE_LIMIT = 60.0
 
@@ -37,11 +40,11 @@ def make_backend() -> Any:
     if kind == "sqlite":
         from funapi_sync.backends.sqlite import SQLiteBackend
 
-        return SQLiteBackend(os.environ["FAULT_DB"], lease=LEASE)
+        return SQLiteBackend(os.environ["FAULT_DB"], lease=LEASE, persist=PERSIST)
     if kind == "rq":
         from funapi_sync.backends.rq import RQBackend
 
-        return RQBackend(os.environ["FAULT_REDIS"], timeout=1.0, lease=LEASE)
+        return RQBackend(os.environ["FAULT_REDIS"], timeout=1.0, lease=LEASE, persist=PERSIST)
     return "thread"
 
 

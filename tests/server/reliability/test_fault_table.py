@@ -197,6 +197,12 @@ def sigkill_all(rig: Rig) -> dict[str, Any]:
     """SIGKILL the master and every worker, then start gunicorn again."""
     if rig.backend == "thread":
         rig.gate.touch()
+    else:
+        # NOTE: a 2xx counts as accepted here; with the default persist="after_response" a
+        # task is accepted only once close() returned, and a server SIGKILLed between its
+        # response and its close() loses that request's tasks (documented). A 2xx means
+        # "stored" under persist="before_response", which is what this cell measures.
+        rig.extra_env["FAULT_PERSIST"] = "before_response"
     with rig.gunicorn() as server:
         load = run_load(server.port, REQUESTS)
         for pid in (server.process.pid, *server.worker_pids):

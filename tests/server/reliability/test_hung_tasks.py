@@ -18,7 +18,7 @@ from _helpers import run_gunicorn
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
 
-APP = '''
+APP = """
 import threading
 from pathlib import Path
 
@@ -59,7 +59,7 @@ def task_route(input, *, background):
 def release():
     RELEASE.set()
     return {}
-'''
+"""
 
 
 def post(port: int, path: str) -> float:
