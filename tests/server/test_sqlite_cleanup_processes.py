@@ -8,7 +8,6 @@ through the test client, werkzeug's own Client and a real gunicorn (sync and gth
 from __future__ import annotations
 
 import json
-import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,13 +15,14 @@ from pathlib import Path
 import pytest
 from _helpers import run_gunicorn
 
+# NOTE: the same signups and checks as the in-process test (tests/ is on sys.path: its
+# conftest.py), here over real gunicorn workers.
+from test_sqlite_cleanup import check_committed, check_signups
+
 pytestmark = pytest.mark.server
 
 
 LIVE_APPS = Path(__file__).parent / "live_apps"
-
-
-SIGNUPS = 12
 
 
 @pytest.fixture
@@ -30,36 +30,6 @@ def db_file(tmp_path, monkeypatch):
     path = tmp_path / "signups.sqlite3"
     monkeypatch.setenv("SIGNUP_DB", str(path))
     return path
-
-
-def rows(db_file, sql):
-    conn = sqlite3.connect(db_file)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
-def check_signups(post, get, db_file):
-    """N signups: each a 201 whose row a request sent right after it sees."""
-    for number in range(1, SIGNUPS + 1):
-        status, body = post("/signup", {"email": f"u{number}@example.com"})
-        assert (status, body) == (201, {"id": number})
-        assert get(f"/users/{number}") == (200, {"id": number, "email": f"u{number}@example.com"})
-    # A missing referrer fails at COMMIT (deferred foreign key): the client's 409.
-    status, body = post("/signup", {"email": "bad@example.com", "referrer": 999})
-    assert (status, body) == (409, {"detail": "signup refused: unknown referrer"})
-    assert get(f"/users/{SIGNUPS + 1}")[0] == 404
-    # The next signup is not blocked by a lock left behind.
-    assert post("/signup", {"email": "after@example.com"}) == (201, {"id": SIGNUPS + 1})
-
-
-def check_committed(db_file):
-    assert rows(db_file, "SELECT count(*) FROM users") == [(SIGNUPS + 1,)]
-    emails = rows(db_file, "SELECT user_id, sent_to FROM emails ORDER BY user_id")
-    # One welcome email per committed signup; none for the refused one.
-    assert [user_id for user_id, _ in emails] == list(range(1, SIGNUPS + 2))
-    assert "bad@example.com" not in [sent_to for _, sent_to in emails]
 
 
 @pytest.mark.server
