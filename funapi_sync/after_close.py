@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._logtext import log_method, log_path
+from ._logtext import log_method, log_path, log_text
 from .backends import RecordBackend
 from .background import too_late
 from .batch import Batch, close_request, report_never_closed
@@ -64,7 +64,7 @@ class AfterClose(Batch):
     close() hook and the batch, not a wrapper, a chain of closures and then a batch.
     """
 
-    __slots__ = ("backend", "background", "body", "environ", "failure", "request", "scope")
+    __slots__ = ("backend", "background", "body", "environ", "failure", "request", "scope", "where")
 
     def __init__(
         self,
@@ -87,16 +87,21 @@ class AfterClose(Batch):
         self.body: Iterable[bytes] | None = None
         # PERF: Batch's fields set here, not by a super().__init__ call.
         self.tasks: list[BackgroundTask] = []
-        self.label = ""
+        self._label = None
+        #: The request's method, path and request id: its label, formatted when read.
+        self.where: tuple[str, str, str | None] = ("", "", None)
         self.after: Callable[[], Any] | None = None
         self.slow_warning = slow_warning
         self.task_tracing = task_tracing
         self.current = -1
         self.since = 0.0
         self.done = self.failed = 0
-        self.cancelled = self.reported = self.taken = self.finished = self.sealed = False
+        self.cancelled = self.taken = self.finished = self.sealed = False
+        self.reported = 0.0
         self.adopted = 0
-        self.store = self.records = None
+        self.store = None
+        self.enqueued_at = 0.0
+        self.added_at = None
 
     def attach(self, body: Iterable[bytes]) -> Iterable[bytes]:
         """Become the response body around ``body`` (what the server iterates and closes)."""
@@ -148,10 +153,18 @@ class AfterClose(Batch):
         finally:
             self._hand_over()
 
+    def make_label(self) -> str:
+        return label_of(*self.where)
+
     def _hand_over(self) -> None:
         environ = self.environ
         assert environ is not None
-        self.label = request_label(environ)
+        # PERF: three reads; the label is formatted only if a log line or an error needs it.
+        self.where = (
+            environ.get("REQUEST_METHOD", "-"),
+            environ.get("PATH_INFO", "/"),
+            environ.get(REQUEST_ID_KEY),
+        )
         background = self.background
         if background is None:
             self._after_tasks()
@@ -462,22 +475,25 @@ class ClosedRequest:
 
     def __init__(self, environ: WSGIEnvironment) -> None:
         # NOTE: three strings, not the environ: that would keep the server's buffers.
-        self._method = environ.get("REQUEST_METHOD", "")
+        self._method = environ.get("REQUEST_METHOD", "-")
         self._path = environ.get("PATH_INFO", "/")
         self._request_id = environ.get(REQUEST_ID_KEY)
 
     def adopt(self, background: BackgroundTasks) -> None:
-        environ: dict[str, Any] = {"REQUEST_METHOD": self._method, "PATH_INFO": self._path}
-        if self._request_id is not None:
-            environ[REQUEST_ID_KEY] = self._request_id
-        raise too_late(request_label(environ))
+        raise too_late(label_of(self._method, self._path, self._request_id))
 
 
 def request_label(environ: WSGIEnvironment) -> str:
     """``POST /signup request_id=…``: how task log lines name their request."""
-    label = f"{log_method(environ)} {log_path(environ)}"
-    if REQUEST_ID_KEY in environ:  # set by add_request_logger(): name it in task logs
-        label = f"{label} request_id={environ[REQUEST_ID_KEY]}"
+    method, path = environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "/")
+    return label_of(method, path, environ.get(REQUEST_ID_KEY))
+
+
+def label_of(method: str, path: str, request_id: str | None) -> str:
+    """The label of a request with this method, path and request id (escaped for a log)."""
+    label = f"{log_text(method)} {log_text(path)}"
+    if request_id is not None:  # set by add_request_logger(): name it in task logs
+        label = f"{label} request_id={request_id}"
     return label
 
 

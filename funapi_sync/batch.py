@@ -14,14 +14,16 @@ import logging
 import threading
 from collections.abc import Callable
 from time import monotonic as _monotonic
+from time import time as _now
 from typing import TYPE_CHECKING, Any
 
-from . import _process, tracing
+from . import _process, status, tracing
 from .background import Finished, Handed, too_late
+from .status import TaskRecord, describe_error, pending_status
 
 if TYPE_CHECKING:
     from .background import BackgroundTask, BackgroundTasks
-    from .status import StatusStore, TaskRecord
+    from .status import StatusStore, TaskStatus
 
 logger = logging.getLogger("funapi_sync.background")
 
@@ -54,15 +56,16 @@ class Batch:
     raise_failures = False
 
     __slots__ = (
+        "_label",
+        "added_at",
         "adopted",
         "after",
         "cancelled",
         "current",
         "done",
+        "enqueued_at",
         "failed",
         "finished",
-        "label",
-        "records",
         "reported",
         "sealed",
         "since",
@@ -83,7 +86,7 @@ class Batch:
         task_tracing: str = tracing.CHILD,
     ) -> None:
         self.tasks = tasks
-        self.label = label
+        self._label: str | None = label
         self.after = after
         self.slow_warning = slow_warning
         self.task_tracing = task_tracing
@@ -97,7 +100,8 @@ class Batch:
         self.failed = 0
         #: Set once its unfinished tasks were named at ERROR: run none of them any more.
         self.cancelled = False
-        self.reported = False
+        #: When its unfinished tasks were named at ERROR (``time.time()``), else 0.
+        self.reported = 0.0
         #: Set by the pool thread that runs it.
         self.taken = False
         self.finished = False
@@ -105,9 +109,23 @@ class Batch:
         self.sealed = False
         #: How many of the request's ``background.tasks`` this batch has taken.
         self.adopted = len(tasks)
-        #: Where the tasks' states are kept (:meth:`track`), and each task's record.
+        #: Where the tasks' states are kept (:meth:`track`), and when they were queued
+        #: (``time.time()``; a task adopted later: ``added_at``).
         self.store: StatusStore | None = None
-        self.records: list[TaskRecord] | None = None
+        self.enqueued_at = 0.0
+        self.added_at: dict[int, float] | None = None
+
+    @property
+    def label(self) -> str:
+        """How log lines name the batch's request: ``POST /signup request_id=…``."""
+        label = self._label
+        if label is None:
+            label = self._label = self.make_label()
+        return label
+
+    def make_label(self) -> str:
+        """The label of a batch made without one (formatted on first use)."""
+        return ""
 
     def take(self, background: BackgroundTasks, failed: bool) -> list[BackgroundTask]:
         """Become where ``background``'s tasks go; return all it had (those to run are ``tasks``).
@@ -123,10 +141,15 @@ class Batch:
         return added
 
     def track(self, store: StatusStore) -> None:
-        """Keep each task's state in ``store`` (``READY`` now), and of each task added later."""
-        with _late:
-            self.store = store
-            self.records = store.add(self.tasks)
+        """Keep each task's state in ``store`` (``READY`` now), and of each task added later.
+
+        NOTE: without the lock: :meth:`adopt` extends ``tasks`` before it reads ``store``,
+        and this sets ``store`` before it reads ``tasks``, so a task added meanwhile is
+        expected by one or both (the same entry twice), never by neither.
+        """
+        self.enqueued_at = _now()
+        self.store = store
+        store.expect(self, self.tasks)
 
     def adopt(self, background: BackgroundTasks) -> None:
         """Take the tasks added to ``background`` since, to run after the others.
@@ -139,11 +162,14 @@ class Batch:
                 raise too_late(self.label)
             new = background.tasks[self.adopted :]
             self.adopted += len(new)
-            if self.records is not None:
-                assert self.store is not None
-                # NOTE: records first: the running thread reads a task's record by index.
-                self.records.extend(self.store.add(new))
             self.tasks.extend(new)
+            store = self.store
+            if store is not None and new:
+                added_at = self.added_at = self.added_at or {}
+                now = _now()
+                for task in new:
+                    added_at[task.seq] = now
+                store.expect(self, new)
 
     def refuse_new(self) -> None:
         """Seal the batch now, for a backend that carries its tasks away or runs none."""
@@ -166,6 +192,43 @@ class Batch:
             for index in range(self.done, len(self.tasks))
         ]
 
+    def state_of(self, seq: int) -> str | None:
+        """Task ``seq``'s status while it has not ended (``READY``, ``RUNNING``, ``DROPPED``)."""
+        index, running = self._where(seq)
+        if index < 0:
+            return None
+        return status.RUNNING if running else status.DROPPED if self.reported else status.READY
+
+    def snapshot_of(self, seq: int) -> TaskStatus | None:
+        """Task ``seq``'s :class:`~funapi_sync.status.TaskStatus` while it has not ended."""
+        index, running = self._where(seq)
+        if index < 0:
+            return None
+        task = self.tasks[index]
+        enqueued = self._enqueued(seq)
+        if running:
+            started = _now() - (_monotonic() - self.since)
+            return pending_status(task, status.RUNNING, enqueued, started)
+        if self.reported:
+            return pending_status(task, status.DROPPED, enqueued, None, self.reported)
+        return pending_status(task, status.READY, enqueued)
+
+    def _enqueued(self, seq: int) -> float:
+        added_at = self.added_at
+        return self.enqueued_at if added_at is None else added_at.get(seq, self.enqueued_at)
+
+    def _where(self, seq: int) -> tuple[int, bool]:
+        # (index, running now) of task ``seq``; index -1 once it has ended (or is not here).
+        # NOTE: ``current`` read before ``done``: the pool thread ends a task by storing its
+        # record, then ``done``, then ``current``, so a task that ended between the two
+        # reads is seen as ended, never as not started.
+        current, done = self.current, self.done
+        tasks = self.tasks
+        for index in range(done, len(tasks)):
+            if tasks[index].seq == seq:
+                return index, index == current
+        return -1, False
+
     def run(self) -> None:
         """Run the tasks in order, each failure isolated; then ``after`` (the cleanups).
 
@@ -185,7 +248,7 @@ class Batch:
 
     def _run_tasks(self, first: BaseException | None) -> BaseException | None:
         slow = self.slow_warning
-        tasks, records = self.tasks, self.records
+        tasks, store = self.tasks, self.store
         mode = self.task_tracing
         # PERF: decided once per batch: without OpenTelemetry in use, a task runs as before.
         traced = tracing.active(mode)
@@ -195,22 +258,17 @@ class Batch:
         # NOTE: len() each time: a running task may add one (adopt() appends).
         while index < len(tasks) and not self.cancelled:
             task = tasks[index]
-            record = None if records is None else records[index]
             self.since = started
             self.current = index
-            if record is not None:
-                record.start()
             error: BaseException | None = None
             try:
                 if traced:
-                    tracing.run(task, 1 if record is None else record.attempts, mode)
+                    tracing.run(task, 1, mode)
                 else:
                     # PERF: BackgroundTask.run written out (one Python call fewer per task).
                     task.context.run(task.fn, *task.args, **task.kwargs)
             except (KeyboardInterrupt, SystemExit) as exc:
-                if record is not None:
-                    record.end(exc)
-                self._stop(index, task, exc)
+                self._stop(index, task, exc, started)
                 return first or (exc if self.raise_failures else None)
             except BaseException as exc:  # any other failure is contained: the next task runs
                 error = exc
@@ -225,17 +283,33 @@ class Batch:
                         task.id,
                         exc_info=True,
                     )
-            if record is not None:
-                record.end(error)
+            finished = _monotonic()
+            if store is not None:
+                # NOTE: before ``done`` moves on, so a reader never sees the task ended
+                # without its record (see _where).
+                self._ended(store, task, finished - started, error)
             del error
             index = self.done = index + 1
             self.current = -1
-            finished = _monotonic()
             if finished - started > slow:
                 self._slow(task, finished - started)
                 finished = _monotonic()
             started = finished
         return first
+
+    def _ended(
+        self, store: StatusStore, task: BackgroundTask, seconds: float, error: BaseException | None
+    ) -> None:
+        # The task's record, in its batch's place in ``store``.
+        enqueued = self._enqueued(task.seq)
+        now = _now()
+        if error is None:
+            record = TaskRecord(task, status.SUCCESSFUL, enqueued, now - seconds, now)
+        else:
+            record = TaskRecord(
+                task, status.FAILED, enqueued, now - seconds, now, describe_error(error)
+            )
+        store.ended(self, record)
 
     def _slow(self, task: BackgroundTask, seconds: float) -> None:
         logger.warning(
@@ -247,10 +321,12 @@ class Batch:
             task.id,
         )
 
-    def _stop(self, index: int, task: BackgroundTask, exc: BaseException) -> None:
+    def _stop(self, index: int, task: BackgroundTask, exc: BaseException, started: float) -> None:
         # NOTE: a task that tries to end the process only ends its request's batch: a
         # pool thread is shared, and these never come from a signal here (Python
         # delivers signals to the main thread only).
+        if self.store is not None:
+            self._ended(self.store, task, _monotonic() - started, exc)
         self.failed += 1
         self.current = -1
         self.done = index + 1
@@ -294,15 +370,13 @@ def report(batch: Batch, what: str) -> int:
     """
     if batch.reported:
         return 0
-    batch.reported = True
+    # NOTE: from now on its tasks not started are DROPPED (Batch.state_of).
+    batch.reported = _now()
     batch.cancelled = True
-    current, tasks, records = batch.current, batch.tasks, batch.records
-    done = batch.done
+    current, tasks, done = batch.current, batch.tasks, batch.done
     for index in range(done, len(tasks)):
         task = tasks[index]
         state = RUNNING if index == current else NOT_STARTED
-        if state is NOT_STARTED and records is not None and index < len(records):
-            records[index].drop()
         logger.error(
             "background task %s of %s %s (%s) [task %s]",
             task.name,

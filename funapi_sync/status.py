@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from time import time as _now
 from types import FunctionType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from . import _process
 from ._callables import callable_name
@@ -79,11 +79,23 @@ def describe_error(exc: BaseException) -> str:
     return text if len(text) <= ERROR_LIMIT else text[: ERROR_LIMIT - 1] + "…"
 
 
-class TaskRecord:
-    """One task's state in a :class:`StatusStore`, updated in place by the thread running it.
+class Pending(Protocol):
+    """What answers for tasks that have not ended yet: the batch that will run them."""
 
-    NOTE: each field is one attribute store, atomic under the GIL; a reader may see a
-    task between two of them (``RUNNING`` with ``started_at`` just set), never a torn value.
+    def state_of(self, seq: int) -> str | None:
+        """The task's status now; None once it has ended (its record replaced this)."""
+        ...
+
+    def snapshot_of(self, seq: int) -> TaskStatus | None:
+        """The task's status, or None once it has ended (its record replaced this)."""
+        ...
+
+
+class TaskRecord:
+    """One ended task's state in a :class:`StatusStore` (or a recorded or dropped one's).
+
+    A task queued or running has no record: its batch answers for it (:class:`Pending`)
+    until the thread that ran it puts the record in its place.
     """
 
     __slots__ = (
@@ -97,41 +109,24 @@ class TaskRecord:
         "what",
     )
 
-    def __init__(self, task: BackgroundTask, status: str, now: float) -> None:
+    def __init__(
+        self,
+        task: BackgroundTask,
+        status: str,
+        enqueued_at: float,
+        started_at: float | None = None,
+        finished_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
         self.seq = task.seq
         #: The callable while it may still run (named on read), its name once it ran.
-        self.what: Any = task.fn
+        self.what: Any = task.fn if status == READY else _light(task.fn)
         self.status = status
-        self.attempts = 0
-        self.enqueued_at = now
-        self.started_at: float | None = None
-        self.finished_at: float | None = now if status == DROPPED else None
-        self.error: str | None = None
-
-    def start(self) -> None:
-        self.started_at = _now()
-        self.attempts += 1
-        self.status = RUNNING
-
-    def end(self, exc: BaseException | None) -> None:
-        self.finished_at = _now()
-        if exc is not None:
-            self.error = describe_error(exc)
-        self.status = SUCCESSFUL if exc is None else FAILED
-        self._let_go()
-
-    def drop(self) -> None:
-        self.finished_at = _now()
-        self.status = DROPPED
-        self._let_go()
-
-    def _let_go(self) -> None:
-        # NOTE: a closure or a bound method keeps what it holds (a request, a session)
-        # alive; a finished task's record keeps its name only. A plain function without
-        # a closure holds nothing of a request, and is named when someone asks.
-        what = self.what
-        if not (type(what) is FunctionType and what.__closure__ is None):
-            self.what = callable_name(what, dotted=True)
+        self.attempts = 0 if started_at is None else 1
+        self.enqueued_at = enqueued_at
+        self.started_at = started_at
+        self.finished_at = enqueued_at if status == DROPPED and finished_at is None else finished_at
+        self.error = error
 
     def snapshot(self) -> TaskStatus:
         what = self.what
@@ -147,6 +142,34 @@ class TaskRecord:
         )
 
 
+def _light(what: Any) -> Any:
+    # NOTE: a closure or a bound method keeps what it holds (a request, a session)
+    # alive; a finished task's record keeps its name only. A plain function without
+    # a closure holds nothing of a request, and is named when someone asks.
+    if type(what) is FunctionType and what.__closure__ is None:
+        return what
+    return callable_name(what, dotted=True)
+
+
+def pending_status(
+    task: BackgroundTask,
+    status: str,
+    enqueued_at: float,
+    started_at: float | None = None,
+    finished_at: float | None = None,
+) -> TaskStatus:
+    """The :class:`TaskStatus` of a task that has not ended, which its batch answers for."""
+    return TaskStatus(
+        task_id(task.seq),
+        callable_name(task.fn, dotted=True),
+        status,
+        0 if started_at is None else 1,
+        _datetime(enqueued_at),
+        _datetime(started_at),
+        _datetime(finished_at),
+    )
+
+
 def _datetime(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
@@ -154,15 +177,21 @@ def _datetime(timestamp: float | None) -> datetime | None:
 class StatusStore:
     """The most recent ``size`` tasks of this process, by id; the oldest is forgotten first.
 
-    Thread-safe; adding a task is O(1) (an ``OrderedDict`` insert, and one eviction once
-    full), and a state change is a write to its :class:`TaskRecord`, without the lock.
-    Memory is bounded by ``size`` records, each holding a name, not the task's arguments.
+    Thread-safe. A task is kept from the moment its batch is queued (:meth:`expect`): its
+    batch answers for it while it waits and runs, and the thread that ran it puts its
+    :class:`TaskRecord` in the batch's place when it ends (:meth:`ended`). Each of those
+    is an O(1) ``OrderedDict`` write under the lock, and one eviction once full. Memory
+    is bounded by ``size`` entries; an ended task's record holds a name, not the task's
+    arguments.
+
+    PERF: no object is made for a task until it has ended; a queued task's ``READY``
+    is its batch's state, read when someone asks.
     """
 
     def __init__(self, size: int = 10000) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._records: OrderedDict[int, TaskRecord] = OrderedDict()
+        self._records: OrderedDict[int, TaskRecord | Pending] = OrderedDict()
         _stores.add(self)
 
     def add(self, tasks: Iterable[BackgroundTask], status: str = READY) -> list[TaskRecord]:
@@ -174,41 +203,78 @@ class StatusStore:
                 kept = self._records
                 for record in records:
                     kept[record.seq] = record
-                while len(kept) > self.size:
-                    kept.popitem(last=False)
+                self._evict()
         return records
+
+    def expect(self, batch: Pending, tasks: Sequence[BackgroundTask]) -> None:
+        """Have ``batch`` answer for each of ``tasks`` (queued now) until each has ended."""
+        if self.size:
+            with self._lock:
+                kept = self._records
+                for task in tasks:
+                    kept[task.seq] = batch
+                self._evict()
+
+    def ended(self, batch: Pending, record: TaskRecord) -> None:
+        """Put ``record`` in ``batch``'s place: its task has ended (unless already forgotten)."""
+        if self.size:
+            with self._lock:
+                kept = self._records
+                if kept.get(record.seq) is batch:
+                    kept[record.seq] = record
+
+    def _evict(self) -> None:
+        # Called with the lock held.
+        kept = self._records
+        while len(kept) > self.size:
+            kept.popitem(last=False)
 
     def status(self, task_id: str) -> TaskStatus | None:
         """The status of task ``task_id``, or None if this store does not hold it."""
         seq = task_seq(task_id)
         if seq is None:
             return None
-        record = self._records.get(seq)
-        return None if record is None else record.snapshot()
+        entry = self._records.get(seq)
+        if entry is None or isinstance(entry, TaskRecord):
+            return None if entry is None else entry.snapshot()
+        status = entry.snapshot_of(seq)
+        if status is None:  # it ended meanwhile: its record is in the batch's place now
+            entry = self._records.get(seq)
+            return entry.snapshot() if isinstance(entry, TaskRecord) else None
+        return status
 
     def tasks(self, status: str | None = None, limit: int = 100) -> list[TaskStatus]:
         """Up to ``limit`` statuses, newest first; only those in ``status`` if given."""
         check_query(status, limit)
-        found: list[TaskRecord] = []
+        found: list[tuple[int, TaskRecord | Pending]] = []
         with self._lock:
-            for record in reversed(self._records.values()):
+            for seq, entry in reversed(self._records.items()):
                 if len(found) >= limit:
                     break
-                if status is None or record.status == status:
-                    found.append(record)
-        return [record.snapshot() for record in found]
+                if status is None or _state(seq, entry) == status:
+                    found.append((seq, entry))
+        statuses = []
+        for seq, entry in found:
+            snapshot = entry.snapshot() if isinstance(entry, TaskRecord) else entry.snapshot_of(seq)
+            if snapshot is None:  # ended since: read its record
+                snapshot = self.status(task_id(seq))
+            if snapshot is not None:
+                statuses.append(snapshot)
+        return statuses
 
     def forget(self, task_id: str) -> bool:
         """Forget the finished task ``task_id``; False if no finished task has that id.
 
-        A task still ``READY`` or ``RUNNING`` is kept: its thread updates its record.
+        A task still ``READY`` or ``RUNNING`` is kept: its thread updates its state.
         """
         seq = task_seq(task_id)
+        if seq is None:
+            return False
         with self._lock:
-            record = None if seq is None else self._records.get(seq)
-            if record is None or record.status not in FINISHED:
+            entry = self._records.get(seq)
+            if entry is None or _state(seq, entry) not in FINISHED:
                 return False
-            del self._records[record.seq]
+            del self._records[seq]
         return True
 
     def clear(self) -> None:
@@ -220,6 +286,10 @@ class StatusStore:
         # NOTE: the parent's lock may have been held by a thread that does not exist here.
         self._lock = threading.Lock()
         self._records.clear()
+
+
+def _state(seq: int, entry: TaskRecord | Pending) -> str | None:
+    return entry.status if isinstance(entry, TaskRecord) else entry.state_of(seq)
 
 
 def check_query(status: str | None, limit: int) -> None:

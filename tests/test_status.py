@@ -12,6 +12,7 @@ from werkzeug.test import Client
 from funapi_sync import App, TaskHandle
 from funapi_sync.backends import ThreadBackend
 from funapi_sync.background import BackgroundTasks
+from funapi_sync.batch import Batch, report
 from funapi_sync.status import (
     DROPPED,
     FAILED,
@@ -19,13 +20,14 @@ from funapi_sync.status import (
     RUNNING,
     SUCCESSFUL,
     StatusStore,
+    TaskRecord,
     TaskStatus,
 )
 
 ID = re.compile(r"^[0-9a-f]{16}-[0-9a-f]+$")
 
 
-def send_email(address: str) -> None:
+def send_email(address: str = "") -> None:
     pass
 
 
@@ -137,16 +139,96 @@ def test_the_store_keeps_only_the_most_recent_tasks():
     assert app.background.status(ids[-1]).status == SUCCESSFUL
 
 
+def ran_batch(store: StatusStore, *fns) -> tuple[Batch, BackgroundTasks]:
+    background = BackgroundTasks()
+    for fn in fns:
+        background.add_task(fn)
+    batch = Batch(list(background.tasks), "POST /", None)
+    batch.track(store)
+    batch.run()
+    return batch, background
+
+
 def test_the_store_forgets_the_task_and_keeps_its_name_once_it_ran():
     store = StatusStore(2)
-    background = BackgroundTasks()
-    holder = []
-    background.add_task(lambda: holder)  # a closure: its cells must not be kept
-    (record,) = store.add(background.tasks)
-    record.start()
-    record.end(None)
+    holder: list[int] = []
+    ran_batch(store, lambda: holder)  # a closure: its cells must not be kept
+    ((seq, record),) = store._records.items()
+    assert isinstance(record, TaskRecord)  # not the batch: its tasks' arguments are let go
     assert isinstance(record.what, str)
     assert record.what.endswith("<locals>.<lambda>")
+
+
+def test_a_queued_task_is_ready_then_running_then_ended_and_the_store_lets_its_batch_go():
+    app = own_app()
+    started, gate = threading.Event(), threading.Event()
+    seen: dict[str, TaskStatus | None] = {}
+    ids: dict[str, str] = {}
+
+    def hold() -> None:
+        seen["running"] = app.background.status(ids["hold"])
+        started.set()
+        assert gate.wait(10)
+
+    @app.post("/")
+    def create(*, background):
+        ids["hold"] = background.add_task(hold).id
+        ids["next"] = background.add_task(send_email, "x").id
+        return {}
+
+    Client(app).post("/", buffered=True)
+    try:
+        assert started.wait(10)
+        ready = app.background.status(ids["next"])
+        assert ready is not None
+        assert (ready.status, ready.attempts, ready.started_at) == (READY, 0, None)
+        assert [s.id for s in app.background.tasks(status=READY)] == [ids["next"]]
+    finally:
+        gate.set()
+    running = seen["running"]
+    assert running is not None
+    assert (running.status, running.attempts) == (RUNNING, 1)
+    assert running.enqueued_at <= running.started_at
+    assert app.background.drain(timeout=10)
+    assert [s.status for s in app.background.tasks()] == [SUCCESSFUL, SUCCESSFUL]
+    store = app.background.store
+    assert all(isinstance(entry, TaskRecord) for entry in store._records.values())
+
+
+def test_tasks_named_at_error_are_dropped_and_can_be_forgotten():
+    store = StatusStore(10)
+    background = BackgroundTasks()
+    ids = [background.add_task(send_email, "x").id for _ in range(2)]
+    batch = Batch(list(background.tasks), "POST /", None)
+    batch.track(store)
+    assert [s.status for s in store.tasks()] == [READY, READY]
+    assert report(batch, "was not run: the worker was aborted") == 2
+    dropped = store.status(ids[0])
+    assert dropped is not None
+    assert dropped.status == DROPPED
+    assert dropped.enqueued_at <= dropped.finished_at
+    assert store.forget(ids[0]) is True
+    assert [s.id for s in store.tasks(status=DROPPED)] == [ids[1]]
+
+
+def test_a_task_added_by_a_running_task_has_its_own_enqueued_time():
+    store = StatusStore(10)
+    background = BackgroundTasks()
+    added: list[str] = []
+
+    def first() -> None:
+        added.append(background.add_task(send_email, "x").id)
+
+    background.add_task(first)
+    batch = Batch([], "POST /", None)
+    batch.take(background, failed=False)
+    batch.track(store)
+    batch.run()
+    (late,) = added
+    status, first_status = store.status(late), store.status(background.tasks[0].id)
+    assert status is not None and first_status is not None
+    assert status.status == SUCCESSFUL
+    assert status.enqueued_at >= first_status.started_at
 
 
 def test_a_failed_requests_add_task_tasks_are_dropped_and_the_always_ones_run():
@@ -228,13 +310,8 @@ def test_forget_drops_a_finished_task_and_keeps_one_that_has_not_finished():
 
 def test_forget_leaves_the_other_tasks_in_their_order():
     store = StatusStore(10)
-    tasks = BackgroundTasks()
-    for _ in range(3):
-        tasks.add_task(send_email, "x")
-    records = store.add(tasks.tasks)
-    for record in records:
-        record.start()
-        record.end(None)
+    batch, tasks = ran_batch(store, send_email, send_email, send_email)
+    assert batch.done == 3
 
     assert store.forget(tasks.tasks[1].id) is True
 
