@@ -121,7 +121,9 @@ class AfterClose(Batch):
             return
         self.body = None
         try:
-            _close_inner(body)
+            # PERF: most bodies are send()'s one-item list, which has no close().
+            if type(body) is not list:
+                _close_inner(body)
         except Exception:
             logger.exception("closing the response iterable failed")
         finally:
@@ -147,8 +149,11 @@ class AfterClose(Batch):
     def __call__(self) -> None:
         """Run the ``after_response`` cleanups, then hand the tasks over (or run the rest)."""
         scope = self.scope
+        if scope is None:
+            self._hand_over()
+            return
         try:
-            if scope is not None and scope.exits[AFTER_RESPONSE]:
+            if scope.exits[AFTER_RESPONSE]:
                 scope.close_phase(AFTER_RESPONSE, self.failure)
         finally:
             self._hand_over()

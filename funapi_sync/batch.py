@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _process, status, tracing
 from .background import Finished, Handed, too_late
-from .status import TaskRecord, describe_error, pending_status
+from .status import pending_status
 
 if TYPE_CHECKING:
     from .background import BackgroundTask, BackgroundTasks
@@ -242,7 +242,8 @@ class Batch:
             first = self._run_tasks(first)
             if self.seal():
                 break
-        first = self._run_after(first)
+        if self.after is not None:
+            first = self._run_after(first)
         if first is not None:
             raise first
 
@@ -287,7 +288,7 @@ class Batch:
             if store is not None:
                 # NOTE: before ``done`` moves on, so a reader never sees the task ended
                 # without its record (see _where).
-                self._ended(store, task, finished - started, error)
+                store.ended(self, task, self._enqueued(task.seq), finished - started, error)
             del error
             index = self.done = index + 1
             self.current = -1
@@ -296,20 +297,6 @@ class Batch:
                 finished = _monotonic()
             started = finished
         return first
-
-    def _ended(
-        self, store: StatusStore, task: BackgroundTask, seconds: float, error: BaseException | None
-    ) -> None:
-        # The task's record, in its batch's place in ``store``.
-        enqueued = self._enqueued(task.seq)
-        now = _now()
-        if error is None:
-            record = TaskRecord(task, status.SUCCESSFUL, enqueued, now - seconds, now)
-        else:
-            record = TaskRecord(
-                task, status.FAILED, enqueued, now - seconds, now, describe_error(error)
-            )
-        store.ended(self, record)
 
     def _slow(self, task: BackgroundTask, seconds: float) -> None:
         logger.warning(
@@ -326,7 +313,8 @@ class Batch:
         # pool thread is shared, and these never come from a signal here (Python
         # delivers signals to the main thread only).
         if self.store is not None:
-            self._ended(self.store, task, _monotonic() - started, exc)
+            seconds = _monotonic() - started
+            self.store.ended(self, task, self._enqueued(task.seq), seconds, exc)
         self.failed += 1
         self.current = -1
         self.done = index + 1

@@ -130,13 +130,15 @@ class TaskPool:
             # its sentinels, so no batch can land behind them.
             if self._closed:
                 waits = False
-            elif self._fits(weight := self._accept(batch)):
-                self._held += weight
-                self._queue.put(batch)
-                return
             else:
-                # Noted first (by _accept above): drain() waits for it, and abort() names
-                # it while it waits.
+                # Noted first: drain() waits for it, and abort() names it while it waits.
+                weight = self._unfinished[batch] = len(batch.tasks) or 1
+                # PERF: _fits written out.
+                held = self._held
+                if held == 0 or held + weight <= self._capacity:
+                    self._held = held + weight
+                    self._queue.put(batch)
+                    return
                 waits = True
         if not waits:
             self._run_unqueued(batch)
@@ -160,11 +162,6 @@ class TaskPool:
         )
         self._finish_unqueued(batch)
         return True
-
-    def _accept(self, batch: Batch) -> int:
-        # Called with the lock held. Returns the batch's weight against the bound.
-        weight = self._unfinished[batch] = len(batch.tasks) or 1
-        return weight
 
     def _fits(self, weight: int) -> bool:
         # Called with the lock held. NOTE: an empty pool takes any batch, so one larger
@@ -273,7 +270,11 @@ class TaskPool:
                     self._held -= self._unfinished.pop(batch, 1)
                     self._completed += batch.done - batch.failed
                     self._failed += batch.failed
-                    self._end(batch)
+                    # PERF: _end written out.
+                    self._finished += 1
+                    batch.finished = True
+                    if self._waiters:
+                        self._changed.notify_all()
             # NOTE: dropped before the thread waits for the next one, so an idle pool does
             # not keep its last batch (the tasks' arguments, the request) alive.
             del batch
@@ -573,6 +574,10 @@ class PoolView:
     def pool(self) -> TaskPool:
         """The pool this view's batches go to, made now if this process has none yet."""
         if not self.own_pool:
+            # PERF: get_pool's first step, written out.
+            pool = _pool
+            if pool is not None and id(self.settings) in pool.checked:
+                return pool
             return get_pool(self.settings)
         pool = _own_pools.get(self)
         if pool is None:

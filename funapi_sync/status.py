@@ -91,42 +91,22 @@ class Pending(Protocol):
         ...
 
 
-class TaskRecord:
+class TaskRecord(NamedTuple):
     """One ended task's state in a :class:`StatusStore` (or a recorded or dropped one's).
 
     A task queued or running has no record: its batch answers for it (:class:`Pending`)
-    until the thread that ran it puts the record in its place.
+    until the thread that ran it puts the record in its place. A record never changes.
     """
 
-    __slots__ = (
-        "attempts",
-        "enqueued_at",
-        "error",
-        "finished_at",
-        "seq",
-        "started_at",
-        "status",
-        "what",
-    )
-
-    def __init__(
-        self,
-        task: BackgroundTask,
-        status: str,
-        enqueued_at: float,
-        started_at: float | None = None,
-        finished_at: float | None = None,
-        error: str | None = None,
-    ) -> None:
-        self.seq = task.seq
-        #: The callable while it may still run (named on read), its name once it ran.
-        self.what: Any = task.fn if status == READY else _light(task.fn)
-        self.status = status
-        self.attempts = 0 if started_at is None else 1
-        self.enqueued_at = enqueued_at
-        self.started_at = started_at
-        self.finished_at = enqueued_at if status == DROPPED and finished_at is None else finished_at
-        self.error = error
+    seq: int
+    #: The callable of a task that may still run (named on read), else its name.
+    what: Any
+    status: str
+    attempts: int
+    enqueued_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
 
     def snapshot(self) -> TaskStatus:
         what = self.what
@@ -140,6 +120,10 @@ class TaskRecord:
             _datetime(self.finished_at),
             self.error,
         )
+
+
+#: PERF: tuple.__new__ skips the NamedTuple's Python-level __new__.
+_new_record = tuple.__new__
 
 
 def _light(what: Any) -> Any:
@@ -197,7 +181,21 @@ class StatusStore:
     def add(self, tasks: Iterable[BackgroundTask], status: str = READY) -> list[TaskRecord]:
         """Keep a record of each of ``tasks`` (in ``status``); return the records, in order."""
         now = _now()
-        records = [TaskRecord(task, status, now) for task in tasks]
+        what = _light if status != READY else None
+        finished = now if status == DROPPED else None
+        records = [
+            TaskRecord(
+                task.seq,
+                task.fn if what is None else what(task.fn),
+                status,
+                0,
+                now,
+                None,
+                finished,
+                None,
+            )
+            for task in tasks
+        ]
         if self.size:
             with self._lock:
                 kept = self._records
@@ -213,15 +211,37 @@ class StatusStore:
                 kept = self._records
                 for task in tasks:
                     kept[task.seq] = batch
-                self._evict()
+                if len(kept) > self.size:
+                    self._evict()
 
-    def ended(self, batch: Pending, record: TaskRecord) -> None:
-        """Put ``record`` in ``batch``'s place: its task has ended (unless already forgotten)."""
-        if self.size:
-            with self._lock:
-                kept = self._records
-                if kept.get(record.seq) is batch:
-                    kept[record.seq] = record
+    def ended(
+        self,
+        batch: Pending,
+        task: BackgroundTask,
+        enqueued_at: float,
+        seconds: float,
+        error: BaseException | None,
+    ) -> None:
+        """Put ``task``'s record in ``batch``'s place: it ran ``seconds`` and ended now.
+
+        Unless the task was forgotten (or evicted) meanwhile.
+        """
+        if not self.size:
+            return
+        now = _now()
+        fn = task.fn
+        # PERF: _light's test written out for the usual task, a plain function.
+        if not (type(fn) is FunctionType and fn.__closure__ is None):
+            fn = _light(fn)
+        text = None if error is None else describe_error(error)
+        state = SUCCESSFUL if error is None else FAILED
+        record = _new_record(
+            TaskRecord, (task.seq, fn, state, 1, enqueued_at, now - seconds, now, text)
+        )
+        with self._lock:
+            kept = self._records
+            if kept.get(task.seq) is batch:
+                kept[task.seq] = record
 
     def _evict(self) -> None:
         # Called with the lock held.
