@@ -181,7 +181,7 @@ class Endpoint(Route):
                 result = render(rv, self.status_code, self.response_schema, self.runtime.encode)
         except Exception as exc:
             failure = exc
-        if trusted and scope is None and not (background and self.persist_early):
+        if trusted and scope is None and not (self.persist_early and background):
             assert result is not None
             return result, request, None
         return self._settle(environ, result, request, scope, background, failure)
@@ -204,7 +204,7 @@ class Endpoint(Route):
         runtime = self.runtime
         if scope is not None and scope.exits[BEFORE_RESPONSE]:
             failure, result = _close_before_response(scope, failure, result)
-        if background and self.persist_early and not runtime.mode.testing:
+        if self.persist_early and background and not runtime.mode.testing:
             # NOTE: after the before_response cleanups (a committed row's task is
             # stored), before the status line: a 202 then means "stored".
             error = persist_now(environ, runtime.backend, background, failure)
@@ -226,12 +226,17 @@ class Endpoint(Route):
         request: Request | None,
     ) -> AfterClose | None:
         """The close-time work to wrap the body in, or None (then add_task is over)."""
-        if background is not None and not background:
+        # PERF: the task list read directly (BackgroundTasks.__len__ is a Python call).
+        if background is not None and not background.tasks:
             # NOTE: a thread the handler started may still hold `background`: from now on
             # its add_task raises. PERF: no lock, no label formatted; a task that raced
             # in before the close is handed over below like any other.
             background.close(ClosedRequest(environ))
-        if scope is not None or background or _has_files(request):
+        if (
+            scope is not None
+            or (background is not None and background.tasks)
+            or _has_files(request)
+        ):
             return after_close(environ, self.runtime, background, scope, failure, request)
         return None
 
