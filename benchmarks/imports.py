@@ -1,13 +1,15 @@
 """Import time: a fresh ``python -c "import X"`` per run, funapi_sync against its peers.
 
 The whole process is timed, interpreter start included (what a worker boot or a CLI
-call pays), as the issue measured it: median of ``runs`` elapsed times per module, the
-modules interleaved run by run; the children's CPU time is reported beside it, since a
-shared machine's load moves elapsed time more than CPU time.
+call pays), with every module's bytecode compiled beforehand, as the issue measured it:
+median of ``runs`` elapsed times per module, the modules interleaved run by run; the
+children's CPU time is reported beside it, since a shared machine's load moves elapsed
+time more than CPU time.
 """
 
 from __future__ import annotations
 
+import compileall
 import os
 import resource
 import statistics
@@ -28,6 +30,10 @@ MODULES = ("funapi_sync", "flask", "falcon", "fastapi")
 def run(runs: int) -> dict[str, Any]:
     """``{module: {elapsed_ms, cpu_ms}}`` (medians), plus ``skipped`` for what is missing."""
     modules = [module for module in MODULES if installed(module)]
+    # NOTE: pip compiled the peers' bytecode when it installed them; this checkout's may be
+    # stale or missing (an editable install, PYTHONDONTWRITEBYTECODE=1), and each run would
+    # then compile funapi_sync from source: measured here as 50 ms of 165.
+    compileall.compile_dir(ROOT / "funapi_sync", quiet=1)
     samples: dict[str, list[tuple[float, float]]] = {module: [] for module in modules}
     for _ in range(runs):
         for module in modules:
