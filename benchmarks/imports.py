@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import compileall
 import os
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,19 @@ def run(runs: int) -> dict[str, Any]:
     # then compile funapi_sync from source: measured here as 50 ms of 165.
     compileall.compile_dir(ROOT / "funapi_sync", quiet=1)
     samples: dict[str, list[tuple[float, float]]] = {module: [] for module in modules}
-    for _ in range(runs):
-        for module in modules:
+    for round_ in range(runs):
+        # NOTE: each round in a new order, so no module always runs right after another.
+        for module in modules[round_ % len(modules) :] + modules[: round_ % len(modules)]:
             samples[module].append(_one(module))
     results: dict[str, Any] = {
         module: {
             "elapsed_ms": statistics.median(elapsed for elapsed, _ in runs_),
             "cpu_ms": statistics.median(cpu for _, cpu in runs_),
+            # NOTE: the median of the rounds' ratios, each round's two figures taken back
+            # to back: this machine's speed drifts by a quarter between rounds.
+            "elapsed_to_first": statistics.median(
+                mine[0] / first[0] for mine, first in zip(runs_, samples[modules[0]], strict=True)
+            ),
         }
         for module, runs_ in samples.items()
     }
@@ -54,12 +60,18 @@ def _one(module: str) -> tuple[float, float]:
     # NOTE: this checkout's funapi_sync, not another one installed in the environment.
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-c", f"import {module}"], check=True, timeout=60, env=env, cwd=ROOT
-    )
+    process = subprocess.Popen([sys.executable, "-c", f"import {module}"], env=env, cwd=ROOT)
+    # NOTE: a blocking wait4, not subprocess's wait(timeout), which polls with sleeps of up
+    # to 50 ms and so rounded every elapsed time up to the next 50 ms step.
+    timer = threading.Timer(60, process.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        timer.cancel()
     elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return elapsed * 1000, cpu * 1000
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, process.args)
+    return elapsed * 1000, (usage.ru_utime + usage.ru_stime) * 1000

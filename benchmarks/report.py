@@ -150,14 +150,21 @@ def http_tables(figures: dict[str, Any]) -> str:
 def import_table(figures: dict[str, Any]) -> str:
     modules = [m for m in figures if m not in ("runs", "skipped")]
     rows = [
-        [f"`import {m}`", f"{figures[m]['elapsed_ms']:.0f}", f"{figures[m]['cpu_ms']:.0f}"]
+        [
+            f"`import {m}`",
+            f"{figures[m]['elapsed_ms']:.0f}",
+            f"{figures[m]['cpu_ms']:.0f}",
+            f"{figures[m]['elapsed_to_first']:.2f}" if "elapsed_to_first" in figures[m] else "",
+        ]
         for m in modules
     ]
     skipped = "".join(f" Skipped: {m} ({why})." for m, why in figures.get("skipped", {}).items())
     return (
-        f'Import, a fresh `python -c "import X"` per run (interpreter start included),'
-        f" median of {figures['runs']} runs, modules interleaved.{skipped}\n\n"
-        + _table(["module", "elapsed ms", "CPU ms"], rows)
+        f'Import, a fresh `python -c "import X"` per run (interpreter start included, bytecode'
+        f" compiled beforehand), median of {figures['runs']} runs, modules interleaved; the"
+        f" ratio is the median of the rounds' ratios to funapi_sync's, each round's figures"
+        f" taken back to back.{skipped}\n\n"
+        + _table(["module", "elapsed ms", "CPU ms", "elapsed ÷ funapi_sync"], rows)
     )
 
 
@@ -320,8 +327,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 def _import_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
     if FUNAPI not in figures or "flask" not in figures:
         return []
-    ratio = figures[FUNAPI]["elapsed_ms"] / figures["flask"]["elapsed_ms"]
-    return [_target("import funapi_sync ≤ import flask (elapsed, median)", ratio, ratio <= 1.0)]
+    if "elapsed_to_first" in figures["flask"]:
+        # NOTE: funapi_sync runs first in MODULES: flask's figure is flask ÷ funapi_sync.
+        ratio = 1 / figures["flask"]["elapsed_to_first"]
+        name = "import funapi_sync ≤ import flask (elapsed, median of the rounds' ratios)"
+    else:
+        ratio = figures[FUNAPI]["elapsed_ms"] / figures["flask"]["elapsed_ms"]
+        name = "import funapi_sync ≤ import flask (elapsed, median)"
+    return [_target(name, ratio, ratio <= 1.0)]
 
 
 def _http_targets(

@@ -160,10 +160,26 @@ def _at_interpreter_exit() -> None:
 
 os.register_at_fork(after_in_child=_reset_in_child)
 
-# NOTE: threading's own exit hooks run before the executor joins its threads (and before
-# atexit), so the drain can time out and name what it skips; atexit would run too late.
-# It is a private hook, present since 3.9; fall back to atexit where it is missing.
+# NOTE: threading's own exit hooks run before atexit, so the drain can time out and name
+# what it skips; atexit would run too late. It is a private hook, present since 3.9; fall
+# back to atexit where it is missing.
 _register = getattr(threading, "_register_atexit", None)
+
+
+def exit_before_executors() -> None:
+    """Have the exit's drain run before ``concurrent.futures`` joins its executors' threads.
+
+    Call it once ``concurrent.futures.thread`` is imported (the pool imports it when it is
+    first made, not at ``import funapi_sync``). threading runs its exit hooks last
+    registered first, and the executors' hook joins every pool thread, which only the
+    drain's sentinels let go: registered after it, the drain runs first. Running twice is
+    harmless (:func:`shutdown_process` runs once).
+    """
+    if _register is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+            _register(_at_interpreter_exit)
+
+
 if _register is not None:
     _register(_at_interpreter_exit)
 else:  # pragma: no cover

@@ -6,11 +6,13 @@ import contextlib
 import contextvars
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from . import _process
 from ._scheduling import as_main_thread
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -30,6 +32,9 @@ def _get_executor() -> ThreadPoolExecutor:
     if executor is None:
         with _lock:
             if _executor is None:
+                # PERF: imported by the first spawn, not by every app.
+                from concurrent.futures import ThreadPoolExecutor
+
                 # NOTE: a fan-out thread first started by a background task would
                 # inherit the pool thread's SCHED_BATCH, and then run requests' spawns.
                 _executor = ThreadPoolExecutor(
@@ -61,6 +66,8 @@ class Spawned(Generic[T]):
     __slots__ = ("_args", "_claim", "_context", "_fn", "_kwargs", "future")
 
     def __init__(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        from concurrent.futures import Future
+
         #: The :class:`concurrent.futures.Future` of the call.
         self.future: Future[T] = Future()
         self._fn = fn

@@ -6,12 +6,10 @@ How a batch runs, and how an unfinished task is named, is :mod:`funapi_sync.batc
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _process
 from ._scheduling import yield_on_wakeup
@@ -19,6 +17,9 @@ from ._stuck import StuckThreads
 from .batch import Batch as Batch
 from .batch import report
 from .batch import report_never_closed as report_never_closed
+
+if TYPE_CHECKING:
+    import queue
 
 logger = logging.getLogger("funapi_sync.background")
 
@@ -86,7 +87,13 @@ class TaskPool:
         self.settings = settings
         #: Settings already compared with the pool's, by id (kept alive so ids stay unique).
         self.checked: dict[int, PoolSettings] = {id(settings): settings}
-        self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        # PERF: imported by the first pool, not by every app that never adds a task.
+        from concurrent.futures import ThreadPoolExecutor
+        from queue import SimpleQueue
+
+        _process.exit_before_executors()
+
+        self._queue: queue.SimpleQueue[Batch | None] = SimpleQueue()
         self._capacity = settings.queue_size + settings.workers
         # NOTE: abort() runs in a signal handler, on a thread that may hold this lock:
         # it takes no lock; everything else does.

@@ -44,7 +44,6 @@ def caplog_funapi(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-
 # -- the fast loop starts no process --------------------------------------------------------
 
 #: What starts a process: subprocess (and asyncio's), multiprocessing and os.fork all end in one

@@ -147,8 +147,6 @@ def records(path: Path) -> list[tuple[str, int]]:
     ]
 
 
-
-
 def test_app_run_refuses_flasks_debug_before_any_startup_hook_runs():
     app = App()
     started = []

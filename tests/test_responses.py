@@ -455,7 +455,14 @@ def test_error_status_is_not_dumped_through_the_response_schema(app, client):
         ),
     ],
     ids=[
-        "4-tuple", "unknown-status", "str-status", "bytes", "object", "nan", "str-headers", "triple"
+        "4-tuple",
+        "unknown-status",
+        "str-status",
+        "bytes",
+        "object",
+        "nan",
+        "str-headers",
+        "triple",
     ],
 )
 def test_bad_return_value_is_a_logged_500(app, client, caplog_funapi, value, message):

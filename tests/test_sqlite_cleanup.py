@@ -104,5 +104,3 @@ def test_werkzeugs_client_without_testing_mode_still_commits_before_the_201(live
         assert client.get("/users/1").status_code == 200
     assert live.app.background.drain(timeout=30)
     assert rows(db_file, "SELECT user_id FROM emails") == [(1,)]
-
-

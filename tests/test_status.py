@@ -153,7 +153,7 @@ def test_the_store_forgets_the_task_and_keeps_its_name_once_it_ran():
     store = StatusStore(2)
     holder: list[int] = []
     ran_batch(store, lambda: holder)  # a closure: its cells must not be kept
-    ((seq, record),) = store._records.items()
+    ((_seq, record),) = store._records.items()
     assert isinstance(record, TaskRecord)  # not the batch: its tasks' arguments are let go
     assert isinstance(record.what, str)
     assert record.what.endswith("<locals>.<lambda>")
@@ -226,7 +226,8 @@ def test_a_task_added_by_a_running_task_has_its_own_enqueued_time():
     batch.run()
     (late,) = added
     status, first_status = store.status(late), store.status(background.tasks[0].id)
-    assert status is not None and first_status is not None
+    assert status is not None
+    assert first_status is not None
     assert status.status == SUCCESSFUL
     assert status.enqueued_at >= first_status.started_at
 

@@ -98,8 +98,8 @@ def test_the_page_lists_tasks_newest_first_with_counts_and_errors():
     order = [second["charge"], second["ship"], first["charge"], first["ship"]]
     positions = [page.index(f'data-task-id="{task_id}"') for task_id in order]
     assert positions == sorted(positions)
-    assert "FAILED <span class=\"count\">2</span>" in page
-    assert "SUCCESSFUL <span class=\"count\">2</span>" in page
+    assert 'FAILED <span class="count">2</span>' in page
+    assert 'SUCCESSFUL <span class="count">2</span>' in page
     assert "test_tasks_page.charge</code>" in page
     assert 'href="/_tasks/tasks.css"' in page
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
@@ -348,4 +348,4 @@ def test_the_list_shows_at_most_limit_tasks_and_says_the_count_is_capped():
     page = client.get("/_tasks", headers=AUTH).text
 
     assert page.count('<tr class="task"') == 2
-    assert "SUCCESSFUL <span class=\"count\">2+</span>" in page
+    assert 'SUCCESSFUL <span class="count">2+</span>' in page

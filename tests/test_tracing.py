@@ -416,9 +416,7 @@ def test_a_retried_sqlite_task_has_a_span_for_attempt_two_in_the_same_trace(
         assert task.status.description == "ValueError: card declined for order 7"
 
 
-def test_a_sqlite_app_with_tracing_off_stores_no_trace_and_makes_no_task_span(
-    exporter, tmp_path
-):
+def test_a_sqlite_app_with_tracing_off_stores_no_trace_and_makes_no_task_span(exporter, tmp_path):
     app = _sqlite_app(tmp_path, "off")
     try:
         task_id = _post(app, "/signup")

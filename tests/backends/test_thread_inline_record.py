@@ -134,7 +134,6 @@ def test_record_keeps_tasks_in_order_and_runs_none() -> None:
     assert len(app.background.recorded) == 2
 
 
-
 @pytest.mark.parametrize("mode", ["app.testing", "raise_task_errors"])
 def test_record_still_records_in_testing_mode(mode: str) -> None:
     app = App(background_backend="record")
@@ -154,6 +153,7 @@ def test_record_still_records_in_testing_mode(mode: str) -> None:
     assert response.status_code == 201
     assert app.background.recorded == [(ran.append, ("never",), {})]
     assert ran == []
+
 
 def test_record_keeps_only_add_task_always_tasks_of_a_failed_request() -> None:
     app = App(background_backend="record")

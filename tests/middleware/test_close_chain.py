@@ -67,5 +67,3 @@ def test_control_a_middleware_that_drops_close_loses_the_tasks() -> None:
     response = app.test_client().get("/big/t1", headers=HEADERS)
     assert response.status_code == 200
     assert recorded == []
-
-

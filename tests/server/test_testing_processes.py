@@ -21,7 +21,7 @@ pytestmark = pytest.mark.server
 
 ROOT = Path(__file__).resolve().parents[2]
 
-USER_TESTS = '''
+USER_TESTS = """
 from pathlib import Path
 
 from werkzeug.test import Client
@@ -61,7 +61,7 @@ def test_signup():
 
 def test_order():
     assert Client(app).post("/orders").status_code == 201
-'''
+"""
 
 
 def test_a_status_only_test_runs_the_tasks_and_a_failing_task_fails_it(tmp_path: Path) -> None:
