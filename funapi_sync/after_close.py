@@ -217,8 +217,11 @@ class AfterClose(Batch):
                 assert self.request is not None
                 self.request.close()
             # NOTE: ``after`` is this bound method: drop the cycle it makes, so the
-            # request and its scope are freed now, not by the garbage collector.
+            # request and its scope are freed now, not by the garbage collector. A
+            # status store may keep the batch a while (a task named DROPPED answers from
+            # it): it keeps the tasks, not the request.
             self.after = None
+            self.background = self.request = self.scope = self.failure = None
 
     def lost(self) -> None:
         """The response was garbage-collected without ``close()``: say what is lost.
