@@ -121,9 +121,7 @@ class AfterClose(Batch):
             return
         self.body = None
         try:
-            # PERF: most bodies are send()'s one-item list, which has no close().
-            if type(body) is not list:
-                _close_inner(body)
+            _close_inner(body)
         except Exception:
             logger.exception("closing the response iterable failed")
         finally:

@@ -140,10 +140,8 @@ class TaskPool:
             else:
                 # Noted first: drain() waits for it, and abort() names it while it waits.
                 weight = self._unfinished[batch] = len(batch.tasks) or 1
-                # PERF: _fits written out.
-                held = self._held
-                if held == 0 or held + weight <= self._capacity:
-                    self._held = held + weight
+                if self._fits(weight):
+                    self._held += weight
                     self._queue.put(batch)
                     return
                 waits = True
@@ -277,11 +275,7 @@ class TaskPool:
                     self._held -= self._unfinished.pop(batch, 1)
                     self._completed += batch.done - batch.failed
                     self._failed += batch.failed
-                    # PERF: _end written out.
-                    self._finished += 1
-                    batch.finished = True
-                    if self._waiters:
-                        self._changed.notify_all()
+                    self._end(batch)
             # NOTE: dropped before the thread waits for the next one, so an idle pool does
             # not keep its last batch (the tasks' arguments, the request) alive.
             del batch
@@ -581,10 +575,6 @@ class PoolView:
     def pool(self) -> TaskPool:
         """The pool this view's batches go to, made now if this process has none yet."""
         if not self.own_pool:
-            # PERF: get_pool's first step, written out.
-            pool = _pool
-            if pool is not None and id(self.settings) in pool.checked:
-                return pool
             return get_pool(self.settings)
         pool = _own_pools.get(self)
         if pool is None:

@@ -181,18 +181,12 @@ class StatusStore:
     def add(self, tasks: Iterable[BackgroundTask], status: str = READY) -> list[TaskRecord]:
         """Keep a record of each of ``tasks`` (in ``status``); return the records, in order."""
         now = _now()
-        what = _light if status != READY else None
+        # NOTE: a READY task may still run: its callable is named on read.
+        keep = status == READY
         finished = now if status == DROPPED else None
         records = [
             TaskRecord(
-                task.seq,
-                task.fn if what is None else what(task.fn),
-                status,
-                0,
-                now,
-                None,
-                finished,
-                None,
+                task.seq, task.fn if keep else _light(task.fn), status, 0, now, None, finished, None
             )
             for task in tasks
         ]
@@ -229,10 +223,7 @@ class StatusStore:
         if not self.size:
             return
         now = _now()
-        fn = task.fn
-        # PERF: _light's test written out for the usual task, a plain function.
-        if not (type(fn) is FunctionType and fn.__closure__ is None):
-            fn = _light(fn)
+        fn = _light(task.fn)
         text = None if error is None else describe_error(error)
         state = SUCCESSFUL if error is None else FAILED
         record = _new_record(
