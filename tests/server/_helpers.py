@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,3 +140,17 @@ def run_gunicorn(
         wait_workers=wait_workers,
     ) as server:
         yield server
+
+
+def run_python(code: str) -> str:
+    """Run ``code`` (dedented) in a fresh interpreter on this checkout; its stripped stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()

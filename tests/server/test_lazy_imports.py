@@ -6,12 +6,8 @@ server tests. Deferred is not dropped: each name still works on first use.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import pytest
-from _helpers import ROOT
+from _helpers import run_python
 
 pytestmark = pytest.mark.server
 
@@ -22,21 +18,8 @@ DEFERRED = ("jinja2", "apispec", "werkzeug.serving", "http.server", "werkzeug.te
 DEFERRED_UNTIL_A_TASK = ("concurrent.futures", "queue")
 
 
-def _run(code: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 def test_import_funapi_sync_imports_none_of_the_deferred_modules():
-    out = _run(
+    out = run_python(
         f"""
         import sys
         import funapi_sync
@@ -48,7 +31,7 @@ def test_import_funapi_sync_imports_none_of_the_deferred_modules():
 
 
 def test_an_app_with_routes_served_as_wsgi_still_imports_none_of_them():
-    out = _run(
+    out = run_python(
         f"""
         import sys
         from funapi_sync import App, Schema
@@ -81,7 +64,7 @@ def test_an_app_with_routes_served_as_wsgi_still_imports_none_of_them():
 
 
 def test_an_app_with_the_tasks_page_imports_jinja2_when_the_page_is_first_rendered():
-    out = _run(
+    out = run_python(
         """
         import sys
         from funapi_sync import App
@@ -103,7 +86,7 @@ def test_an_app_with_the_tasks_page_imports_jinja2_when_the_page_is_first_render
 
 
 def test_each_deferred_name_works_on_first_use():
-    out = _run(
+    out = run_python(
         """
         import funapi_sync
         import werkzeug
@@ -130,7 +113,7 @@ def test_each_deferred_name_works_on_first_use():
 
 
 def test_a_submodule_the_package_init_imported_is_still_an_attribute():
-    out = _run(
+    out = run_python(
         """
         import sys
         import funapi_sync
@@ -144,7 +127,7 @@ def test_a_submodule_the_package_init_imported_is_still_an_attribute():
 
 
 def test_werkzeug_imported_first_is_left_as_it_is():
-    out = _run(
+    out = run_python(
         """
         import sys
         import werkzeug

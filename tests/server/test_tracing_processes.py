@@ -7,32 +7,15 @@ what is checked is that funapi_sync never imports it itself, whatever ``task_tra
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import pytest
-from _helpers import ROOT
+from _helpers import run_python
 
 pytestmark = pytest.mark.server
 
 
-def _run(code: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 @pytest.mark.parametrize("mode", ["child", "link", "off"])
 def test_a_request_with_a_task_imports_nothing_of_opentelemetry(mode):
-    out = _run(
+    out = run_python(
         f"""
         import importlib.util, sys
         from werkzeug.test import Client
